@@ -1,0 +1,299 @@
+//! The messages that cross the plugin boundary, as plain serde data.
+//!
+//! The binary boundary (`authplug-abi`) is frozen: it moves opaque JSON strings between the host and
+//! a plugin. Everything that evolves lives here, under one semver, [`PROTOCOL_VERSION`]:
+//!
+//! * a **minor** bump may add optional fields (always `#[serde(default)]`), new methods and new host
+//!   callbacks; a plugin built against an older minor keeps loading and working;
+//! * a **major** bump is anything else, and the host refuses plugins of another major.
+//!
+//! Unknown fields are ignored on both sides (no `deny_unknown_fields` anywhere), so a message from a
+//! newer peer still parses. Methods that a plugin does not know answer
+//! [`ErrorCode::UnknownMethod`]; the host checks [`method::since`] before it calls one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+mod secret;
+mod version;
+
+pub use secret::Secret;
+pub use version::{ProtocolVersion, VersionError};
+
+/// The protocol version this crate defines. Kept equal to the crate's own version.
+pub const PROTOCOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The methods a host may call on a plugin (the `method` argument of the boundary's `call` entry).
+pub mod method {
+    /// Run onboarding for a scheme: [`crate::OnboardRequest`] -> [`crate::OnboardStep`].
+    pub const ONBOARD: &str = "onboard";
+
+    /// The protocol version (`major.minor`) that introduced `method`, or `None` if unknown.
+    pub fn since(method: &str) -> Option<(u64, u64)> {
+        match method {
+            ONBOARD => Some((1, 0)),
+            _ => None,
+        }
+    }
+}
+
+/// The callbacks a plugin may make on the host (the host handle's one `call` entry).
+pub mod host_method {
+    /// Perform one HTTP request with the host's transport: [`crate::HttpRequest`] ->
+    /// [`crate::HttpResponse`].
+    pub const HTTP: &str = "http";
+}
+
+/// What a plugin says about itself when the host loads it (the boundary's `describe` entry).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginManifest {
+    /// The protocol version the plugin was built against (`PROTOCOL_VERSION` of its SDK).
+    pub protocol: String,
+    pub plugin: PluginInfo,
+    pub schemes: Vec<SchemeDescriptor>,
+}
+
+/// The plugin crate's identity, for listings and error messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+}
+
+/// The contract of one authentication scheme.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchemeDescriptor {
+    /// Stable identifier, `[a-z][a-z0-9_-]*`, e.g. `api_key`.
+    pub id: String,
+    /// Human name, used as the section title of the reference page, e.g. `API key`.
+    pub display_name: String,
+    /// The `(auth, auth_variant)` pairs of connector manifests that this scheme serves.
+    pub serves: Vec<AuthPair>,
+    /// Secrets the user must supply.
+    pub required: Vec<RequiredSecret>,
+    /// Secrets the scheme injects into the connector's system. The host enforces that onboarding
+    /// yields exactly these names.
+    pub injected: Vec<InjectedSecret>,
+}
+
+/// One `(auth, auth_variant)` pair of a connector manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AuthPair {
+    pub auth: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_variant: Option<String>,
+}
+
+impl AuthPair {
+    pub fn new(auth: &str, auth_variant: Option<&str>) -> Self {
+        Self { auth: auth.to_owned(), auth_variant: auth_variant.map(str::to_owned) }
+    }
+}
+
+impl fmt::Display for AuthPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.auth_variant {
+            Some(variant) => write!(f, "{}/{}", self.auth, variant),
+            None => f.write_str(&self.auth),
+        }
+    }
+}
+
+/// A secret the user supplies during onboarding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequiredSecret {
+    pub name: String,
+    pub description: String,
+    /// Whether the value is confidential (hidden when prompted, never echoed). Defaults to true.
+    #[serde(default = "yes")]
+    pub secret: bool,
+}
+
+/// A secret the scheme injects into the connector's system configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InjectedSecret {
+    pub name: String,
+    pub description: String,
+    #[serde(rename = "type", default)]
+    pub value_type: ValueType,
+}
+
+/// The type column of the reference page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ValueType {
+    #[default]
+    String,
+}
+
+impl fmt::Display for ValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueType::String => f.write_str("String"),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Input of [`method::ONBOARD`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnboardRequest {
+    /// Which of the plugin's schemes is meant.
+    pub scheme: String,
+    /// The required secrets, by name.
+    pub required: BTreeMap<String, Secret>,
+    /// Non-secret parameters (e.g. the connector manifest's scheme block).
+    #[serde(default)]
+    pub parameters: BTreeMap<String, serde_json::Value>,
+}
+
+/// Output of [`method::ONBOARD`]: the next step. Later protocol minors add steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum OnboardStep {
+    /// Onboarding is complete.
+    Done {
+        /// Exactly the scheme's declared injected secrets.
+        injected: BTreeMap<String, Secret>,
+        /// When the injected secrets stop working (Unix seconds), if they expire.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<i64>,
+    },
+}
+
+/// The error half of every call, in both directions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    /// One line for a human. Never contains a secret value.
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    /// The JSON form; infallible for this plain struct.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"code":"internal","message":"unserializable error"}"#.to_owned()
+        })
+    }
+}
+
+impl fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// Machine-readable error classes. Unknown codes from a newer peer parse as `Other`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request was malformed or a required input is missing or unusable.
+    InvalidInput,
+    /// The plugin does not have the named scheme.
+    UnknownScheme,
+    /// The plugin does not know the method (built against an older protocol).
+    UnknownMethod,
+    /// The plugin panicked; the call failed, the plugin stays loaded.
+    PluginPanic,
+    /// An HTTP request through the host failed (transport, policy, size).
+    Http,
+    /// The provider refused (wrong credentials, revoked grant, ...).
+    Provider,
+    /// The plugin broke the scheme contract (e.g. injected an undeclared secret).
+    ContractViolation,
+    /// A bug or an unexpected state.
+    Internal,
+    #[serde(other)]
+    Other,
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = serde_json::to_value(self).ok();
+        f.write_str(text.as_ref().and_then(|v| v.as_str()).unwrap_or("other"))
+    }
+}
+
+/// Input of the [`host_method::HTTP`] callback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default, with = "base64_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// Output of the [`host_method::HTTP`] callback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpResponse {
+    pub status: u16,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default, with = "base64_bytes")]
+    pub body: Vec<u8>,
+}
+
+/// Bodies travel as base64 so that any bytes survive JSON.
+mod base64_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_and_codes_are_tolerated() {
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"code":"brand_new","message":"m","extra":1}"#).unwrap();
+        assert_eq!(body.code, ErrorCode::Other);
+        let pair: AuthPair = serde_json::from_str(r#"{"auth":"api_key","future":true}"#).unwrap();
+        assert_eq!(pair.to_string(), "api_key");
+    }
+
+    #[test]
+    fn onboard_step_is_tagged() {
+        let step = OnboardStep::Done { injected: BTreeMap::new(), expires_at: None };
+        assert_eq!(serde_json::to_string(&step).unwrap(), r#"{"step":"done","injected":{}}"#);
+    }
+
+    #[test]
+    fn http_bodies_round_trip_any_bytes() {
+        let req = HttpRequest {
+            method: "POST".into(),
+            url: "https://example.test/".into(),
+            headers: vec![],
+            body: vec![0, 255, 10],
+        };
+        let back: HttpRequest =
+            serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn error_codes_display_as_their_wire_name() {
+        assert_eq!(ErrorCode::PluginPanic.to_string(), "plugin_panic");
+    }
+}

@@ -1,0 +1,117 @@
+//! The authplug SDK: what a scheme plugin author writes against.
+//!
+//! A scheme is a type implementing [`Scheme`]. A plugin crate registers its schemes with
+//! [`register_scheme!`] and, once per crate, exports them with [`export_plugin!`]. The crate is
+//! built as `crate-type = ["cdylib", "rlib"]`: the host loads the cdylib at startup; the rlib lets
+//! the same scheme be linked statically (its own tests, and the host's registry picks up statically
+//! linked schemes too).
+//!
+//! ```ignore
+//! use authplug_sdk::prelude::*;
+//!
+//! struct MyScheme;
+//! impl Scheme for MyScheme { /* descriptor, onboard */ }
+//!
+//! authplug_sdk::register_scheme!(MyScheme);
+//! authplug_sdk::export_plugin!();
+//! ```
+//!
+//! A plugin does no I/O of its own: HTTP goes through the host ([`Host::http`], or
+//! [`Host::http_client`] for the `oauth2` crate), which owns TLS, timeouts, redirects, size limits
+//! and the SSRF guard. Panics inside a scheme become a `plugin_panic` error for that call only.
+
+mod entry;
+mod host;
+
+pub use authplug_protocol as protocol;
+pub use authplug_protocol::{
+    AuthPair, ErrorBody, ErrorCode, HttpRequest, HttpResponse, InjectedSecret, OnboardRequest,
+    OnboardStep, RequiredSecret, SchemeDescriptor, Secret, ValueType,
+};
+pub use host::{Host, HostCall, HostHttp, HostHttpError};
+
+/// The error a scheme returns: a code and one line for a human, never with a secret value.
+pub type Error = ErrorBody;
+
+/// An authentication scheme. Implementations should read like the provider's documentation.
+pub trait Scheme: Send + Sync + 'static {
+    /// The scheme's contract: what it needs and what it injects.
+    fn descriptor(&self) -> SchemeDescriptor;
+
+    /// Runs onboarding with the user's required secrets.
+    fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error>;
+}
+
+/// One registered scheme; created by [`register_scheme!`].
+#[derive(Clone, Copy)]
+pub struct Registration {
+    pub scheme: &'static dyn Scheme,
+    /// The crate that registered it, e.g. `api-key` (for listings of statically linked schemes).
+    pub crate_name: &'static str,
+    pub crate_version: &'static str,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration").field("crate_name", &self.crate_name).finish()
+    }
+}
+
+inventory::collect!(Registration);
+
+/// Every scheme registered in this artifact (this plugin file, or the host binary or test that
+/// links scheme crates statically). Registrations do not cross a shared-library boundary.
+pub fn registered() -> impl Iterator<Item = &'static Registration> {
+    inventory::iter::<Registration>.into_iter()
+}
+
+/// Registers a scheme value (a constant expression, e.g. a unit struct) with this artifact.
+#[macro_export]
+macro_rules! register_scheme {
+    ($scheme:expr) => {
+        $crate::__private::inventory::submit! {
+            $crate::Registration {
+                scheme: &$scheme,
+                crate_name: env!("CARGO_PKG_NAME"),
+                crate_version: env!("CARGO_PKG_VERSION"),
+            }
+        }
+    };
+}
+
+/// Exports every scheme this crate registered as the plugin's root module. Once per plugin crate.
+#[macro_export]
+macro_rules! export_plugin {
+    () => {
+        #[doc(hidden)]
+        pub struct __AuthplugPlugin;
+        impl $crate::__private::PluginIdentity for __AuthplugPlugin {
+            const NAME: &'static str = env!("CARGO_PKG_NAME");
+            const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+        }
+        $crate::__private::authplug_abi::export_plugin_entry!(
+            $crate::__private::Entry<__AuthplugPlugin>
+        );
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::entry::{Entry, PluginIdentity};
+    pub use authplug_abi;
+    pub use inventory;
+}
+
+/// Dispatches one boundary call to the registered schemes: the plugin side of the protocol.
+pub use entry::dispatch;
+
+/// The plugin manifest built from this artifact's registrations.
+pub use entry::manifest;
+
+/// What most scheme crates import.
+pub mod prelude {
+    pub use crate::{
+        AuthPair, Error, ErrorCode, Host, InjectedSecret, OnboardRequest, OnboardStep,
+        RequiredSecret, Scheme, SchemeDescriptor, Secret, ValueType,
+    };
+}
