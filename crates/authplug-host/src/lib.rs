@@ -1,1 +1,31 @@
+//! The authplug host: finds and loads scheme plugins at startup, keeps the registry of schemes,
+//! enforces each scheme's contract, and provides the capabilities plugins may use (HTTP).
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use authplug_host::{LoadOptions, Registry};
+//! let registry = Registry::load(&LoadOptions::from_dirs(["/usr/lib/authplug/plugins"]));
+//! for refusal in registry.refusals() {
+//!     eprintln!("warning: {refusal}");
+//! }
+//! let scheme = registry.resolve("api_key", None).expect("api_key is installed");
+//! # Ok(()) }
+//! ```
+//!
+//! Plugins are called synchronously. A call may block on the host's HTTP transport, so call them
+//! from blocking threads (`tokio::task::spawn_blocking`), never on an async worker thread.
 
+mod call;
+pub mod docs;
+mod loader;
+mod redact;
+mod registry;
+pub mod transport;
+
+pub use call::{CallError, HostServices};
+pub use loader::{LoadOptions, Refusal};
+pub use registry::{LoadedScheme, Origin, Registry};
+pub use transport::{Transport, TransportConfig};
+
+/// The platform's file name suffix for shared libraries (`so`, `dylib`, `dll`).
+pub const PLUGIN_SUFFIX: &str = std::env::consts::DLL_EXTENSION;

@@ -29,11 +29,15 @@ pub const PROTOCOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod method {
     /// Run onboarding for a scheme: [`crate::OnboardRequest`] -> [`crate::OnboardStep`].
     pub const ONBOARD: &str = "onboard";
+    /// What one outbound request needs: [`crate::ApplyRequest`] -> [`crate::ApplyResponse`].
+    /// Since 1.1.
+    pub const APPLY: &str = "apply";
 
     /// The protocol version (`major.minor`) that introduced `method`, or `None` if unknown.
     pub fn since(method: &str) -> Option<(u64, u64)> {
         match method {
             ONBOARD => Some((1, 0)),
+            APPLY => Some((1, 1)),
             _ => None,
         }
     }
@@ -76,6 +80,13 @@ pub struct SchemeDescriptor {
     /// Secrets the scheme injects into the connector's system. The host enforces that onboarding
     /// yields exactly these names.
     pub injected: Vec<InjectedSecret>,
+    /// The sentence that opens the scheme's section of the reference page, when the generic one
+    /// ("For connectors that use ``auth`` authentication, ...") does not fit. Since 1.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intro: Option<String>,
+    /// Remarks listed under the tables of the reference page (examples, caveats). Since 1.1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One `(auth, auth_variant)` pair of a connector manifest.
@@ -165,6 +176,26 @@ pub enum OnboardStep {
     },
 }
 
+/// Input of [`method::APPLY`]: make one outbound request authenticated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    pub scheme: String,
+    /// The stored injected secrets.
+    pub injected: BTreeMap<String, Secret>,
+    /// How to apply them where the scheme offers choices (e.g. header name, query parameter).
+    #[serde(default)]
+    pub parameters: BTreeMap<String, serde_json::Value>,
+}
+
+/// Output of [`method::APPLY`]: what to add to the outbound request. Values are secret.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    #[serde(default)]
+    pub headers: Vec<(String, Secret)>,
+    #[serde(default)]
+    pub query: Vec<(String, Secret)>,
+}
+
 /// The error half of every call, in both directions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -242,6 +273,12 @@ pub struct HttpResponse {
     pub headers: Vec<(String, String)>,
     #[serde(default, with = "base64_bytes")]
     pub body: Vec<u8>,
+}
+
+/// Standard base64 with padding, for schemes that build HTTP Basic credentials.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Bodies travel as base64 so that any bytes survive JSON.

@@ -6,7 +6,8 @@ use std::sync::Once;
 
 use authplug_abi::{HostHandle, PluginEntry};
 use authplug_protocol::{
-    method, ErrorBody, ErrorCode, OnboardRequest, PluginInfo, PluginManifest, PROTOCOL_VERSION,
+    method, ApplyRequest, ErrorBody, ErrorCode, OnboardRequest, PluginInfo, PluginManifest,
+    PROTOCOL_VERSION,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -60,6 +61,10 @@ pub fn dispatch(method: &str, request: &str, host: &Host<'_>) -> Result<String, 
         method::ONBOARD => parse::<OnboardRequest>(method, request).and_then(|request| {
             let scheme = find(&request.scheme)?;
             answer(scheme.onboard(request, host)?)
+        }),
+        method::APPLY => parse::<ApplyRequest>(method, request).and_then(|request| {
+            let scheme = find(&request.scheme)?;
+            answer(scheme.apply(request, host)?)
         }),
         _ => Err(ErrorBody::new(
             ErrorCode::UnknownMethod,

@@ -25,8 +25,9 @@ mod host;
 
 pub use authplug_protocol as protocol;
 pub use authplug_protocol::{
-    AuthPair, ErrorBody, ErrorCode, HttpRequest, HttpResponse, InjectedSecret, OnboardRequest,
-    OnboardStep, RequiredSecret, SchemeDescriptor, Secret, ValueType,
+    ApplyRequest, ApplyResponse, AuthPair, ErrorBody, ErrorCode, HttpRequest, HttpResponse,
+    InjectedSecret, OnboardRequest, OnboardStep, RequiredSecret, SchemeDescriptor, Secret,
+    ValueType,
 };
 pub use host::{Host, HostCall, HostHttp, HostHttpError};
 
@@ -40,6 +41,13 @@ pub trait Scheme: Send + Sync + 'static {
 
     /// Runs onboarding with the user's required secrets.
     fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error>;
+
+    /// The headers and query parameters one outbound request needs, from the injected secrets.
+    /// Schemes whose connectors apply the secrets themselves may keep this default.
+    fn apply(&self, request: ApplyRequest, host: &Host<'_>) -> Result<ApplyResponse, Error> {
+        let _ = (request, host);
+        Err(Error::new(ErrorCode::UnknownMethod, "this scheme does not apply credentials"))
+    }
 }
 
 /// One registered scheme; created by [`register_scheme!`].
@@ -111,7 +119,7 @@ pub use entry::manifest;
 /// What most scheme crates import.
 pub mod prelude {
     pub use crate::{
-        AuthPair, Error, ErrorCode, Host, InjectedSecret, OnboardRequest, OnboardStep,
-        RequiredSecret, Scheme, SchemeDescriptor, Secret, ValueType,
+        ApplyRequest, ApplyResponse, AuthPair, Error, ErrorCode, Host, InjectedSecret,
+        OnboardRequest, OnboardStep, RequiredSecret, Scheme, SchemeDescriptor, Secret, ValueType,
     };
 }

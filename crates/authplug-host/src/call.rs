@@ -1,0 +1,81 @@
+//! Calls into schemes: the host callbacks a scheme may make, and the errors a call can end in.
+
+use std::fmt;
+use std::sync::Arc;
+
+use authplug_protocol::{host_method, ErrorBody, ErrorCode, HttpRequest};
+
+use crate::transport::Transport;
+
+/// What the host offers a scheme during a call. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct HostServices {
+    transport: Option<Arc<Transport>>,
+}
+
+impl HostServices {
+    /// A host whose schemes may make HTTP requests through `transport`.
+    pub fn new(transport: Arc<Transport>) -> Self {
+        Self { transport: Some(transport) }
+    }
+
+    /// A host without network access: a scheme that asks for HTTP gets an `http` error. Enough
+    /// for describing and for schemes that never call out (API key).
+    pub fn offline() -> Self {
+        Self { transport: None }
+    }
+
+    /// Answers one callback from a scheme: `(method, request json) -> json | json error`.
+    pub fn handle(&self, method: &str, request: &str) -> Result<String, String> {
+        self.dispatch(method, request).map_err(|e| e.to_json())
+    }
+
+    fn dispatch(&self, method: &str, request: &str) -> Result<String, ErrorBody> {
+        match method {
+            host_method::HTTP => {
+                let request: HttpRequest = serde_json::from_str(request).map_err(|e| {
+                    ErrorBody::new(
+                        ErrorCode::InvalidInput,
+                        format!(
+                            "malformed http request from the scheme ({:?} error)",
+                            e.classify()
+                        ),
+                    )
+                })?;
+                let transport = self.transport.as_ref().ok_or_else(|| {
+                    ErrorBody::new(ErrorCode::Http, "this host offers no network access")
+                })?;
+                let response = transport.execute_blocking(request)?;
+                serde_json::to_string(&response)
+                    .map_err(|_| ErrorBody::new(ErrorCode::Internal, "unserialisable response"))
+            }
+            other => Err(ErrorBody::new(
+                ErrorCode::UnknownMethod,
+                format!("the host has no callback {other:?}"),
+            )),
+        }
+    }
+}
+
+/// A failed call into a scheme. The message never contains a secret value: the host scrubs the
+/// values of the call from anything the plugin said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallError {
+    pub scheme: String,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl CallError {
+    pub(crate) fn new(scheme: &str, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { scheme: scheme.to_owned(), code, message: message.into() }
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "scheme `{}`: {}: {}", self.scheme, self.code, self.message)
+    }
+}
+
+impl std::error::Error for CallError {}

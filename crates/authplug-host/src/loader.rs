@@ -1,0 +1,245 @@
+//! Finding plugin files and turning each into schemes, or into a one-line refusal.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use authplug_abi::LoadError;
+use authplug_protocol::{PluginManifest, ProtocolVersion, SchemeDescriptor};
+
+/// Where to look for plugins, and whether to include statically linked schemes.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Folders searched, in order, for files with the platform's shared-library suffix.
+    pub dirs: Vec<PathBuf>,
+    /// Also register the schemes linked into this binary (through `authplug_sdk::register_scheme!`).
+    pub include_static: bool,
+}
+
+impl LoadOptions {
+    pub fn from_dirs<P: Into<PathBuf>>(dirs: impl IntoIterator<Item = P>) -> Self {
+        Self { dirs: dirs.into_iter().map(Into::into).collect(), include_static: false }
+    }
+}
+
+/// A file (or several, for a conflict) that was not loaded, and why. Displays as one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub files: Vec<PathBuf>,
+    pub reason: String,
+}
+
+/// The longest line a refusal displays as; longer reasons are cut.
+pub const MAX_REFUSAL_LINE: usize = 300;
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let files: Vec<String> = self.files.iter().map(|p| p.display().to_string()).collect();
+        let head = format!("plugin refused: {}: ", files.join(" and "));
+        let room = MAX_REFUSAL_LINE.saturating_sub(head.chars().count()).max(20);
+        let mut reason: String = self.reason.replace(['\n', '\r'], " ");
+        if reason.chars().count() > room {
+            reason = reason.chars().take(room - 1).collect::<String>() + "…";
+        }
+        write!(f, "{head}{reason}")
+    }
+}
+
+/// One plugin file that loaded and described itself acceptably.
+#[derive(Debug)]
+pub(crate) struct LoadedFile {
+    pub path: PathBuf,
+    pub plugin: authplug_abi::Plugin,
+    pub manifest: PluginManifest,
+    pub protocol: ProtocolVersion,
+}
+
+/// The candidate files of `dirs`, sorted by name within each folder, each real file once.
+pub(crate) fn discover(dirs: &[PathBuf], refusals: &mut Vec<Refusal>) -> Vec<PathBuf> {
+    let mut seen = BTreeSet::new();
+    let mut files = Vec::new();
+    for dir in dirs {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::debug!(dir = %dir.display(), "plugin folder does not exist");
+                continue;
+            }
+            Err(e) => {
+                refusals.push(Refusal {
+                    files: vec![dir.clone()],
+                    reason: format!("cannot read plugin folder: {e}"),
+                });
+                continue;
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            if path.extension().and_then(|e| e.to_str()) != Some(crate::PLUGIN_SUFFIX) {
+                tracing::debug!(file = %path.display(), "not a plugin file name, skipped");
+                continue;
+            }
+            let real = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if seen.insert(real) {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+/// Loads one file: checks it looks like a shared library, dlopens it, checks the root module and
+/// the protocol version, and validates what it describes.
+pub(crate) fn load_file(path: &Path) -> Result<LoadedFile, String> {
+    precheck(path)?;
+    let plugin = authplug_abi::load(path).map_err(|e| match e {
+        LoadError::Open(message) => format!("cannot open: {}", strip_path(&message, path)),
+        LoadError::NotAPlugin => "not an authplug plugin: a shared library without the authplug \
+                                  root module (build it with authplug_sdk::export_plugin!)"
+            .to_owned(),
+        LoadError::AbiVersion(message) => format!("incompatible binary interface: {message}"),
+        LoadError::Layout(message) => format!("incompatible binary interface: {message}"),
+        LoadError::Init(message) => format!("root module failed to initialise: {message}"),
+    })?;
+    let json = plugin.describe();
+    let manifest: PluginManifest = serde_json::from_str(&json).map_err(|e| {
+        let shown: String = json.chars().take(80).filter(|c| !c.is_control()).collect();
+        format!("unreadable manifest from describe ({e}): {shown}")
+    })?;
+    let protocol = ProtocolVersion::parse(&manifest.protocol).map_err(|e| e.to_string())?;
+    ProtocolVersion::current().accepts(protocol).map_err(|e| e.to_string())?;
+    if manifest.schemes.is_empty() {
+        return Err("the plugin registers no scheme".to_owned());
+    }
+    for descriptor in &manifest.schemes {
+        validate(descriptor).map_err(|e| format!("scheme {:?}: {e}", descriptor.id))?;
+    }
+    Ok(LoadedFile { path: path.to_owned(), plugin, manifest, protocol })
+}
+
+/// Refuses files that cannot be shared libraries before handing them to the dynamic loader,
+/// whose messages are long and platform-specific.
+fn precheck(path: &Path) -> Result<(), String> {
+    let mut file = fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    if meta.len() == 0 {
+        return Err("empty file (0 bytes), not a shared library".to_owned());
+    }
+    let mut magic = [0u8; 4];
+    let read = file.read(&mut magic).map_err(|e| format!("cannot read: {e}"))?;
+    let magic = &magic[..read];
+    let known = [
+        &b"\x7fELF"[..],
+        &[0xcf, 0xfa, 0xed, 0xfe],
+        &[0xce, 0xfa, 0xed, 0xfe],
+        &[0xca, 0xfe, 0xba, 0xbe],
+        b"MZ",
+    ];
+    if known.iter().any(|m| magic.starts_with(m)) {
+        Ok(())
+    } else {
+        Err("not a shared library (no ELF, Mach-O or PE header)".to_owned())
+    }
+}
+
+/// dlerror() repeats the path; the refusal line already names the file.
+fn strip_path(message: &str, path: &Path) -> String {
+    message.replace(&format!("{}: ", path.display()), "").replace(&path.display().to_string(), "")
+}
+
+/// The descriptor rules every scheme must meet, whatever its origin.
+pub(crate) fn validate(d: &SchemeDescriptor) -> Result<(), String> {
+    let id_ok = d.id.starts_with(|c: char| c.is_ascii_lowercase())
+        && d.id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if !id_ok {
+        return Err("scheme id must match [a-z][a-z0-9_-]*".to_owned());
+    }
+    if d.display_name.trim().is_empty() {
+        return Err("empty display name".to_owned());
+    }
+    if d.serves.is_empty() {
+        return Err("serves no (auth, auth_variant) pair".to_owned());
+    }
+    for (kind, names) in [
+        ("required", d.required.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()),
+        ("injected", d.injected.iter().map(|s| s.name.as_str()).collect()),
+    ] {
+        let mut seen = BTreeSet::new();
+        for name in names {
+            if name.trim().is_empty() {
+                return Err(format!("an {kind} secret has an empty name"));
+            }
+            if !seen.insert(name) {
+                return Err(format!("{kind} secret `{name}` is declared twice"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_with(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        fs::File::create(&path).unwrap().write_all(bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn empty_and_text_files_are_refused_before_dlopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = file_with(dir.path(), "empty.so", b"");
+        let text = file_with(dir.path(), "text.so", b"hello, I am text\n");
+        assert!(load_file(&empty).unwrap_err().contains("empty file"));
+        assert!(load_file(&text).unwrap_err().contains("not a shared library"));
+    }
+
+    #[test]
+    fn discovery_sorts_filters_by_suffix_and_dedupes() {
+        let dir = tempfile::tempdir().unwrap();
+        file_with(dir.path(), "b.so", b"x");
+        file_with(dir.path(), "a.so", b"x");
+        file_with(dir.path(), "README.txt", b"x");
+        let mut refusals = Vec::new();
+        let dirs = vec![dir.path().to_owned(), dir.path().to_owned(), dir.path().join("missing")];
+        let files = discover(&dirs, &mut refusals);
+        let names: Vec<_> = files.iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+        assert_eq!(names, ["a.so", "b.so"]);
+        assert!(refusals.is_empty());
+    }
+
+    #[test]
+    fn refusal_lines_are_single_and_bounded() {
+        let refusal = Refusal { files: vec!["/p/x.so".into()], reason: "a\nb".repeat(400) };
+        let line = refusal.to_string();
+        assert!(!line.contains('\n'));
+        assert!(line.chars().count() <= MAX_REFUSAL_LINE, "{}", line.len());
+        assert!(line.starts_with("plugin refused: /p/x.so: "));
+    }
+
+    #[test]
+    fn descriptors_are_validated() {
+        let mut d: SchemeDescriptor = serde_json::from_value(serde_json::json!({
+            "id": "ok_id", "display_name": "Ok", "serves": [{"auth": "x"}],
+            "required": [{"name": "a", "description": ""}], "injected": []
+        }))
+        .unwrap();
+        assert_eq!(validate(&d), Ok(()));
+        d.id = "Bad Id".into();
+        assert!(validate(&d).unwrap_err().contains("scheme id"));
+        d.id = "ok".into();
+        d.required.push(d.required[0].clone());
+        assert!(validate(&d).unwrap_err().contains("declared twice"));
+    }
+}
