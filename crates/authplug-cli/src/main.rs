@@ -1,1 +1,53 @@
-fn main() {}
+//! `authplug`: the command line of the authplug runtime.
+
+mod cli;
+mod exit;
+mod plugins;
+mod schemes;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, SchemesCommand};
+use crate::exit::Failure;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            failure.code.into()
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let registry = plugins::load(&cli.plugins)?;
+    match &cli.command {
+        Command::Schemes { command: None, json } => schemes::list(&registry, &cli.plugins, *json),
+        Command::Schemes { command: Some(SchemesCommand::Show { id, json }), .. } => {
+            schemes::show(&registry, id, *json)
+        }
+        Command::Docs { output, schemes } => schemes::docs(&registry, output.as_deref(), schemes),
+    }
+}
+
+/// Logs go to stderr, so stdout stays clean for `--json` and generated pages.
+fn init_logging(cli: &Cli) {
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTHPLUG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_json {
+        builder.json().init();
+    } else {
+        builder.without_time().with_target(false).init();
+    }
+}

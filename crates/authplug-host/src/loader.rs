@@ -105,10 +105,14 @@ pub(crate) fn load_file(path: &Path) -> Result<LoadedFile, String> {
         LoadError::Init(message) => format!("root module failed to initialise: {message}"),
     })?;
     let json = plugin.describe();
-    let manifest: PluginManifest = serde_json::from_str(&json).map_err(|e| {
-        let shown: String = json.chars().take(80).filter(|c| !c.is_control()).collect();
-        format!("unreadable manifest from describe ({e}): {shown}")
-    })?;
+    if !json.trim_start().starts_with('{') {
+        // The SDK and the boundary answer plain text when describing failed (a panic, a missing
+        // `export_plugin!`).
+        let shown: String = json.chars().take(200).filter(|c| !c.is_control()).collect();
+        return Err(format!("describe failed: {shown}"));
+    }
+    let manifest: PluginManifest = serde_json::from_str(&json)
+        .map_err(|e| format!("unreadable manifest from describe ({e})"))?;
     let protocol = ProtocolVersion::parse(&manifest.protocol).map_err(|e| e.to_string())?;
     ProtocolVersion::current().accepts(protocol).map_err(|e| e.to_string())?;
     if manifest.schemes.is_empty() {

@@ -90,7 +90,8 @@ pub struct Registry {
 
 impl Registry {
     /// Loads every plugin file of `options.dirs` (and the statically linked schemes if asked).
-    /// Never fails as a whole: a bad file becomes a [`Refusal`] and the good ones still load.
+    /// Never fails as a whole: a bad file becomes a [`Refusal`] and the good ones still load. The
+    /// caller reports the refusals (a warning line each, or a failure when it is strict).
     pub fn load(options: &LoadOptions) -> Self {
         let mut refusals = Vec::new();
         let mut candidates = Vec::new();
@@ -131,9 +132,6 @@ impl Registry {
             }
         }
         let registry = Self::from_candidates(candidates, refusals);
-        for refusal in &registry.refusals {
-            tracing::warn!("{refusal}");
-        }
         for scheme in registry.schemes.values() {
             tracing::debug!(scheme = %scheme.descriptor.id, origin = %scheme.origin, "scheme loaded");
         }

@@ -1,7 +1,6 @@
 //! The plugin side of the boundary: manifest, dispatch of calls, and panic containment.
 
 use std::cell::RefCell;
-use std::marker::PhantomData;
 use std::sync::Once;
 
 use authplug_abi::{HostHandle, PluginEntry};
@@ -14,20 +13,40 @@ use serde::Serialize;
 
 use crate::{registered, Host, Scheme};
 
-/// The identity `export_plugin!` fills in from the plugin crate's `Cargo.toml`.
-pub trait PluginIdentity: 'static {
-    const NAME: &'static str;
-    const VERSION: &'static str;
+/// The plugin crate's identity, submitted by `export_plugin!` from its `Cargo.toml`.
+#[derive(Debug)]
+pub struct PluginIdentity {
+    pub name: &'static str,
+    pub version: &'static str,
 }
 
-/// The [`PluginEntry`] of a plugin whose identity is `I`.
-#[derive(Debug)]
-pub struct Entry<I>(PhantomData<I>);
+inventory::collect!(PluginIdentity);
 
-impl<I: PluginIdentity> PluginEntry for Entry<I> {
+/// The [`PluginEntry`] of every plugin built with this SDK.
+///
+/// The exported root-module symbol is defined once, here, rather than by a macro in each plugin
+/// crate: two scheme crates linked statically into one binary (the host's tests) would otherwise
+/// define the same `#[no_mangle]` symbol twice. A plugin crate only submits its identity.
+#[derive(Debug)]
+pub struct Entry;
+
+authplug_abi::export_plugin_entry!(crate::entry::Entry);
+
+impl PluginEntry for Entry {
     fn describe() -> String {
         install_quiet_panic_hook();
-        let manifest = manifest(I::NAME, I::VERSION);
+        let mut identities = inventory::iter::<PluginIdentity>.into_iter();
+        let manifest = match (identities.next(), identities.next()) {
+            (Some(identity), None) => manifest(identity.name, identity.version),
+            // No `export_plugin!`: a manifest the host refuses with a message saying so.
+            (None, _) => {
+                return "the plugin crate does not call authplug_sdk::export_plugin!()".into()
+            }
+            (Some(_), Some(_)) => {
+                return "more than one crate in this plugin calls authplug_sdk::export_plugin!()"
+                    .into();
+            }
+        };
         serde_json::to_string(&manifest).expect("a manifest always serialises")
     }
 

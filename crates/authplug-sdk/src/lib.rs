@@ -87,26 +87,23 @@ macro_rules! register_scheme {
     };
 }
 
-/// Exports every scheme this crate registered as the plugin's root module. Once per plugin crate.
+/// Exports every scheme this crate registered as the plugin's root module, under the crate's name
+/// and version. Once per plugin crate.
 #[macro_export]
 macro_rules! export_plugin {
     () => {
-        #[doc(hidden)]
-        pub struct __AuthplugPlugin;
-        impl $crate::__private::PluginIdentity for __AuthplugPlugin {
-            const NAME: &'static str = env!("CARGO_PKG_NAME");
-            const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+        $crate::__private::inventory::submit! {
+            $crate::__private::PluginIdentity {
+                name: env!("CARGO_PKG_NAME"),
+                version: env!("CARGO_PKG_VERSION"),
+            }
         }
-        $crate::__private::authplug_abi::export_plugin_entry!(
-            $crate::__private::Entry<__AuthplugPlugin>
-        );
     };
 }
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::entry::{Entry, PluginIdentity};
-    pub use authplug_abi;
+    pub use crate::entry::PluginIdentity;
     pub use inventory;
 }
 

@@ -1,0 +1,44 @@
+//! Exit codes: each says what kind of thing went wrong, so scripts can branch on them.
+
+use std::process::ExitCode;
+
+/// The exit codes of `authplug`, documented in `--help`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// Something failed that has no more specific code.
+    Failure = 1,
+    /// Bad input: a malformed argument, file or value (clap's usage errors are 2 as well).
+    BadInput = 2,
+    /// A plugin was refused and `--strict-plugins` was given.
+    PluginRefused = 3,
+    /// The named scheme (or other object) does not exist.
+    NotFound = 4,
+}
+
+impl From<Code> for ExitCode {
+    fn from(code: Code) -> Self {
+        ExitCode::from(code as u8)
+    }
+}
+
+/// The text for `--help`.
+pub const HELP: &str = "\
+Exit codes:
+  0  success
+  1  failure without a more specific code
+  2  bad input (arguments, files, values)
+  3  a plugin was refused and --strict-plugins was given
+  4  the named scheme does not exist";
+
+/// A failure: a one-line message for stderr and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}

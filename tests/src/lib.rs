@@ -1,0 +1,72 @@
+//! Support for the end-to-end tests: where the built files are, and running `authplug` as a user
+//! would. `cargo xtask test` builds everything first and passes the locations in the environment.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub mod rst;
+
+fn from_env(name: &str) -> PathBuf {
+    match std::env::var_os(name) {
+        Some(value) => PathBuf::from(value),
+        None => panic!("{name} is not set: run the end-to-end tests with `cargo xtask test`"),
+    }
+}
+
+/// The built `authplug` binary.
+pub fn authplug_bin() -> PathBuf {
+    from_env("AUTHPLUG_TEST_BIN")
+}
+
+/// The folder where `cargo xtask` installed the plugins of `plugins/`.
+pub fn plugin_dir() -> PathBuf {
+    from_env("AUTHPLUG_TEST_PLUGIN_DIR")
+}
+
+/// A built plugin file by its library name, e.g. `api_key` -> `.../libapi_key.so`.
+pub fn plugin(name: &str) -> PathBuf {
+    plugin_dir().join(library_file(name))
+}
+
+/// A built fixture by its library name, e.g. `misbehaving_plugin`.
+pub fn fixture(name: &str) -> PathBuf {
+    from_env("AUTHPLUG_TEST_FIXTURE_DIR").join(library_file(name))
+}
+
+/// The shared folder beside the checkout (spec, connectors, peers).
+pub fn shared_dir() -> PathBuf {
+    from_env("AUTHPLUG_SHARED_DIR")
+}
+
+pub fn library_file(name: &str) -> String {
+    format!("{}{name}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+}
+
+/// A fresh plugin folder holding copies of `files`, each under the given file name.
+pub fn plugin_folder(files: &[(&Path, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (from, name) in files {
+        std::fs::copy(from, dir.path().join(name))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    }
+    dir
+}
+
+/// Runs `authplug args` with only `plugin_dir` as its plugin folder and a clean environment.
+pub fn authplug(plugin_dir: &Path, args: &[&str]) -> Output {
+    Command::new(authplug_bin())
+        .args(args)
+        .env("AUTHPLUG_PLUGIN_DIR", plugin_dir)
+        .env_remove("AUTHPLUG_LOG")
+        .env_remove("AUTHPLUG_STRICT_PLUGINS")
+        .output()
+        .expect("authplug runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
