@@ -196,3 +196,75 @@ fn the_out_of_tree_scheme_runs_its_flow() {
     let applied = scheme.apply(request, &host).unwrap();
     assert_eq!(applied.headers[0].1.expose(), format!("Bearer {SECRET}"));
 }
+
+/// A one-shot HTTP server on loopback that answers `body` and hands back the request it saw.
+fn one_shot_server(body: &'static str) -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        socket.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buffer).unwrap();
+            assert!(n > 0, "client closed early");
+            seen.extend_from_slice(&buffer[..n]);
+        }
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(answer.as_bytes()).unwrap();
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    (port, handle)
+}
+
+fn networked_host(runtime: &tokio::runtime::Runtime) -> HostServices {
+    let config = authplug_host::TransportConfig {
+        allow_loopback_http: true,
+        ..authplug_host::TransportConfig::default()
+    };
+    let transport = authplug_host::Transport::new(config, runtime.handle().clone()).unwrap();
+    HostServices::new(std::sync::Arc::new(transport))
+}
+
+#[test]
+fn a_plugin_makes_http_requests_through_the_host_with_the_oauth2_client() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (registry, _dir) =
+        registry(&[(&fixture("misbehaving_plugin"), "libmisbehaving_plugin.so")]);
+    let (port, server) = one_shot_server("fresh-token-from-server");
+    let mut request = onboard_request(&[("token", SECRET)]);
+    request.parameters.insert("url".into(), format!("http://127.0.0.1:{port}/token").into());
+    // Called from this plain thread, as the host calls plugins from blocking threads.
+    let step =
+        registry.get("fetcher").unwrap().onboard(request, &networked_host(&runtime)).unwrap();
+    assert_eq!(injected(step)["token"], "fresh-token-from-server");
+    let seen = server.join().unwrap();
+    assert!(seen.starts_with("GET /token HTTP/1.1\r\n"), "{seen}");
+    assert!(seen.to_lowercase().contains(&format!("authorization: bearer {SECRET}")), "{seen}");
+}
+
+#[test]
+fn the_host_policy_applies_to_plugin_requests() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (registry, _dir) =
+        registry(&[(&fixture("misbehaving_plugin"), "libmisbehaving_plugin.so")]);
+    for (url, reason) in [
+        ("https://169.254.169.254/latest/meta-data", "not a public address"),
+        ("http://example.com/token", "https only"),
+    ] {
+        let mut request = onboard_request(&[("token", SECRET)]);
+        request.parameters.insert("url".into(), url.into());
+        let error = registry
+            .get("fetcher")
+            .unwrap()
+            .onboard(request, &networked_host(&runtime))
+            .unwrap_err();
+        assert_eq!(error.code, ErrorCode::Http, "{error}");
+        assert!(error.message.contains(reason), "{url}: {error}");
+    }
+}

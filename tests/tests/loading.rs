@@ -58,7 +58,7 @@ fn bad_files_are_refused_one_line_each_and_good_plugins_still_load() {
         (&fixture("future_major_plugin"), "libfuture_major_plugin.so"),
     ]);
     let (listing, warnings) = schemes_json(dir.path());
-    assert_eq!(ids(&listing), ["api_key", "liar", "panicky", "steady"]);
+    assert_eq!(ids(&listing), ["api_key", "fetcher", "liar", "panicky", "steady"]);
 
     let expectations = [
         ("empty.so", "empty file"),
@@ -87,7 +87,11 @@ fn two_plugins_claiming_one_scheme_id_are_both_named_and_neither_loads() {
         (&fixture("misbehaving_plugin"), "libmisbehaving_plugin.so"),
     ]);
     let (listing, warnings) = schemes_json(dir.path());
-    assert_eq!(ids(&listing), ["liar", "panicky", "steady"], "the good plugin still loads");
+    assert_eq!(
+        ids(&listing),
+        ["fetcher", "liar", "panicky", "steady"],
+        "the good plugin still loads"
+    );
     let lines: Vec<&str> = warnings.lines().collect();
     assert_eq!(lines.len(), 1, "{warnings}");
     let first = dir.path().join("libapi_key.so").display().to_string();

@@ -22,7 +22,7 @@ fn request(token_name: &str) -> OnboardRequest {
 fn linked_schemes_are_registered_and_called_in_process() {
     let registry = Registry::load(&LoadOptions { dirs: vec![], include_static: true });
     let ids: Vec<&str> = registry.schemes().map(|s| s.id()).collect();
-    assert_eq!(ids, ["api_key", "liar", "panicky", "steady"]);
+    assert_eq!(ids, ["api_key", "fetcher", "liar", "panicky", "steady"]);
     let api_key = registry.get("api_key").unwrap();
     assert!(matches!(api_key.origin(), Origin::Static { crate_name: "api-key", .. }));
     assert!(api_key.onboard(request("api_key"), &HostServices::offline()).is_ok());

@@ -30,6 +30,9 @@ pub use authplug_protocol::{
     ValueType,
 };
 pub use host::{Host, HostCall, HostHttp, HostHttpError};
+/// The `oauth2` crate the SDK's [`HostHttp`] implements `SyncHttpClient` for: use this one, so the
+/// versions match.
+pub use oauth2;
 
 /// The error a scheme returns: a code and one line for a human, never with a secret value.
 pub type Error = ErrorBody;
