@@ -17,6 +17,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod peers;
+
 /// Test fixtures that are workspace members and build as plugin files.
 const WORKSPACE_FIXTURES: &[&str] =
     &["misbehaving-plugin", "future-major-plugin", "not-a-plugin", "old-minor-scheme"];
@@ -39,6 +41,11 @@ fn main() -> ExitCode {
         Some("check-plugins") => check_plugins(),
         Some("lint") => lint(),
         Some("bench") => bench(passthrough(&args[1..])),
+        Some("postgres") => peers::Postgres::start().map(|pg| {
+            println!("{}", pg.url());
+            let _ = std::io::stdin().read_line(&mut String::new());
+            pg.stop();
+        }),
         Some("-h" | "--help" | "help") | None => {
             println!("{}", HELP.trim());
             Ok(())
@@ -64,6 +71,10 @@ cargo xtask <task>
   check-plugins              fail if a plugin links reqwest, hyper or an async runtime
   lint                       cargo fmt --check and cargo clippy --all-targets -D warnings
   bench [-- ARGS]            release plugins, then the criterion benchmarks (ARGS go to cargo bench)
+  postgres                   start a throwaway PostgreSQL on loopback, print its URL, stop on Enter
+
+The test and bench tasks start a throwaway PostgreSQL cluster (Debian's server binaries, found
+under /usr/lib/postgresql/*/bin or through AUTHPLUG_PG_BIN) and stop it afterwards.
 ";
 
 #[derive(Clone, Copy, PartialEq)]
@@ -310,23 +321,30 @@ fn test(runner_args: Vec<String>) -> Result {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    let mut command = cargo();
-    if nextest {
-        command.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
-    } else {
-        command.args(["test", "--workspace", "--no-fail-fast"]);
-    }
-    command.args(&runner_args);
-    set_test_env(&mut command, &plugin_dir);
-    status(command)?;
-    if nextest {
-        // nextest does not run doctests.
-        let mut doc = cargo();
-        doc.args(["test", "--workspace", "--doc"]);
-        set_test_env(&mut doc, &plugin_dir);
-        status(doc)?;
-    }
-    Ok(())
+    // A throwaway PostgreSQL cluster for the store's tests, stopped whatever the tests do.
+    let postgres = peers::Postgres::start()?;
+    let outcome = (|| {
+        let mut command = cargo();
+        if nextest {
+            command.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+        } else {
+            command.args(["test", "--workspace", "--no-fail-fast"]);
+        }
+        command.args(&runner_args);
+        set_test_env(&mut command, &plugin_dir);
+        postgres.set_env(&mut command);
+        status(command)?;
+        if nextest {
+            // nextest does not run doctests.
+            let mut doc = cargo();
+            doc.args(["test", "--workspace", "--doc"]);
+            set_test_env(&mut doc, &plugin_dir);
+            status(doc)?;
+        }
+        Ok(())
+    })();
+    postgres.stop();
+    outcome
 }
 
 /// Tells the end-to-end tests where the built files are.
@@ -353,8 +371,12 @@ fn lint() -> Result {
 
 fn bench(bench_args: Vec<String>) -> Result {
     let plugins = build_plugins(Profile::Release)?;
+    let postgres = peers::Postgres::start()?;
     let mut command = cargo();
     command.args(["bench", "--workspace"]).args(&bench_args);
     command.env("AUTHPLUG_BENCH_PLUGIN", plugins.join(library_file("api-key")));
-    status(command)
+    postgres.set_env(&mut command);
+    let outcome = status(command);
+    postgres.stop();
+    outcome
 }

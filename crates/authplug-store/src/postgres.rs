@@ -1,0 +1,248 @@
+//! The PostgreSQL backend, for several authplug instances sharing one store. Compare-and-set is an
+//! `UPDATE ... WHERE version = $n` (the row lock makes a concurrent writer re-check and lose);
+//! leases are an upsert guarded by expiry; migrations take an advisory lock.
+
+use std::sync::Mutex;
+
+use postgres::{Client, NoTls, Row};
+
+use crate::crypto::Sealed;
+use crate::schema::{self, numbered, sql, Dialect};
+use crate::{AuditEntry, Backend, Result, SecretRow, StoreError, SystemRow, Tx};
+
+pub(crate) struct PgBackend {
+    client: Mutex<Client>,
+}
+
+/// An arbitrary constant: the advisory lock under which migrations run.
+const MIGRATION_LOCK: i64 = 0x6175_7468_706c_7567; // "authplug"
+
+fn fail(error: postgres::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+impl PgBackend {
+    /// Connects without TLS: for a database on loopback or a private network. (TLS for remote
+    /// databases is not built yet.)
+    pub(crate) fn connect(url: &str) -> Result<Self> {
+        let mut client = Client::connect(url, NoTls)
+            .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
+        migrate(&mut client)?;
+        Ok(Self { client: Mutex::new(client) })
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<()> {
+    let mut tx = client.transaction().map_err(fail)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(fail)?;
+    tx.batch_execute(schema::CREATE_META).map_err(fail)?;
+    let found: Option<String> =
+        tx.query_opt(schema::READ_VERSION, &[]).map_err(fail)?.map(|r| r.get(0));
+    let found = schema::parse_version(found)?;
+    for (version, statements) in schema::pending(found, Dialect::Postgres)? {
+        tx.batch_execute(&statements).map_err(fail)?;
+        tx.execute(&numbered(schema::WRITE_VERSION), &[&version.to_string()]).map_err(fail)?;
+    }
+    tx.commit().map_err(fail)
+}
+
+impl Backend for PgBackend {
+    fn transaction(
+        &self,
+        _write: bool,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        if client.is_closed() {
+            return Err(StoreError::Database("the PostgreSQL connection is closed".into()));
+        }
+        let tx = client.transaction().map_err(fail)?;
+        let mut wrapped = PgTx { tx };
+        body(&mut wrapped)?;
+        wrapped.tx.commit().map_err(fail)
+    }
+}
+
+struct PgTx<'a> {
+    tx: postgres::Transaction<'a>,
+}
+
+fn system_row(r: &Row) -> SystemRow {
+    SystemRow {
+        id: r.get(0),
+        scheme: r.get(1),
+        state: r.get(2),
+        state_reason: r.get(3),
+        parameters: r.get(4),
+        expires_at: r.get(5),
+        version: r.get(6),
+        created_at: r.get(7),
+        updated_at: r.get(8),
+        last_refresh_at: r.get(9),
+        failures: r.get(10),
+    }
+}
+
+fn secret_row(r: &Row) -> SecretRow {
+    SecretRow {
+        system_id: r.get(0),
+        kind: r.get(1),
+        name: r.get(2),
+        sealed: Sealed { key_id: r.get(3), nonce: r.get(4), ciphertext: r.get(5) },
+    }
+}
+
+/// An audit row's columns as an entry (shared with the SQLite backend).
+pub(crate) fn audit_entry(
+    (system_id, at, actor, action, detail): (String, i64, String, String, String),
+) -> AuditEntry {
+    let detail = serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail));
+    AuditEntry { system_id, at, actor, action, detail }
+}
+
+impl PgTx<'_> {
+    fn strings(
+        &mut self,
+        statement: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<String>> {
+        let rows = self.tx.query(&numbered(statement), params).map_err(fail)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+impl Tx for PgTx<'_> {
+    fn system(&mut self, id: &str) -> Result<Option<SystemRow>> {
+        Ok(self
+            .tx
+            .query_opt(&numbered(sql::SYSTEM), &[&id])
+            .map_err(fail)?
+            .as_ref()
+            .map(system_row))
+    }
+
+    fn systems(&mut self) -> Result<Vec<SystemRow>> {
+        Ok(self.tx.query(sql::SYSTEMS, &[]).map_err(fail)?.iter().map(system_row).collect())
+    }
+
+    fn secrets(&mut self, id: &str) -> Result<Vec<SecretRow>> {
+        Ok(self
+            .tx
+            .query(&numbered(sql::SECRETS), &[&id])
+            .map_err(fail)?
+            .iter()
+            .map(secret_row)
+            .collect())
+    }
+
+    fn insert_system(&mut self, s: &SystemRow) -> Result<bool> {
+        let changed = self
+            .tx
+            .execute(
+                &numbered(sql::INSERT_SYSTEM),
+                &[
+                    &s.id,
+                    &s.scheme,
+                    &s.state,
+                    &s.state_reason,
+                    &s.parameters,
+                    &s.expires_at,
+                    &s.version,
+                    &s.created_at,
+                    &s.updated_at,
+                    &s.last_refresh_at,
+                    &s.failures,
+                ],
+            )
+            .map_err(fail)?;
+        Ok(changed == 1)
+    }
+
+    fn update_system(&mut self, s: &SystemRow, expected: i64) -> Result<bool> {
+        let changed = self
+            .tx
+            .execute(
+                &numbered(sql::UPDATE_SYSTEM),
+                &[
+                    &s.scheme,
+                    &s.state,
+                    &s.state_reason,
+                    &s.parameters,
+                    &s.expires_at,
+                    &s.version,
+                    &s.updated_at,
+                    &s.last_refresh_at,
+                    &s.failures,
+                    &s.id,
+                    &expected,
+                ],
+            )
+            .map_err(fail)?;
+        Ok(changed == 1)
+    }
+
+    fn delete_system(&mut self, id: &str) -> Result<bool> {
+        self.tx.execute(&numbered(sql::DELETE_SECRETS_OF), &[&id]).map_err(fail)?;
+        Ok(self.tx.execute(&numbered(sql::DELETE_SYSTEM), &[&id]).map_err(fail)? == 1)
+    }
+
+    fn delete_secrets(&mut self, id: &str, kind: &str) -> Result<()> {
+        self.tx.execute(&numbered(sql::DELETE_SECRETS_KIND), &[&id, &kind]).map(drop).map_err(fail)
+    }
+
+    fn put_secret(&mut self, s: &SecretRow) -> Result<()> {
+        self.tx
+            .execute(
+                &numbered(sql::PUT_SECRET),
+                &[
+                    &s.system_id,
+                    &s.kind,
+                    &s.name,
+                    &s.sealed.key_id,
+                    &s.sealed.nonce,
+                    &s.sealed.ciphertext,
+                ],
+            )
+            .map(drop)
+            .map_err(fail)
+    }
+
+    fn append_audit(&mut self, e: &AuditEntry) -> Result<()> {
+        let detail = e.detail.to_string();
+        self.tx
+            .execute(
+                &numbered(sql::APPEND_AUDIT),
+                &[&e.system_id, &e.at, &e.actor, &e.action, &detail],
+            )
+            .map(drop)
+            .map_err(fail)
+    }
+
+    fn audit(&mut self, id: &str) -> Result<Vec<AuditEntry>> {
+        let rows = self.tx.query(&numbered(sql::AUDIT), &[&id]).map_err(fail)?;
+        Ok(rows
+            .iter()
+            .map(|r| audit_entry((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))))
+            .collect())
+    }
+
+    fn key_ids(&mut self) -> Result<Vec<String>> {
+        self.strings(sql::KEY_IDS, &[])
+    }
+
+    fn systems_not_under(&mut self, key_id: &str) -> Result<Vec<String>> {
+        self.strings(sql::SYSTEMS_NOT_UNDER, &[&key_id])
+    }
+
+    fn try_lease(&mut self, id: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool> {
+        let changed = self
+            .tx
+            .execute(&numbered(sql::TRY_LEASE), &[&id, &holder, &until_ms, &now_ms])
+            .map_err(fail)?;
+        Ok(changed == 1)
+    }
+
+    fn release_lease(&mut self, id: &str, holder: &str) -> Result<()> {
+        self.tx.execute(&numbered(sql::RELEASE_LEASE), &[&id, &holder]).map(drop).map_err(fail)
+    }
+}

@@ -1,0 +1,169 @@
+//! Schema migrations, versioned and applied on open, for both SQL dialects.
+//!
+//! Migration `n` brings the schema from version `n - 1` to `n`; the version lives in
+//! `authplug_meta`. A database at a version this binary does not know is refused (an older
+//! authplug must not write to a newer schema). Never edit a released migration: add one.
+
+use crate::{Result, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The migrations, in order. `{blob}` and `{serial}` are filled in per dialect.
+const MIGRATIONS: &[&str] = &[
+    // 1: systems, their sealed secrets, the audit trail, leases.
+    "CREATE TABLE systems (
+        id TEXT PRIMARY KEY,
+        scheme TEXT NOT NULL,
+        state TEXT NOT NULL,
+        state_reason TEXT,
+        parameters TEXT NOT NULL,
+        expires_at BIGINT,
+        version BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        last_refresh_at BIGINT,
+        failures BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE secrets (
+        system_id TEXT NOT NULL REFERENCES systems(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        nonce {blob} NOT NULL,
+        ciphertext {blob} NOT NULL,
+        PRIMARY KEY (system_id, kind, name)
+    );
+    CREATE INDEX secrets_key_id ON secrets (key_id);
+    CREATE TABLE audit (
+        id {serial},
+        system_id TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX audit_system ON audit (system_id);
+    CREATE TABLE leases (
+        system_id TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at_ms BIGINT NOT NULL
+    );",
+];
+
+/// The schema version this binary writes.
+pub(crate) const CURRENT: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) const CREATE_META: &str =
+    "CREATE TABLE IF NOT EXISTS authplug_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+
+pub(crate) const READ_VERSION: &str =
+    "SELECT value FROM authplug_meta WHERE key = 'schema_version'";
+
+/// The statements that bring a database from `found` to [`CURRENT`], each with the version after it.
+pub(crate) fn pending(found: i64, dialect: Dialect) -> Result<Vec<(i64, String)>> {
+    if found > CURRENT {
+        return Err(StoreError::SchemaTooNew { found, known: CURRENT });
+    }
+    let (blob, serial) = match dialect {
+        Dialect::Sqlite => ("BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT"),
+        Dialect::Postgres => ("BYTEA", "BIGSERIAL PRIMARY KEY"),
+    };
+    Ok(MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(found as usize)
+        .map(|(i, sql)| (i as i64 + 1, sql.replace("{blob}", blob).replace("{serial}", serial)))
+        .collect())
+}
+
+/// The statement recording the version, for the dialect's upsert.
+pub(crate) const WRITE_VERSION: &str =
+    "INSERT INTO authplug_meta (key, value) VALUES ('schema_version', ?) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
+/// Parses the stored version text.
+pub(crate) fn parse_version(text: Option<String>) -> Result<i64> {
+    match text {
+        None => Ok(0),
+        Some(text) => text.parse().map_err(|_| {
+            StoreError::Corrupt(format!("authplug_meta holds a malformed schema version {text:?}"))
+        }),
+    }
+}
+
+/// The row statements, with `?` placeholders (PostgreSQL gets them numbered).
+pub(crate) mod sql {
+    pub const SYSTEM: &str =
+        "SELECT id, scheme, state, state_reason, parameters, expires_at, version, \
+        created_at, updated_at, last_refresh_at, failures FROM systems WHERE id = ?";
+    pub const SYSTEMS: &str =
+        "SELECT id, scheme, state, state_reason, parameters, expires_at, version, \
+        created_at, updated_at, last_refresh_at, failures FROM systems ORDER BY id";
+    pub const SECRETS: &str =
+        "SELECT system_id, kind, name, key_id, nonce, ciphertext FROM secrets \
+        WHERE system_id = ? ORDER BY kind, name";
+    pub const INSERT_SYSTEM: &str =
+        "INSERT INTO systems (id, scheme, state, state_reason, parameters, \
+        expires_at, version, created_at, updated_at, last_refresh_at, failures) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING";
+    pub const UPDATE_SYSTEM: &str = "UPDATE systems SET scheme = ?, state = ?, state_reason = ?, \
+        parameters = ?, expires_at = ?, version = ?, updated_at = ?, last_refresh_at = ?, failures = ? \
+        WHERE id = ? AND version = ?";
+    pub const DELETE_SECRETS_OF: &str = "DELETE FROM secrets WHERE system_id = ?";
+    pub const DELETE_SYSTEM: &str = "DELETE FROM systems WHERE id = ?";
+    pub const DELETE_SECRETS_KIND: &str = "DELETE FROM secrets WHERE system_id = ? AND kind = ?";
+    pub const PUT_SECRET: &str =
+        "INSERT INTO secrets (system_id, kind, name, key_id, nonce, ciphertext) \
+        VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (system_id, kind, name) DO UPDATE SET \
+        key_id = excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext";
+    pub const APPEND_AUDIT: &str =
+        "INSERT INTO audit (system_id, at, actor, action, detail) VALUES (?, ?, ?, ?, ?)";
+    pub const AUDIT: &str =
+        "SELECT system_id, at, actor, action, detail FROM audit WHERE system_id = ? ORDER BY id";
+    pub const KEY_IDS: &str = "SELECT DISTINCT key_id FROM secrets ORDER BY key_id";
+    pub const SYSTEMS_NOT_UNDER: &str =
+        "SELECT DISTINCT system_id FROM secrets WHERE key_id <> ? ORDER BY system_id";
+    pub const TRY_LEASE: &str =
+        "INSERT INTO leases (system_id, holder, expires_at_ms) VALUES (?, ?, ?) \
+        ON CONFLICT (system_id) DO UPDATE SET holder = excluded.holder, \
+        expires_at_ms = excluded.expires_at_ms \
+        WHERE leases.expires_at_ms < ? OR leases.holder = excluded.holder";
+    pub const RELEASE_LEASE: &str = "DELETE FROM leases WHERE system_id = ? AND holder = ?";
+}
+
+/// `?` placeholders numbered `$1, $2, ...` for PostgreSQL.
+pub(crate) fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        assert_eq!(numbered("a = ? AND b = ?"), "a = $1 AND b = $2");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let error = pending(CURRENT + 1, Dialect::Sqlite).unwrap_err();
+        assert!(error.to_string().contains("upgrade authplug"), "{error}");
+        assert_eq!(pending(CURRENT, Dialect::Sqlite).unwrap().len(), 0);
+        assert_eq!(pending(0, Dialect::Postgres).unwrap().len(), CURRENT as usize);
+    }
+}

@@ -1,0 +1,372 @@
+//! One conformance suite, run against both real backends: a SQLite file and a PostgreSQL server.
+
+mod support;
+
+use std::time::Duration;
+
+use authplug_store::{Change, Keyring, State, StoreError};
+use support::{exposed, secrets, system, Backend, Kind};
+
+/// Generates `sqlite::<test>` and `postgres::<test>` for each test function taking a [`Kind`].
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite { $( #[test] fn $test() { super::$test(super::Kind::Sqlite) } )* }
+        mod postgres { $( #[test] fn $test() { super::$test(super::Kind::Postgres) } )* }
+    };
+}
+
+conformance!(
+    created_systems_read_back_with_their_secrets,
+    an_id_is_created_once,
+    updates_are_compare_and_set,
+    deleting_keeps_the_audit_trail,
+    the_audit_trail_names_changes_never_values,
+    leases_exclude_others_until_released_or_expired,
+    a_wrong_master_key_refuses_to_open_and_changes_nothing,
+    a_ciphertext_moved_to_another_row_is_refused,
+    a_tampered_byte_is_refused,
+    an_older_binary_refuses_a_newer_schema,
+    no_secret_value_is_stored_in_clear,
+    rotating_the_key_reseals_everything_and_retires_the_old_key,
+    bundles_restore_into_another_store,
+);
+
+fn created_systems_read_back_with_their_secrets(kind: Kind) {
+    let backend = Backend::new(kind);
+    let store = backend.open();
+    let created =
+        store.create(system("hubspot-1", &[("oauth_access_token", "at-1")]), "test").unwrap();
+    assert_eq!(created.summary.version, 1);
+    assert_eq!(created.summary.state, State::Active);
+    drop(store);
+
+    let reopened = backend.open();
+    let record = reopened.get("hubspot-1").unwrap().expect("stored");
+    assert_eq!(exposed(&record.injected)["oauth_access_token"], "at-1");
+    assert_eq!(exposed(&record.required)["client_secret"], "client-secret-c0ffee");
+    assert_eq!(record.summary.scheme, "oauth2");
+    assert_eq!(record.summary.expires_at, Some(1_900_000_000));
+    assert_eq!(record.summary.parameters["token_url"], "https://idp.example/token");
+    assert_eq!(record.summary.key_ids, vec![backend.key.id().to_owned()]);
+    assert!(reopened.get("nope").unwrap().is_none());
+    let listed = reopened.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].secret_names,
+        ["injected.oauth_access_token", "required.client_id", "required.client_secret"]
+    );
+}
+
+fn an_id_is_created_once(kind: Kind) {
+    let store = Backend::new(kind).open();
+    store.create(system("s", &[]), "test").unwrap();
+    let error = store.create(system("s", &[("x", "y")]), "test").unwrap_err();
+    assert_eq!(error, StoreError::Exists("s".into()));
+    assert!(store.get("s").unwrap().unwrap().injected.is_empty(), "the first one is intact");
+}
+
+fn updates_are_compare_and_set(kind: Kind) {
+    let store = Backend::new(kind).open();
+    store
+        .create(
+            system("s", &[("oauth_access_token", "at-1"), ("oauth_refresh_token", "rt-1")]),
+            "t",
+        )
+        .unwrap();
+    let change = Change {
+        injected: Some(secrets(&[("oauth_access_token", "at-2"), ("oauth_refresh_token", "rt-2")])),
+        expires_at: Some(Some(1_950_000_000)),
+        ..Change::default()
+    };
+    let updated = store.update("s", 1, change.clone(), "engine").unwrap();
+    assert_eq!(updated.summary.version, 2);
+    assert_eq!(exposed(&updated.injected)["oauth_refresh_token"], "rt-2");
+    assert_eq!(exposed(&updated.required)["client_id"], "app", "untouched sets stay");
+
+    let stale = store.update("s", 1, change, "engine").unwrap_err();
+    assert_eq!(stale, StoreError::VersionConflict { id: "s".into(), expected: 1, actual: 2 });
+    let missing = store.update("nope", 1, Change::default(), "engine").unwrap_err();
+    assert_eq!(missing, StoreError::NotFound("nope".into()));
+
+    let state = Change {
+        state: Some((State::NeedsReauth, Some("invalid_grant: revoked".into()))),
+        failures: Some(1),
+        ..Change::default()
+    };
+    let updated = store.update("s", 2, state, "engine").unwrap();
+    assert_eq!(updated.summary.state, State::NeedsReauth);
+    assert_eq!(updated.summary.state_reason.as_deref(), Some("invalid_grant: revoked"));
+    assert_eq!(exposed(&updated.injected)["oauth_access_token"], "at-2");
+}
+
+fn deleting_keeps_the_audit_trail(kind: Kind) {
+    let store = Backend::new(kind).open();
+    store.create(system("s", &[("a", "b")]), "alice").unwrap();
+    assert!(store.delete("s", "bob").unwrap());
+    assert!(!store.delete("s", "bob").unwrap());
+    assert!(store.get("s").unwrap().is_none());
+    let actions: Vec<String> = store.audit("s").unwrap().into_iter().map(|e| e.action).collect();
+    assert_eq!(actions, ["created", "deleted"]);
+    store.create(system("s", &[]), "alice").expect("the id can be reused");
+}
+
+fn the_audit_trail_names_changes_never_values(kind: Kind) {
+    let store = Backend::new(kind).open();
+    store.create(system("s", &[("oauth_access_token", "value-in-create")]), "cli:alice").unwrap();
+    let change = Change {
+        injected: Some(secrets(&[("oauth_access_token", "value-in-update")])),
+        ..Change::default()
+    };
+    store.update("s", 1, change, "engine:host-a").unwrap();
+    store
+        .record_event(
+            "s",
+            "cli:bob",
+            "revealed",
+            serde_json::json!({"names": ["injected.oauth_access_token"]}),
+        )
+        .unwrap();
+    let trail = store.audit("s").unwrap();
+    let summary: Vec<(String, String)> =
+        trail.iter().map(|e| (e.actor.clone(), e.action.clone())).collect();
+    assert_eq!(
+        summary,
+        [
+            ("cli:alice".into(), "created".into()),
+            ("engine:host-a".into(), "updated".into()),
+            ("cli:bob".into(), "revealed".into()),
+        ]
+    );
+    assert!(trail[1].detail["changed"].to_string().contains("injected.oauth_access_token"));
+    let text = serde_json::to_string(&trail).unwrap();
+    assert!(!text.contains("value-in-create") && !text.contains("value-in-update"), "{text}");
+    assert!(!text.contains("client-secret-c0ffee"));
+}
+
+fn leases_exclude_others_until_released_or_expired(kind: Kind) {
+    let store = Backend::new(kind).open();
+    let ttl = Duration::from_secs(30);
+    let t0 = 1_000_000;
+    assert!(store.try_lease_at("s", "a", t0, ttl).unwrap());
+    assert!(!store.try_lease_at("s", "b", t0 + 1, ttl).unwrap(), "held by a");
+    assert!(store.try_lease_at("s", "a", t0 + 2, ttl).unwrap(), "a renews");
+    assert!(!store.try_lease_at("s", "b", t0 + 29_000, ttl).unwrap(), "still a's");
+    assert!(store.try_lease_at("s", "b", t0 + 30_003, ttl).unwrap(), "a's lease lapsed");
+    store.release_lease("s", "a").unwrap(); // not a's any more: no effect
+    assert!(!store.try_lease_at("s", "a", t0 + 30_004, ttl).unwrap());
+    store.release_lease("s", "b").unwrap();
+    assert!(store.try_lease_at("s", "a", t0 + 30_005, ttl).unwrap(), "released");
+    assert!(store.try_lease_at("other", "b", t0, ttl).unwrap(), "leases are per system");
+}
+
+fn a_wrong_master_key_refuses_to_open_and_changes_nothing(kind: Kind) {
+    let backend = Backend::new(kind);
+    backend.open().create(system("s", &[("a", "value-a")]), "t").unwrap();
+    let before = backend.raw_bytes();
+    let wrong = authplug_store::MasterKey::generate().unwrap();
+    let error = backend.open_with(Keyring::fixed(vec![wrong.clone()])).unwrap_err();
+    assert_eq!(
+        error,
+        StoreError::WrongKey {
+            needed: vec![backend.key.id().into()],
+            have: vec![wrong.id().into()]
+        }
+    );
+    assert!(error.to_string().starts_with("wrong master key: values are sealed under"), "{error}");
+    if kind == Kind::Sqlite {
+        assert_eq!(backend.raw_bytes(), before, "nothing was written");
+    }
+    let record = backend.open().get("s").unwrap().unwrap();
+    assert_eq!(exposed(&record.injected)["a"], "value-a");
+}
+
+fn a_ciphertext_moved_to_another_row_is_refused(kind: Kind) {
+    let backend = Backend::new(kind);
+    let store = backend.open();
+    store.create(system("victim", &[("oauth_access_token", "victim-token")]), "t").unwrap();
+    store.create(system("attacker", &[("oauth_access_token", "attacker-token")]), "t").unwrap();
+    // Copy the attacker's sealed value over the victim's.
+    backend.raw(
+        "UPDATE secrets SET nonce = (SELECT nonce FROM secrets WHERE system_id = 'attacker' AND name = 'oauth_access_token'), \
+         ciphertext = (SELECT ciphertext FROM secrets WHERE system_id = 'attacker' AND name = 'oauth_access_token') \
+         WHERE system_id = 'victim' AND name = 'oauth_access_token'",
+    );
+    let error = store.get("victim").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "the injected secret `oauth_access_token` of system `victim` does not decrypt: its \
+         ciphertext was tampered with or moved from another row"
+    );
+    assert_eq!(
+        exposed(&store.get("attacker").unwrap().unwrap().injected)["oauth_access_token"],
+        "attacker-token"
+    );
+}
+
+fn a_tampered_byte_is_refused(kind: Kind) {
+    let backend = Backend::new(kind);
+    let store = backend.open();
+    store.create(system("s", &[("api_key", "the-api-key")]), "t").unwrap();
+    backend.flip_ciphertext_byte("api_key", 3);
+    let error = store.get("s").unwrap_err();
+    assert!(
+        matches!(&error, StoreError::Tampered(place) if place.contains("`api_key` of system `s`")),
+        "{error}"
+    );
+    assert!(store.list().is_ok(), "metadata stays readable");
+}
+
+fn an_older_binary_refuses_a_newer_schema(kind: Kind) {
+    let backend = Backend::new(kind);
+    backend.open().create(system("s", &[]), "t").unwrap();
+    backend.raw("UPDATE authplug_meta SET value = '99' WHERE key = 'schema_version'");
+    let error = backend.open_with(Keyring::fixed(vec![backend.key.clone()])).unwrap_err();
+    assert_eq!(error, StoreError::SchemaTooNew { found: 99, known: 1 });
+    assert!(error.to_string().contains("upgrade authplug"));
+}
+
+fn no_secret_value_is_stored_in_clear(kind: Kind) {
+    let backend = Backend::new(kind);
+    let store = backend.open();
+    let values =
+        ["clear-access-token-5f1e", "clear-refresh-token-9a2b", "clear-client-secret-77c3"];
+    let mut new =
+        system("s", &[("oauth_access_token", values[0]), ("oauth_refresh_token", values[1])]);
+    new.required = secrets(&[("client_id", "app"), ("client_secret", values[2])]);
+    store.create(new, "t").unwrap();
+    let change = Change {
+        injected: Some(secrets(&[
+            ("oauth_access_token", values[0]),
+            ("oauth_refresh_token", values[1]),
+        ])),
+        ..Change::default()
+    };
+    store.update("s", 1, change, "t").unwrap();
+    let raw = backend.raw_bytes();
+    assert!(windows_contain(&raw, b"oauth_access_token"), "the dump holds the names");
+    for value in values {
+        assert!(!windows_contain(&raw, value.as_bytes()), "{value} found in clear");
+    }
+}
+
+fn windows_contain(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn rotating_the_key_reseals_everything_and_retires_the_old_key(kind: Kind) {
+    let backend = Backend::new(kind);
+    let key_file = backend.dir.path().join("conf/master.key");
+    let store = backend.open_with(Keyring::from_file(&key_file).unwrap()).unwrap();
+    for i in 0..5 {
+        store.create(system(&format!("s{i}"), &[("token", &format!("value-{i}"))]), "t").unwrap();
+    }
+    let old = store.keyring().current();
+    let mut steps = Vec::new();
+    let rotation = store.rotate_key(&mut |done, total| steps.push((done, total))).unwrap();
+    assert!(!rotation.resumed);
+    assert_eq!(rotation.systems_rekeyed, 5);
+    assert_eq!(steps.last(), Some(&(5, 5)));
+    assert_eq!(rotation.retired_keys, vec![old.id().to_owned()]);
+    assert_ne!(rotation.current_key, old.id());
+
+    // A process that reads the key file anew opens everything; the old key alone opens nothing.
+    let fresh = backend.open_with(Keyring::from_file(&key_file).unwrap()).unwrap();
+    for i in 0..5 {
+        let record = fresh.get(&format!("s{i}")).unwrap().unwrap();
+        assert_eq!(exposed(&record.injected)["token"], format!("value-{i}"));
+        assert_eq!(record.summary.key_ids, vec![rotation.current_key.clone()]);
+    }
+    assert!(matches!(
+        backend.open_with(Keyring::fixed(vec![old])),
+        Err(StoreError::WrongKey { .. })
+    ));
+    assert_eq!(fresh.audit("s0").unwrap().last().unwrap().action, "rekeyed");
+}
+
+fn bundles_restore_into_another_store(kind: Kind) {
+    let source = Backend::new(kind);
+    let store = source.open();
+    store.create(system("a", &[("token", "bundle-value-a")]), "t").unwrap();
+    store.create(system("b", &[("token", "bundle-value-b")]), "t").unwrap();
+    let state =
+        Change { state: Some((State::NeedsReauth, Some("revoked".into()))), ..Change::default() };
+    store.update("b", 1, state, "t").unwrap();
+    let bundle = store.export().unwrap();
+    assert!(!windows_contain(&bundle, b"bundle-value-a"), "the bundle is encrypted");
+
+    let target = Backend::new(kind);
+    let restored = target.open_with(Keyring::fixed(vec![source.key.clone()])).unwrap();
+    restored.create(system("a", &[("token", "already-here")]), "t").unwrap();
+    let report = restored.import(&bundle, "cli:restore", false).unwrap();
+    assert_eq!((report.created, report.skipped), (vec!["b".to_owned()], vec!["a".to_owned()]));
+    let b = restored.get("b").unwrap().unwrap();
+    assert_eq!(exposed(&b.injected)["token"], "bundle-value-b");
+    assert_eq!(b.summary.state, State::NeedsReauth);
+    let report = restored.import(&bundle, "cli:restore", true).unwrap();
+    assert_eq!(report.replaced, ["a", "b"]);
+    assert_eq!(exposed(&restored.get("a").unwrap().unwrap().injected)["token"], "bundle-value-a");
+
+    let stranger = Backend::new(kind).open();
+    assert!(matches!(stranger.import(&bundle, "t", false), Err(StoreError::WrongKey { .. })));
+    let mut damaged = bundle.clone();
+    let at = damaged.len() - 10;
+    damaged[at] = if damaged[at] == b'A' { b'B' } else { b'A' };
+    let error = restored.import(&damaged, "t", false).unwrap_err();
+    assert!(matches!(error, StoreError::Bundle(_)), "{error}");
+}
+
+#[test]
+fn a_truncated_sqlite_file_is_named_and_left_alone() {
+    let backend = Backend::new(Kind::Sqlite);
+    let store = backend.open();
+    for i in 0..200 {
+        store.create(system(&format!("system-{i:04}"), &[("token", "t")]), "t").unwrap();
+    }
+    drop(store);
+    let authplug_store::Location::Sqlite(path) = &backend.location else { unreachable!() };
+    // Fold the WAL into the file, then cut the file in half.
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+    let before = std::fs::read(path).unwrap();
+    let error = backend.open_with(Keyring::fixed(vec![backend.key.clone()])).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
+    assert!(error.to_string().contains(&path.display().to_string()), "{error}");
+    assert_eq!(std::fs::read(path).unwrap(), before, "the damaged file is not overwritten");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite3");
+    std::fs::write(&path, b"this is a text file, not SQLite, and long enough to have a header....")
+        .unwrap();
+    let key = authplug_store::MasterKey::generate().unwrap();
+    let error = authplug_store::Store::open(
+        &authplug_store::Location::Sqlite(path),
+        Keyring::fixed(vec![key]),
+    )
+    .unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
+}
+
+#[test]
+fn new_sqlite_stores_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data/authplug/store.sqlite3");
+    let key = authplug_store::MasterKey::generate().unwrap();
+    authplug_store::Store::open(
+        &authplug_store::Location::Sqlite(path.clone()),
+        Keyring::fixed(vec![key]),
+    )
+    .unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+}
