@@ -22,6 +22,9 @@ pub struct Cli {
     #[command(flatten)]
     pub plugins: PluginArgs,
 
+    #[command(flatten)]
+    pub store: StoreArgs,
+
     /// More log output on stderr (-v info, -vv debug); AUTHPLUG_LOG=<filter> overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -52,8 +55,36 @@ pub struct PluginArgs {
     pub strict_plugins: bool,
 }
 
+/// Where credentials are stored and the master key that seals them.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The credential store: a SQLite file path, or a postgres:// URL for a store shared by
+    /// several instances. Default: $XDG_DATA_HOME/authplug/store.sqlite3.
+    #[arg(long = "store", value_name = "PATH|URL", global = true, env = "AUTHPLUG_STORE")]
+    pub location: Option<String>,
+
+    /// The master key file (created with mode 0600 on first use), used when AUTHPLUG_MASTER_KEY
+    /// is not set. Default: $XDG_CONFIG_HOME/authplug/master.key.
+    #[arg(long, value_name = "FILE", global = true, env = "AUTHPLUG_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List the stored systems (connector instances): scheme, state, expiry. Never values.
+    Systems {
+        #[command(subcommand)]
+        command: Option<SystemsCommand>,
+
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the credential store itself: key rotation, backups.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// List the loaded schemes, where each came from, and any refused plugin files.
     Schemes {
         #[command(subcommand)]
@@ -72,6 +103,66 @@ pub enum Command {
         /// Only these schemes (ids), in this order; default: every loaded scheme.
         #[arg(value_name = "SCHEME")]
         schemes: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemsCommand {
+    /// Show one system: metadata and secret names; values only with --reveal (audited).
+    Show {
+        id: String,
+
+        /// Also print the secret values. Recorded in the system's audit trail.
+        #[arg(long)]
+        reveal: bool,
+
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a system and its secrets (its audit trail stays).
+    Delete {
+        id: String,
+
+        /// Confirm the deletion (required: there is no undo).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Show a system's audit trail: who changed or revealed what, and when. Never values.
+    Audit {
+        id: String,
+
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Re-encrypt every value under a new master key, without stopping other instances. With a
+    /// key file, the new key is added to it first and the old one removed at the end; with
+    /// AUTHPLUG_MASTER_KEY, put the new key first (new,old) and run this. Safe to interrupt: run
+    /// it again to finish.
+    RotateKey {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an encrypted backup bundle of every system (sealed under the current master key).
+    Export {
+        /// The bundle file to write (mode 0600).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Restore systems from a backup bundle; existing systems are kept unless --replace.
+    Import {
+        /// The bundle file.
+        file: PathBuf,
+
+        /// Overwrite systems that already exist.
+        #[arg(long)]
+        replace: bool,
     },
 }
 

@@ -11,8 +11,12 @@ pub enum Code {
     BadInput = 2,
     /// A plugin was refused and `--strict-plugins` was given.
     PluginRefused = 3,
-    /// The named scheme (or other object) does not exist.
+    /// The named scheme or system does not exist.
     NotFound = 4,
+    /// The credential store cannot be used: damaged, wrong master key, newer schema, unreachable.
+    Store = 5,
+    /// Someone else changed the system meanwhile (compare-and-set lost); try again.
+    Conflict = 6,
 }
 
 impl From<Code> for ExitCode {
@@ -28,7 +32,9 @@ Exit codes:
   1  failure without a more specific code
   2  bad input (arguments, files, values)
   3  a plugin was refused and --strict-plugins was given
-  4  the named scheme does not exist";
+  4  the named scheme or system does not exist
+  5  the credential store cannot be used (damaged, wrong master key, newer schema, unreachable)
+  6  the system changed meanwhile; try again";
 
 /// A failure: a one-line message for stderr and the exit code.
 #[derive(Debug)]

@@ -4,6 +4,7 @@ mod cli;
 mod exit;
 mod plugins;
 mod schemes;
+mod store;
 
 use std::process::ExitCode;
 
@@ -25,8 +26,16 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Systems { command, json } => {
+            return store::systems(&cli.store, command.as_ref(), *json)
+        }
+        Command::Store { command } => return store::store(&cli.store, command),
+        _ => {}
+    }
     let registry = plugins::load(&cli.plugins)?;
     match &cli.command {
+        Command::Systems { .. } | Command::Store { .. } => unreachable!("handled above"),
         Command::Schemes { command: None, json } => schemes::list(&registry, &cli.plugins, *json),
         Command::Schemes { command: Some(SchemesCommand::Show { id, json }), .. } => {
             schemes::show(&registry, id, *json)

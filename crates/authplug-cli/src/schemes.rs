@@ -131,14 +131,14 @@ fn scheme_json(scheme: &LoadedScheme) -> serde_json::Value {
     })
 }
 
-fn print_json(value: &impl Serialize) -> Result<(), Failure> {
+pub fn print_json(value: &impl Serialize) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| Failure::new(Code::Failure, format!("cannot print JSON: {e}")))?;
     println!("{text}");
     Ok(())
 }
 
-fn print_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) {
+pub fn print_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) {
     let mut widths = header.clone().map(|h| h.chars().count());
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
