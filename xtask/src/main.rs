@@ -373,7 +373,11 @@ fn bench(bench_args: Vec<String>) -> Result {
     let plugins = build_plugins(Profile::Release)?;
     let postgres = peers::Postgres::start()?;
     let mut command = cargo();
-    command.args(["bench", "--workspace"]).args(&bench_args);
+    command.arg("bench");
+    if !bench_args.iter().any(|a| a == "-p" || a == "--package") {
+        command.arg("--workspace");
+    }
+    command.args(&bench_args);
     command.env("AUTHPLUG_BENCH_PLUGIN", plugins.join(library_file("api-key")));
     postgres.set_env(&mut command);
     let outcome = status(command);

@@ -212,7 +212,7 @@ impl Keyring {
     }
 
     /// Seals `plaintext` under the current key for the place described by `aad`.
-    pub(crate) fn seal(&self, place: &Place<'_>, plaintext: &[u8]) -> Result<Sealed, StoreError> {
+    pub fn seal(&self, place: &Place<'_>, plaintext: &[u8]) -> Result<Sealed, StoreError> {
         let key = self.current();
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::getrandom(&mut nonce)
@@ -227,7 +227,7 @@ impl Keyring {
 
     /// Opens a sealed value found at `place`. Fails, naming the place, if the key is unknown or the
     /// ciphertext does not authenticate (tampered with, or moved from another row).
-    pub(crate) fn open(
+    pub fn open(
         &self,
         place: &Place<'_>,
         sealed: &Sealed,
@@ -252,7 +252,7 @@ impl Keyring {
 
 /// Where a sealed value lives; bound into its associated data.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Place<'a> {
+pub struct Place<'a> {
     pub system: &'a str,
     pub kind: &'a str,
     pub name: &'a str,
@@ -270,7 +270,7 @@ impl Place<'_> {
 
 /// A value as stored: key id, nonce and ciphertext (with its tag).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Sealed {
+pub struct Sealed {
     pub key_id: String,
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
