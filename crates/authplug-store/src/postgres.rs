@@ -2,16 +2,23 @@
 //! `UPDATE ... WHERE version = $n` (the row lock makes a concurrent writer re-check and lose);
 //! leases are an upsert guarded by expiry; migrations take an advisory lock.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
-use postgres::{Client, NoTls, Row};
+use postgres::{Client, NoTls, Row, Statement};
 
 use crate::crypto::Sealed;
 use crate::schema::{self, numbered, sql, Dialect};
 use crate::{AuditEntry, Backend, Result, SecretRow, StoreError, SystemRow, Tx};
 
 pub(crate) struct PgBackend {
-    client: Mutex<Client>,
+    connection: Mutex<Connection>,
+}
+
+/// One session, with the statements prepared on it (prepared once, kept across transactions).
+struct Connection {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
 }
 
 /// An arbitrary constant: the advisory lock under which migrations run.
@@ -28,7 +35,7 @@ impl PgBackend {
         let mut client = Client::connect(url, NoTls)
             .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
         migrate(&mut client)?;
-        Ok(Self { client: Mutex::new(client) })
+        Ok(Self { connection: Mutex::new(Connection { client, statements: HashMap::new() }) })
     }
 }
 
@@ -52,12 +59,13 @@ impl Backend for PgBackend {
         _write: bool,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
-        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let mut connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        let Connection { client, statements } = &mut *connection;
         if client.is_closed() {
             return Err(StoreError::Database("the PostgreSQL connection is closed".into()));
         }
         let tx = client.transaction().map_err(fail)?;
-        let mut wrapped = PgTx { tx };
+        let mut wrapped = PgTx { tx, statements };
         body(&mut wrapped)?;
         wrapped.tx.commit().map_err(fail)
     }
@@ -65,6 +73,7 @@ impl Backend for PgBackend {
 
 struct PgTx<'a> {
     tx: postgres::Transaction<'a>,
+    statements: &'a mut HashMap<&'static str, Statement>,
 }
 
 fn system_row(r: &Row) -> SystemRow {
@@ -101,45 +110,49 @@ pub(crate) fn audit_entry(
 }
 
 impl PgTx<'_> {
+    /// The prepared form of one of [`sql`]'s statements, prepared on first use.
+    fn statement(&mut self, sql: &'static str) -> Result<Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.tx.prepare(&numbered(sql)).map_err(fail)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
     fn strings(
         &mut self,
-        statement: &str,
+        sql: &'static str,
         params: &[&(dyn postgres::types::ToSql + Sync)],
     ) -> Result<Vec<String>> {
-        let rows = self.tx.query(&numbered(statement), params).map_err(fail)?;
+        let statement = self.statement(sql)?;
+        let rows = self.tx.query(&statement, params).map_err(fail)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 }
 
 impl Tx for PgTx<'_> {
     fn system(&mut self, id: &str) -> Result<Option<SystemRow>> {
-        Ok(self
-            .tx
-            .query_opt(&numbered(sql::SYSTEM), &[&id])
-            .map_err(fail)?
-            .as_ref()
-            .map(system_row))
+        let st_system = self.statement(sql::SYSTEM)?;
+        Ok(self.tx.query_opt(&st_system, &[&id]).map_err(fail)?.as_ref().map(system_row))
     }
 
     fn systems(&mut self) -> Result<Vec<SystemRow>> {
-        Ok(self.tx.query(sql::SYSTEMS, &[]).map_err(fail)?.iter().map(system_row).collect())
+        let st_systems = self.statement(sql::SYSTEMS)?;
+        Ok(self.tx.query(&st_systems, &[]).map_err(fail)?.iter().map(system_row).collect())
     }
 
     fn secrets(&mut self, id: &str) -> Result<Vec<SecretRow>> {
-        Ok(self
-            .tx
-            .query(&numbered(sql::SECRETS), &[&id])
-            .map_err(fail)?
-            .iter()
-            .map(secret_row)
-            .collect())
+        let st_secrets = self.statement(sql::SECRETS)?;
+        Ok(self.tx.query(&st_secrets, &[&id]).map_err(fail)?.iter().map(secret_row).collect())
     }
 
     fn insert_system(&mut self, s: &SystemRow) -> Result<bool> {
+        let st_insert_system = self.statement(sql::INSERT_SYSTEM)?;
         let changed = self
             .tx
             .execute(
-                &numbered(sql::INSERT_SYSTEM),
+                &st_insert_system,
                 &[
                     &s.id,
                     &s.scheme,
@@ -159,10 +172,11 @@ impl Tx for PgTx<'_> {
     }
 
     fn update_system(&mut self, s: &SystemRow, expected: i64) -> Result<bool> {
+        let st_update_system = self.statement(sql::UPDATE_SYSTEM)?;
         let changed = self
             .tx
             .execute(
-                &numbered(sql::UPDATE_SYSTEM),
+                &st_update_system,
                 &[
                     &s.scheme,
                     &s.state,
@@ -182,18 +196,22 @@ impl Tx for PgTx<'_> {
     }
 
     fn delete_system(&mut self, id: &str) -> Result<bool> {
-        self.tx.execute(&numbered(sql::DELETE_SECRETS_OF), &[&id]).map_err(fail)?;
-        Ok(self.tx.execute(&numbered(sql::DELETE_SYSTEM), &[&id]).map_err(fail)? == 1)
+        let st_delete_secrets_of = self.statement(sql::DELETE_SECRETS_OF)?;
+        let st_delete_system = self.statement(sql::DELETE_SYSTEM)?;
+        self.tx.execute(&st_delete_secrets_of, &[&id]).map_err(fail)?;
+        Ok(self.tx.execute(&st_delete_system, &[&id]).map_err(fail)? == 1)
     }
 
     fn delete_secrets(&mut self, id: &str, kind: &str) -> Result<()> {
-        self.tx.execute(&numbered(sql::DELETE_SECRETS_KIND), &[&id, &kind]).map(drop).map_err(fail)
+        let st_delete_secrets_kind = self.statement(sql::DELETE_SECRETS_KIND)?;
+        self.tx.execute(&st_delete_secrets_kind, &[&id, &kind]).map(drop).map_err(fail)
     }
 
     fn put_secret(&mut self, s: &SecretRow) -> Result<()> {
+        let st_put_secret = self.statement(sql::PUT_SECRET)?;
         self.tx
             .execute(
-                &numbered(sql::PUT_SECRET),
+                &st_put_secret,
                 &[
                     &s.system_id,
                     &s.kind,
@@ -208,18 +226,17 @@ impl Tx for PgTx<'_> {
     }
 
     fn append_audit(&mut self, e: &AuditEntry) -> Result<()> {
+        let st_append_audit = self.statement(sql::APPEND_AUDIT)?;
         let detail = e.detail.to_string();
         self.tx
-            .execute(
-                &numbered(sql::APPEND_AUDIT),
-                &[&e.system_id, &e.at, &e.actor, &e.action, &detail],
-            )
+            .execute(&st_append_audit, &[&e.system_id, &e.at, &e.actor, &e.action, &detail])
             .map(drop)
             .map_err(fail)
     }
 
     fn audit(&mut self, id: &str) -> Result<Vec<AuditEntry>> {
-        let rows = self.tx.query(&numbered(sql::AUDIT), &[&id]).map_err(fail)?;
+        let st_audit = self.statement(sql::AUDIT)?;
+        let rows = self.tx.query(&st_audit, &[&id]).map_err(fail)?;
         Ok(rows
             .iter()
             .map(|r| audit_entry((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))))
@@ -235,14 +252,14 @@ impl Tx for PgTx<'_> {
     }
 
     fn try_lease(&mut self, id: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool> {
-        let changed = self
-            .tx
-            .execute(&numbered(sql::TRY_LEASE), &[&id, &holder, &until_ms, &now_ms])
-            .map_err(fail)?;
+        let st_try_lease = self.statement(sql::TRY_LEASE)?;
+        let changed =
+            self.tx.execute(&st_try_lease, &[&id, &holder, &until_ms, &now_ms]).map_err(fail)?;
         Ok(changed == 1)
     }
 
     fn release_lease(&mut self, id: &str, holder: &str) -> Result<()> {
-        self.tx.execute(&numbered(sql::RELEASE_LEASE), &[&id, &holder]).map(drop).map_err(fail)
+        let st_release_lease = self.statement(sql::RELEASE_LEASE)?;
+        self.tx.execute(&st_release_lease, &[&id, &holder]).map(drop).map_err(fail)
     }
 }
