@@ -104,13 +104,16 @@ pub enum KeySource {
 pub struct Keyring {
     source: KeySource,
     keys: RwLock<Vec<MasterKey>>,
+    /// The key file's modification time when it was last read: a change means another process
+    /// rotated the key, and new values must be sealed under the new current key.
+    loaded: RwLock<Option<std::time::SystemTime>>,
 }
 
 impl Keyring {
     /// Keys given in code; the first is current.
     pub fn fixed(keys: Vec<MasterKey>) -> Self {
         assert!(!keys.is_empty(), "a keyring needs a key");
-        Self { source: KeySource::Fixed, keys: RwLock::new(keys) }
+        Self { source: KeySource::Fixed, keys: RwLock::new(keys), loaded: RwLock::new(None) }
     }
 
     /// `AUTHPLUG_MASTER_KEY` if set, else the key file at `path`, created on first use.
@@ -130,7 +133,7 @@ impl Keyring {
         if keys.is_empty() {
             return Err(StoreError::Key(format!("{MASTER_KEY_ENV} holds no key")));
         }
-        Ok(Self { source: KeySource::Env, keys: RwLock::new(keys) })
+        Ok(Self { source: KeySource::Env, keys: RwLock::new(keys), loaded: RwLock::new(None) })
     }
 
     /// The key file at `path`; a new one with a fresh key (mode 0600) if there is none.
@@ -138,17 +141,38 @@ impl Keyring {
         if !path.exists() {
             write_key_file(path, &[MasterKey::generate()?], true)?;
         }
+        let modified = modified(path);
         let keys = read_key_file(path)?;
-        Ok(Self { source: KeySource::File(path.to_owned()), keys: RwLock::new(keys) })
+        Ok(Self {
+            source: KeySource::File(path.to_owned()),
+            keys: RwLock::new(keys),
+            loaded: RwLock::new(modified),
+        })
     }
 
     pub fn source(&self) -> &KeySource {
         &self.source
     }
 
-    /// The key that seals new values.
+    /// The key that seals new values. With a key file, re-read first if the file changed (one
+    /// `stat` per call), so that this process follows a rotation made by another.
     pub fn current(&self) -> MasterKey {
+        if let KeySource::File(path) = &self.source {
+            let now = modified(path);
+            if now.is_some() && now != *self.loaded.read().expect("keyring lock") {
+                self.reload(path);
+            }
+        }
         self.keys.read().expect("keyring lock")[0].clone()
+    }
+
+    /// Re-reads the key file; keeps the keys it has if the file is unreadable for a moment.
+    fn reload(&self, path: &Path) {
+        let modified = modified(path);
+        if let Ok(keys) = read_key_file(path) {
+            *self.keys.write().expect("keyring lock") = keys;
+            *self.loaded.write().expect("keyring lock") = modified;
+        }
     }
 
     /// The ids of every key, current first.
@@ -164,11 +188,8 @@ impl Keyring {
             return Some(key);
         }
         if let KeySource::File(path) = &self.source {
-            if let Ok(keys) = read_key_file(path) {
-                let found = find(&keys);
-                *self.keys.write().expect("keyring lock") = keys;
-                return found;
-            }
+            self.reload(path);
+            return find(&self.keys.read().expect("keyring lock"));
         }
         None
     }
@@ -186,6 +207,7 @@ impl Keyring {
         next.extend(keys.iter().cloned());
         if let KeySource::File(path) = &self.source {
             write_key_file(path, &next, false)?;
+            *self.loaded.write().expect("keyring lock") = modified(path);
         }
         *keys = next;
         Ok(new)
@@ -205,6 +227,7 @@ impl Keyring {
         if let KeySource::File(path) = &self.source {
             if !retired.is_empty() {
                 write_key_file(path, &kept, false)?;
+                *self.loaded.write().expect("keyring lock") = modified(path);
                 *keys = kept;
             }
         }
@@ -274,6 +297,10 @@ pub struct Sealed {
     pub key_id: String,
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 fn read_key_file(path: &Path) -> Result<Vec<MasterKey>, StoreError> {

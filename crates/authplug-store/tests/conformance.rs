@@ -29,6 +29,7 @@ conformance!(
     no_secret_value_is_stored_in_clear,
     rotating_the_key_reseals_everything_and_retires_the_old_key,
     bundles_restore_into_another_store,
+    a_running_instance_follows_a_rotation_made_by_another,
 );
 
 fn created_systems_read_back_with_their_secrets(kind: Kind) {
@@ -281,6 +282,24 @@ fn rotating_the_key_reseals_everything_and_retires_the_old_key(kind: Kind) {
         Err(StoreError::WrongKey { .. })
     ));
     assert_eq!(fresh.audit("s0").unwrap().last().unwrap().action, "rekeyed");
+}
+
+fn a_running_instance_follows_a_rotation_made_by_another(kind: Kind) {
+    let backend = Backend::new(kind);
+    let key_file = backend.dir.path().join("master.key");
+    let rotator = backend.open_with(Keyring::from_file(&key_file).unwrap()).unwrap();
+    let running = backend.open_with(Keyring::from_file(&key_file).unwrap()).unwrap();
+    running.create(system("s", &[("token", "before")]), "t").unwrap();
+    let rotation = rotator.rotate_key(&mut |_, _| {}).unwrap();
+    // Re-sealing does not bump the version (values are unchanged), so writers in flight do not
+    // conflict. The running instance reads what was re-sealed, and seals what it writes next under the new
+    // key, so the retired key is never needed again.
+    assert_eq!(exposed(&running.get("s").unwrap().unwrap().injected)["token"], "before");
+    let change = Change { injected: Some(secrets(&[("token", "after")])), ..Change::default() };
+    let updated = running.update("s", 1, change, "t").unwrap();
+    assert_eq!(updated.summary.key_ids, vec![rotation.current_key.clone()]);
+    let fresh = backend.open_with(Keyring::from_file(&key_file).unwrap()).unwrap();
+    assert_eq!(exposed(&fresh.get("s").unwrap().unwrap().injected)["token"], "after");
 }
 
 fn bundles_restore_into_another_store(kind: Kind) {
