@@ -107,6 +107,14 @@ fn strict_mode_turns_a_refusal_into_exit_code_3() {
     let output = authplug(dir.path(), &["--strict-plugins", "schemes"]);
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(stderr(&output).contains("--strict-plugins"));
+    // The same from the environment, as a service manager would set it.
+    let output = std::process::Command::new(tests::authplug_bin())
+        .args(["schemes"])
+        .env("AUTHPLUG_PLUGIN_DIR", dir.path())
+        .env("AUTHPLUG_STRICT_PLUGINS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
 }
 
 #[test]

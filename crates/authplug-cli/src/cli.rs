@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 /// authplug authenticates API connectors: it loads authentication scheme plugins (OAuth2, API
@@ -30,7 +31,7 @@ pub struct Cli {
     pub verbose: u8,
 
     /// Log lines as JSON objects (for log collectors).
-    #[arg(long, global = true, env = "AUTHPLUG_LOG_JSON")]
+    #[arg(long, global = true, env = "AUTHPLUG_LOG_JSON", value_parser = BoolishValueParser::new())]
     pub log_json: bool,
 
     #[command(subcommand)]
@@ -51,7 +52,7 @@ pub struct PluginArgs {
     pub dirs: Vec<PathBuf>,
 
     /// Fail (exit code 3) when any plugin file is refused, instead of warning and going on.
-    #[arg(long, global = true, env = "AUTHPLUG_STRICT_PLUGINS")]
+    #[arg(long, global = true, env = "AUTHPLUG_STRICT_PLUGINS", value_parser = BoolishValueParser::new())]
     pub strict_plugins: bool,
 }
 
