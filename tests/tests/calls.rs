@@ -21,12 +21,12 @@ fn onboard_request(pairs: &[(&str, &str)]) -> OnboardRequest {
     OnboardRequest {
         scheme: String::new(),
         required: pairs.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect(),
-        parameters: BTreeMap::new(),
+        ..Default::default()
     }
 }
 
 fn injected(step: OnboardStep) -> BTreeMap<String, String> {
-    let OnboardStep::Done { injected, .. } = step;
+    let OnboardStep::Done { injected, .. } = step else { panic!("expected the done step") };
     injected.into_iter().map(|(k, v)| (k, v.expose().to_owned())).collect()
 }
 

@@ -119,9 +119,16 @@ fn strict_mode_turns_a_refusal_into_exit_code_3() {
 
 #[test]
 fn an_unknown_scheme_names_the_loaded_ones_with_exit_code_4() {
-    let output = authplug(&plugin_dir(), &["schemes", "show", "oauth3"]);
+    let dir = plugin_folder(&[
+        (&plugin("api_key"), "libapi_key.so"),
+        (&plugin("oauth2_scheme"), "liboauth2_scheme.so"),
+    ]);
+    let output = authplug(dir.path(), &["schemes", "show", "oauth3"]);
     assert_eq!(output.status.code(), Some(4));
-    assert_eq!(stderr(&output).trim(), "error: unknown scheme `oauth3`; loaded schemes: api_key");
+    assert_eq!(
+        stderr(&output).trim(),
+        "error: unknown scheme `oauth3`; loaded schemes: api_key, oauth2"
+    );
 }
 
 #[test]

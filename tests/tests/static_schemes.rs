@@ -14,7 +14,7 @@ fn request(token_name: &str) -> OnboardRequest {
     OnboardRequest {
         scheme: String::new(),
         required: BTreeMap::from([(token_name.to_owned(), Secret::new("static-secret-value"))]),
-        parameters: BTreeMap::new(),
+        ..Default::default()
     }
 }
 

@@ -321,6 +321,7 @@ fn test(runner_args: Vec<String>) -> Result {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
+    let node_peers = peers::install_node_peers(&root())?;
     // A throwaway PostgreSQL cluster for the store's tests, stopped whatever the tests do.
     let postgres = peers::Postgres::start()?;
     let outcome = (|| {
@@ -333,6 +334,7 @@ fn test(runner_args: Vec<String>) -> Result {
         command.args(&runner_args);
         set_test_env(&mut command, &plugin_dir);
         postgres.set_env(&mut command);
+        command.env("AUTHPLUG_TEST_PEERS_DIR", &node_peers);
         status(command)?;
         if nextest {
             // nextest does not run doctests.

@@ -145,3 +145,26 @@ fn free_port() -> Result<u16> {
         std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
+
+/// Installs the Node peers (oidc-provider) from `tests/peers/package-lock.json` with `npm ci`,
+/// unless they are installed already. Returns the folder the tests start them from.
+pub fn install_node_peers(root: &Path) -> Result<PathBuf> {
+    let dir = root.join("tests/peers");
+    let installed = dir.join("node_modules/.package-lock.json");
+    let lock = dir.join("package-lock.json");
+    let fresh = match (std::fs::metadata(&installed), std::fs::metadata(&lock)) {
+        (Ok(i), Ok(l)) => i.modified().ok() >= l.modified().ok(),
+        _ => false,
+    };
+    if !fresh {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .map_err(|e| format!("cannot run npm (install Node.js 20 or newer): {e}"))?;
+        if !status.success() {
+            return Err(format!("npm ci in {} failed with {status}", dir.display()));
+        }
+    }
+    Ok(dir)
+}

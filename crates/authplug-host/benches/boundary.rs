@@ -35,7 +35,7 @@ fn request() -> OnboardRequest {
     OnboardRequest {
         scheme: "api_key".into(),
         required: BTreeMap::from([("api_key".to_owned(), Secret::new("k-0123456789abcdef"))]),
-        parameters: BTreeMap::new(),
+        ..Default::default()
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use authplug_protocol::{
     method, ApplyRequest, ApplyResponse, AuthPair, ErrorBody, ErrorCode, OnboardRequest,
-    OnboardStep, ProtocolVersion, SchemeDescriptor, Secret,
+    OnboardStep, ProtocolVersion, RefreshOutcome, RefreshRequest, SchemeDescriptor, Secret,
 };
 use authplug_sdk::{Host, Scheme};
 use serde::de::DeserializeOwned;
@@ -237,13 +237,56 @@ impl LoadedScheme {
                 s.onboard(request.clone(), h)
             })?;
         match &step {
-            OnboardStep::Done { injected, .. } => {
-                let declared: Vec<&str> =
-                    self.descriptor.injected.iter().map(|s| s.name.as_str()).collect();
-                self.check_names("injected secret", &declared, injected.keys(), false)?;
+            OnboardStep::Done { injected, .. } => self.check_injected(injected)?,
+            OnboardStep::Redirect { url, state, .. } => {
+                // The host checks `state` on the callback: an empty one would check nothing.
+                if state.len() < 16 {
+                    return Err(
+                        self.violation("a redirect step needs a state of 16 or more characters")
+                    );
+                }
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(self.violation("a redirect step needs an http(s) URL"));
+                }
             }
         }
         Ok(step)
+    }
+
+    /// Renews a stored credential. A renewal must inject exactly the declared secrets.
+    pub fn refresh(
+        &self,
+        mut request: RefreshRequest,
+        host: &HostServices,
+    ) -> Result<RefreshOutcome, CallError> {
+        request.scheme = self.descriptor.id.clone();
+        let secrets: Vec<Secret> =
+            request.required.values().chain(request.injected.values()).cloned().collect();
+        let mut outcome: RefreshOutcome =
+            self.invoke(method::REFRESH, &request, host, &secrets, |s, h| {
+                s.refresh(request.clone(), h)
+            })?;
+        match &mut outcome {
+            RefreshOutcome::Renewed { injected, .. } => self.check_injected(injected)?,
+            // The reason reaches operators and logs: scrub what the call carried.
+            RefreshOutcome::Reauthorize { reason } | RefreshOutcome::Transient { reason, .. } => {
+                *reason = scrub(reason, secrets.iter());
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn check_injected(
+        &self,
+        injected: &std::collections::BTreeMap<String, Secret>,
+    ) -> Result<(), CallError> {
+        let declared: Vec<&str> =
+            self.descriptor.injected.iter().map(|s| s.name.as_str()).collect();
+        self.check_names("injected secret", &declared, injected.keys(), false)
+    }
+
+    fn violation(&self, message: &str) -> CallError {
+        CallError::new(self.id(), ErrorCode::ContractViolation, message)
     }
 
     /// The headers and query parameters one outbound request needs.

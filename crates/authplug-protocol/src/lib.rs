@@ -32,12 +32,16 @@ pub mod method {
     /// What one outbound request needs: [`crate::ApplyRequest`] -> [`crate::ApplyResponse`].
     /// Since 1.1.
     pub const APPLY: &str = "apply";
+    /// Renew a stored credential: [`crate::RefreshRequest`] -> [`crate::RefreshOutcome`].
+    /// Since 1.2.
+    pub const REFRESH: &str = "refresh";
 
     /// The protocol version (`major.minor`) that introduced `method`, or `None` if unknown.
     pub fn since(method: &str) -> Option<(u64, u64)> {
         match method {
             ONBOARD => Some((1, 0)),
             APPLY => Some((1, 1)),
+            REFRESH => Some((1, 2)),
             _ => None,
         }
     }
@@ -66,8 +70,9 @@ pub struct PluginInfo {
     pub version: String,
 }
 
-/// The contract of one authentication scheme.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The contract of one authentication scheme. Build it with `..Default::default()` so that
+/// fields added by later protocol minors do not break your code.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SchemeDescriptor {
     /// Stable identifier, `[a-z][a-z0-9_-]*`, e.g. `api_key`.
     pub id: String,
@@ -87,6 +92,9 @@ pub struct SchemeDescriptor {
     /// Remarks listed under the tables of the reference page (examples, caveats). Since 1.1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// How the credentials are kept valid. Since 1.2.
+    #[serde(default)]
+    pub refresh: RefreshPolicy,
 }
 
 /// One `(auth, auth_variant)` pair of a connector manifest.
@@ -113,7 +121,7 @@ impl fmt::Display for AuthPair {
 }
 
 /// A secret the user supplies during onboarding.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RequiredSecret {
     pub name: String,
     pub description: String,
@@ -123,12 +131,47 @@ pub struct RequiredSecret {
 }
 
 /// A secret the scheme injects into the connector's system configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InjectedSecret {
     pub name: String,
     pub description: String,
     #[serde(rename = "type", default)]
     pub value_type: ValueType,
+    /// Where the value comes from. Since 1.2; older plugins say nothing (`unspecified`).
+    #[serde(default, skip_serializing_if = "Source::is_unspecified")]
+    pub source: Source,
+}
+
+/// Where an injected value comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// Not declared (a plugin older than protocol 1.2).
+    #[default]
+    Unspecified,
+    /// Copied unchanged from the required secret `from`.
+    Copied { from: String },
+    /// Obtained from the provider during onboarding, and not renewed.
+    Onboarding,
+    /// Obtained during onboarding and renewed at runtime by `refresh`.
+    Renewed,
+}
+
+impl Source {
+    pub fn is_unspecified(&self) -> bool {
+        *self == Source::Unspecified
+    }
+}
+
+/// How a scheme's credentials are kept valid. Since 1.2.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshPolicy {
+    /// Whether the scheme implements `refresh`.
+    #[serde(default)]
+    pub renews: bool,
+    /// Refresh this many seconds before `expires_at` (the engine's default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin_secs: Option<u64>,
 }
 
 /// The type column of the reference page.
@@ -151,7 +194,7 @@ fn yes() -> bool {
 }
 
 /// Input of [`method::ONBOARD`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OnboardRequest {
     /// Which of the plugin's schemes is meant.
     pub scheme: String,
@@ -160,12 +203,36 @@ pub struct OnboardRequest {
     /// Non-secret parameters (e.g. the connector manifest's scheme block).
     #[serde(default)]
     pub parameters: BTreeMap<String, serde_json::Value>,
+    /// Where the user's browser comes back to after a consent (the host's callback). Since 1.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
+    /// The continuation of an earlier `redirect` step, with what came back. Since 1.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+}
+
+/// What the host hands back after a `redirect` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resume {
+    /// The step's `continuation`, unchanged (kept by the host, never shown to the user).
+    pub continuation: Secret,
+    /// The query parameters of the callback (`code`, `state`, `iss`, or `error`, ...). The host
+    /// has already checked `state` against the step's.
+    pub callback: BTreeMap<String, String>,
 }
 
 /// Output of [`method::ONBOARD`]: the next step. Later protocol minors add steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum OnboardStep {
+    /// Send the user's browser to `url`; resume with what comes back to the redirect URI, if its
+    /// `state` equals this one. Since 1.2.
+    Redirect {
+        url: String,
+        state: String,
+        /// Opaque to the host, secret (e.g. the PKCE verifier): handed back in [`Resume`].
+        continuation: Secret,
+    },
     /// Onboarding is complete.
     Done {
         /// Exactly the scheme's declared injected secrets.
@@ -176,8 +243,38 @@ pub enum OnboardStep {
     },
 }
 
-/// Input of [`method::APPLY`]: make one outbound request authenticated.
+/// Input of [`method::REFRESH`]: the stored credential to renew.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RefreshRequest {
+    pub scheme: String,
+    pub required: BTreeMap<String, Secret>,
+    pub injected: BTreeMap<String, Secret>,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, serde_json::Value>,
+}
+
+/// Output of [`method::REFRESH`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RefreshOutcome {
+    /// The renewed injected secrets (exactly the declared ones; unchanged values included).
+    Renewed {
+        injected: BTreeMap<String, Secret>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<i64>,
+    },
+    /// A human must authorise again (revoked grant, invalid client, ...): do not retry.
+    Reauthorize { reason: String },
+    /// Try again later (timeout, 5xx, 429, truncated answer).
+    Transient {
+        reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_secs: Option<u64>,
+    },
+}
+
+/// Input of [`method::APPLY`]: make one outbound request authenticated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ApplyRequest {
     pub scheme: String,
     /// The stored injected secrets.

@@ -6,7 +6,7 @@ use std::sync::Once;
 use authplug_abi::{HostHandle, PluginEntry};
 use authplug_protocol::{
     method, ApplyRequest, ErrorBody, ErrorCode, OnboardRequest, PluginInfo, PluginManifest,
-    PROTOCOL_VERSION,
+    RefreshRequest, PROTOCOL_VERSION,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -80,6 +80,10 @@ pub fn dispatch(method: &str, request: &str, host: &Host<'_>) -> Result<String, 
         method::ONBOARD => parse::<OnboardRequest>(method, request).and_then(|request| {
             let scheme = find(&request.scheme)?;
             answer(scheme.onboard(request, host)?)
+        }),
+        method::REFRESH => parse::<RefreshRequest>(method, request).and_then(|request| {
+            let scheme = find(&request.scheme)?;
+            answer(scheme.refresh(request, host)?)
         }),
         method::APPLY => parse::<ApplyRequest>(method, request).and_then(|request| {
             let scheme = find(&request.scheme)?;

@@ -26,8 +26,8 @@ mod host;
 pub use authplug_protocol as protocol;
 pub use authplug_protocol::{
     ApplyRequest, ApplyResponse, AuthPair, ErrorBody, ErrorCode, HttpRequest, HttpResponse,
-    InjectedSecret, OnboardRequest, OnboardStep, RequiredSecret, SchemeDescriptor, Secret,
-    ValueType,
+    InjectedSecret, OnboardRequest, OnboardStep, RefreshOutcome, RefreshPolicy, RefreshRequest,
+    RequiredSecret, Resume, SchemeDescriptor, Secret, Source, ValueType,
 };
 pub use host::{Host, HostCall, HostHttp, HostHttpError};
 /// The `oauth2` crate the SDK's [`HostHttp`] implements `SyncHttpClient` for: use this one, so the
@@ -50,6 +50,12 @@ pub trait Scheme: Send + Sync + 'static {
     fn apply(&self, request: ApplyRequest, host: &Host<'_>) -> Result<ApplyResponse, Error> {
         let _ = (request, host);
         Err(Error::new(ErrorCode::UnknownMethod, "this scheme does not apply credentials"))
+    }
+
+    /// Renews the stored credential. Schemes whose secrets never expire keep this default.
+    fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
+        let _ = (request, host);
+        Err(Error::new(ErrorCode::UnknownMethod, "this scheme does not renew credentials"))
     }
 }
 
@@ -120,6 +126,7 @@ pub use entry::manifest;
 pub mod prelude {
     pub use crate::{
         ApplyRequest, ApplyResponse, AuthPair, Error, ErrorCode, Host, InjectedSecret,
-        OnboardRequest, OnboardStep, RequiredSecret, Scheme, SchemeDescriptor, Secret, ValueType,
+        OnboardRequest, OnboardStep, RefreshOutcome, RefreshPolicy, RefreshRequest, RequiredSecret,
+        Resume, Scheme, SchemeDescriptor, Secret, Source, ValueType,
     };
 }

@@ -33,6 +33,7 @@ impl Scheme for ApiKey {
                 name: API_KEY.into(),
                 description: "The api key as provided in the connector configuration.".into(),
                 value_type: ValueType::String,
+                source: Source::Copied { from: API_KEY.into() },
             }],
             intro: None,
             notes: vec![
@@ -42,6 +43,7 @@ impl Scheme for ApiKey {
                     .into(),
                 "Example of connectors using API key: PowerofficeGo, WooCommerce, Wix".into(),
             ],
+            ..SchemeDescriptor::default()
         }
     }
 
@@ -140,11 +142,8 @@ mod tests {
     }
 
     fn onboard(required: &[(&str, &str)]) -> Result<OnboardStep, Error> {
-        let request = OnboardRequest {
-            scheme: ID.into(),
-            required: secrets(required),
-            parameters: BTreeMap::new(),
-        };
+        let request =
+            OnboardRequest { scheme: ID.into(), required: secrets(required), ..Default::default() };
         ApiKey.onboard(request, &Host::new(&no_host))
     }
 
@@ -163,7 +162,10 @@ mod tests {
 
     #[test]
     fn injects_the_supplied_key_unchanged() {
-        let OnboardStep::Done { injected, expires_at } = onboard(&[("api_key", "k-123")]).unwrap();
+        let OnboardStep::Done { injected, expires_at } = onboard(&[("api_key", "k-123")]).unwrap()
+        else {
+            panic!("one step")
+        };
         assert_eq!(injected.len(), 1);
         assert_eq!(injected["api_key"].expose(), "k-123");
         assert_eq!(expires_at, None);

@@ -1,0 +1,65 @@
+// Copied from shared/peers/oidc-provider.mjs (the peer configuration the team verified); started by
+// the tests as `node oidc-provider.mjs PORT`.
+// Minimal oidc-provider (panva) peer on 127.0.0.1 with auto-approving interactions.
+// node op.mjs [port]
+import Provider from 'oidc-provider';
+
+const PORT = Number(process.argv[2] || 3000);
+const ISSUER = `http://127.0.0.1:${PORT}`;
+const API = 'https://api.example.test'; // resource indicator: an identifier only, never contacted
+
+const provider = new Provider(ISSUER, {
+  clients: [
+    { // confidential web client (HubSpot/Zoho-like): code + PKCE + refresh + client_credentials
+      client_id: 'app', client_secret: 'app-secret',
+      redirect_uris: ['http://127.0.0.1:8765/callback'],
+      grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic', // or client_secret_post
+      scope: 'openid offline_access crm.read crm.write',
+    },
+    { // public client (PKCE mandatory, RT always rotated)
+      client_id: 'cli', token_endpoint_auth_method: 'none',
+      redirect_uris: ['http://127.0.0.1:8765/callback'],
+      grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
+    },
+  ],
+  pkce: { required: () => true },                 // PKCE for every client
+  scopes: ['openid', 'offline_access', 'crm.read', 'crm.write'],
+  issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'), // RT without offline_access
+  rotateRefreshToken: true,                        // every refresh returns a new RT, old one is consumed
+  ttl: { AccessToken: 300, AuthorizationCode: 60, RefreshToken: 86400, ClientCredentials: 300, Grant: 86400, Session: 86400, Interaction: 600, IdToken: 300 },
+  findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id, email: `${id}@example.test` }) }),
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async () => API,
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async () => ({ scope: 'crm.read crm.write', audience: API, accessTokenTTL: 300, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } }),
+    },
+  },
+  cookies: { keys: ['test-cookie-key-not-secret'] },
+});
+
+// Auto-approve: any /interaction/:uid logs in "alice" and grants what was asked. No HTML, no forms.
+provider.use(async (ctx, next) => {
+  const m = ctx.path.match(/^\/interaction\/([^/]+)$/);
+  if (!m) return next();
+  const details = await provider.interactionDetails(ctx.req, ctx.res);
+  const { prompt, params, session } = details;
+  const accountId = session?.accountId || 'alice';
+  const result = {};
+  if (prompt.name === 'login') result.login = { accountId };
+  const grant = details.grantId ? await provider.Grant.find(details.grantId) : new provider.Grant({ accountId, clientId: params.client_id });
+  if (params.scope) grant.addOIDCScope(params.scope.split(' ').filter((s) => ['openid', 'offline_access'].includes(s)).join(' '));
+  grant.addResourceScope(params.resource || API, 'crm.read crm.write');
+  result.consent = { grantId: await grant.save() };
+  const to = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+  ctx.status = 303; ctx.redirect(to);
+});
+
+provider.listen(PORT, '127.0.0.1', () => console.log(`oidc-provider ${ISSUER} ready`));
