@@ -1,0 +1,12 @@
+//! Fakes of the providers that have no open-source peer to run offline, written from
+//! `shared/spec/providers.md`, and the small HTTP server they run on. They listen on 127.0.0.1,
+//! count what they serve, and can be switched into failure modes (wrong token, expiry, 5xx).
+//!
+//! This is the start of the plugin conformance kit: a scheme's tests run its real flow against
+//! these, through the host's transport.
+
+pub mod server;
+pub mod tripletex;
+pub mod webcrm;
+
+pub use server::{FakeServer, Request, Response};

@@ -1,0 +1,254 @@
+//! The JWT scheme of the spec page, as webCRM does it: the user supplies an application token as
+//! `api_key`; the scheme logs in at the manifest's `jwt.login_url` with that token in a header
+//! named by `jwt.jwt_header_key` (default `authCode`, which webCRM's manifest leaves out) and gets
+//! an access and a refresh token. Access tokens live an hour; the `exp` of the JWT says when.
+//!
+//! Refresh: at `jwt.refresh_url` when the manifest gives one (webCRM documents none), else a fresh
+//! login with the application token, which the store keeps as a required secret. A refused
+//! application token means a human must act; 5xx, timeouts and unreadable answers are transient.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use authplug_sdk::prelude::*;
+use authplug_sdk::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+pub const ID: &str = "jwt";
+const API_KEY: &str = "api_key";
+const ACCESS_TOKEN: &str = "jwt_access_token";
+const REFRESH_TOKEN: &str = "jwt_refresh_token";
+/// webCRM's header name, for manifests that leave `jwt_header_key` out.
+pub const DEFAULT_HEADER_KEY: &str = "authCode";
+
+#[derive(Debug, Clone, Copy)]
+pub struct Jwt;
+
+impl Scheme for Jwt {
+    fn descriptor(&self) -> SchemeDescriptor {
+        SchemeDescriptor {
+            id: ID.into(),
+            display_name: "JWT authentication".into(),
+            serves: vec![AuthPair::new("api_key", Some("jwt"))],
+            required: vec![RequiredSecret {
+                name: API_KEY.into(),
+                description: "The application token used to request the JWT access token. The token includes a set of access rights.".into(),
+                secret: true,
+            }],
+            injected: vec![
+                InjectedSecret {
+                    name: ACCESS_TOKEN.into(),
+                    description: "The JWT token used to authenticate the client (obtained during onboarding).".into(),
+                    value_type: ValueType::String,
+                    source: Source::Renewed,
+                },
+                InjectedSecret {
+                    name: REFRESH_TOKEN.into(),
+                    description: "The token used to refresh the access token (obtained during onboarding).".into(),
+                    value_type: ValueType::String,
+                    source: Source::Renewed,
+                },
+            ],
+            notes: vec![
+                "Example of connectors using JWT: webCRM".into(),
+                "A full connector example with JWT authentication could be found in `webCRM connector's playground branch <https://github.com/sesam-io/webcrm-connector/tree/playground>`__ in the `Manifest <https://github.com/sesam-io/webcrm-connector/blob/playground/manifest.json>`__ and `System <https://github.com/sesam-io/webcrm-connector/blob/playground/templates/system.json>`__.".into(),
+            ],
+            refresh: RefreshPolicy { renews: true, margin_secs: Some(300) },
+            ..SchemeDescriptor::default()
+        }
+    }
+
+    fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error> {
+        let settings = Settings::from(&request.parameters)?;
+        let key = api_key(&request.required)?;
+        match login(&settings, key, host)? {
+            Ok((injected, expires_at)) => Ok(OnboardStep::Done { injected, expires_at }),
+            Err(Failure::Refused(reason)) => Err(Error::new(ErrorCode::Provider, reason)),
+            Err(Failure::Transient(reason)) => Err(Error::new(ErrorCode::Http, reason)),
+        }
+    }
+
+    fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
+        let settings = Settings::from(&request.parameters)?;
+        let key = api_key(&request.required)?;
+        let refresh_token = request.injected.get(REFRESH_TOKEN).map(Secret::expose).unwrap_or("");
+        let outcome = match (&settings.refresh_url, refresh_token.is_empty()) {
+            (Some(url), false) => {
+                let body = format!("refresh_token={}", form_escape(refresh_token));
+                call(
+                    url,
+                    vec![("Content-Type".into(), "application/x-www-form-urlencoded".into())],
+                    body.into_bytes(),
+                    host,
+                )?
+            }
+            _ => login(&settings, key, host)?,
+        };
+        Ok(match outcome {
+            Ok((injected, expires_at)) => RefreshOutcome::Renewed { injected, expires_at },
+            Err(Failure::Refused(reason)) => RefreshOutcome::Reauthorize { reason },
+            Err(Failure::Transient(reason)) => {
+                RefreshOutcome::Transient { reason, retry_after_secs: None }
+            }
+        })
+    }
+
+    fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {
+        let token = request.injected.get(ACCESS_TOKEN).ok_or_else(|| {
+            Error::new(ErrorCode::InvalidInput, "the secret `jwt_access_token` is missing")
+        })?;
+        Ok(ApplyResponse {
+            headers: vec![(
+                "Authorization".into(),
+                Secret::new(format!("Bearer {}", token.expose())),
+            )],
+            query: vec![],
+        })
+    }
+}
+
+/// The manifest's `jwt` block.
+struct Settings {
+    login_url: String,
+    header_key: String,
+    refresh_url: Option<String>,
+}
+
+impl Settings {
+    fn from(parameters: &BTreeMap<String, serde_json::Value>) -> Result<Self, Error> {
+        let text = |key: &str| parameters.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        Ok(Self {
+            login_url: text("login_url").ok_or_else(|| {
+                Error::new(ErrorCode::InvalidInput, "the manifest's jwt block lacks `login_url`")
+            })?,
+            header_key: text("jwt_header_key").unwrap_or_else(|| DEFAULT_HEADER_KEY.into()),
+            refresh_url: text("refresh_url"),
+        })
+    }
+}
+
+fn api_key(required: &BTreeMap<String, Secret>) -> Result<&str, Error> {
+    required.get(API_KEY).map(Secret::expose).filter(|k| !k.is_empty()).ok_or_else(|| {
+        Error::new(
+            ErrorCode::InvalidInput,
+            "the secret `api_key` (the application token) is missing",
+        )
+    })
+}
+
+enum Failure {
+    /// The provider refused the credentials: a human must act.
+    Refused(String),
+    /// Try again later.
+    Transient(String),
+}
+
+type Tokens = (BTreeMap<String, Secret>, Option<i64>);
+
+fn login(
+    settings: &Settings,
+    key: &str,
+    host: &Host<'_>,
+) -> Result<Result<Tokens, Failure>, Error> {
+    let headers = vec![
+        (settings.header_key.clone(), key.to_owned()),
+        ("Accept".into(), "application/json".into()),
+    ];
+    call(&settings.login_url, headers, Vec::new(), host)
+}
+
+/// One POST to the provider, and its answer read as tokens. Errors of the transport itself (the
+/// host's policy, timeouts) are transient failures, not errors of the call.
+fn call(
+    url: &str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    host: &Host<'_>,
+) -> Result<Result<Tokens, Failure>, Error> {
+    let request = HttpRequest { method: "POST".into(), url: url.to_owned(), headers, body };
+    match host.http(&request) {
+        Ok(response) => Ok(read(&response)),
+        Err(error) if error.code == ErrorCode::Http => Ok(Err(Failure::Transient(error.message))),
+        Err(error) => Err(error),
+    }
+}
+
+/// webCRM's names or the standard OAuth ones.
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(alias = "AccessToken")]
+    access_token: Option<String>,
+    #[serde(alias = "RefreshToken")]
+    refresh_token: Option<String>,
+    #[serde(alias = "ExpiresIn")]
+    expires_in: Option<i64>,
+    #[serde(rename = "IsError", default)]
+    is_error: bool,
+    #[serde(alias = "Error")]
+    error: Option<String>,
+    #[serde(alias = "ErrorDescription")]
+    error_description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    exp: Option<i64>,
+}
+
+fn read(response: &HttpResponse) -> Result<Tokens, Failure> {
+    let status = response.status;
+    let answer: Option<Answer> = serde_json::from_slice(&response.body).ok();
+    let explain = |answer: &Option<Answer>| {
+        let detail = answer.as_ref().map(|a| {
+            [a.error.as_deref(), a.error_description.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": ")
+        });
+        detail.filter(|d| !d.is_empty()).map(|d| format!(" ({d})")).unwrap_or_default()
+    };
+    if status >= 500 || status == 429 {
+        return Err(Failure::Transient(format!("the login endpoint answered HTTP {status}")));
+    }
+    let refused = |answer: &Option<Answer>| {
+        Failure::Refused(format!(
+            "the application token was refused: HTTP {status}{}",
+            explain(answer)
+        ))
+    };
+    match &answer {
+        Some(a) if status == 200 && !a.is_error => {
+            let Some(access) = a.access_token.clone().filter(|t| !t.is_empty()) else {
+                return Err(Failure::Transient("the login answer carries no access token".into()));
+            };
+            let exp = jsonwebtoken::dangerous::insecure_decode::<Claims>(&access)
+                .ok()
+                .and_then(|d| d.claims.exp);
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let expires_at = exp.or(a.expires_in.map(|s| now + s));
+            let injected = BTreeMap::from([
+                (ACCESS_TOKEN.to_owned(), Secret::new(access)),
+                (
+                    REFRESH_TOKEN.to_owned(),
+                    Secret::new(a.refresh_token.clone().unwrap_or_default()),
+                ),
+            ]);
+            Ok((injected, expires_at))
+        }
+        Some(_) if (400..500).contains(&status) || status == 200 => Err(refused(&answer)),
+        _ => Err(Failure::Transient(format!(
+            "the login answer is not readable JSON (HTTP {status})"
+        ))),
+    }
+}
+
+fn form_escape(text: &str) -> String {
+    authplug_sdk::oauth2::url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+authplug_sdk::register_scheme!(Jwt);
+authplug_sdk::export_plugin!();

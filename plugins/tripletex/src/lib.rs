@@ -1,0 +1,220 @@
+//! The Tripletex scheme of the spec page. The user supplies a consumer token (one per
+//! integration, issued to the integrator) and an employee token (created by the customer's
+//! administrator); both are injected unchanged. Onboarding proves they work by creating a session
+//! (`PUT /v2/token/session/:create`, no authentication), and refresh creates a new session well
+//! before the old one's expiry date, so a revoked token is noticed early.
+//!
+//! Parameters: `environment` (`production`, the default, at `https://tripletex.no`, or `test` at
+//! `https://api-test.tripletex.tech`), `base_url` to override the host (sandboxes, tests), and
+//! `session_days` (default 7; renewed when less than 2 days remain). Apply: HTTP Basic with user
+//! `company_id` (default `0`, the employee's own company) and a fresh session token as password.
+
+use std::collections::BTreeMap;
+
+use authplug_sdk::oauth2::url::form_urlencoded::byte_serialize;
+use authplug_sdk::prelude::*;
+use authplug_sdk::{protocol::base64_encode, HttpRequest};
+
+pub const ID: &str = "tripletex";
+const CONSUMER: &str = "consumer_token";
+const EMPLOYEE: &str = "employee_token";
+
+#[derive(Debug, Clone, Copy)]
+pub struct Tripletex;
+
+impl Scheme for Tripletex {
+    fn descriptor(&self) -> SchemeDescriptor {
+        let copied = |name: &str| Source::Copied { from: name.into() };
+        SchemeDescriptor {
+            id: ID.into(),
+            display_name: "Tripletex authentication".into(),
+            serves: vec![AuthPair::new("api_key", Some("tripletex"))],
+            intro: Some("This is a custom style of authentication used by the Tripletex connector. It requires the following secrets:".into()),
+            required: vec![
+                RequiredSecret { name: CONSUMER.into(), description: "The unique key to create an integration with Tripletex.".into(), secret: true },
+                RequiredSecret { name: EMPLOYEE.into(), description: "The token created by the administrator of the Tripletex account.".into(), secret: true },
+            ],
+            injected: vec![
+                InjectedSecret { name: CONSUMER.into(), description: "The consumer key as provided in the connector configuration.".into(), value_type: ValueType::String, source: copied(CONSUMER) },
+                InjectedSecret { name: EMPLOYEE.into(), description: "The employee token as provided in the connector configuration.".into(), value_type: ValueType::String, source: copied(EMPLOYEE) },
+            ],
+            notes: vec![
+                "Tripletex has production and test environments. The production accounts use ``employee_token`` set by Sesam app while you have to set both tokens in the test accounts.".into(),
+                "A full connector example with custom Tripletex authentication could be found in `Tripletex connector's playground branch <https://github.com/sesam-io/tripletex-connector/tree/playground>`__ in the `Manifest <https://github.com/sesam-io/tripletex-connector/blob/playground/manifest.json>`__ and `System <https://github.com/sesam-io/tripletex-connector/blob/playground/templates/system.json>`__.".into(),
+            ],
+            refresh: RefreshPolicy { renews: true, margin_secs: Some(2 * 86_400) },
+            ..SchemeDescriptor::default()
+        }
+    }
+
+    fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error> {
+        let settings = Settings::from(&request.parameters)?;
+        match create_session(&settings, &request.required, host)? {
+            Ok(session) => Ok(OnboardStep::Done {
+                injected: copy(&request.required)?,
+                expires_at: Some(session.expires_at),
+            }),
+            Err(Failure::Refused(reason)) => Err(Error::new(ErrorCode::Provider, reason)),
+            Err(Failure::Transient(reason)) => Err(Error::new(ErrorCode::Http, reason)),
+        }
+    }
+
+    fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
+        let settings = Settings::from(&request.parameters)?;
+        Ok(match create_session(&settings, &request.required, host)? {
+            Ok(session) => RefreshOutcome::Renewed {
+                injected: copy(&request.required)?,
+                expires_at: Some(session.expires_at),
+            },
+            Err(Failure::Refused(reason)) => RefreshOutcome::Reauthorize { reason },
+            Err(Failure::Transient(reason)) => {
+                RefreshOutcome::Transient { reason, retry_after_secs: None }
+            }
+        })
+    }
+
+    fn apply(&self, request: ApplyRequest, host: &Host<'_>) -> Result<ApplyResponse, Error> {
+        let settings = Settings::from(&request.parameters)?;
+        let company = request
+            .parameters
+            .get("company_id")
+            .map(|v| v.to_string().trim_matches('"').to_owned());
+        let session = match create_session(&settings, &request.injected, host)? {
+            Ok(session) => session,
+            Err(Failure::Refused(reason) | Failure::Transient(reason)) => {
+                return Err(Error::new(ErrorCode::Provider, reason));
+            }
+        };
+        let credentials =
+            format!("{}:{}", company.unwrap_or_else(|| "0".into()), session.token.expose());
+        Ok(ApplyResponse {
+            headers: vec![(
+                "Authorization".into(),
+                Secret::new(format!("Basic {}", base64_encode(credentials.as_bytes()))),
+            )],
+            query: vec![],
+        })
+    }
+}
+
+struct Settings {
+    base_url: String,
+    session_days: i64,
+}
+
+impl Settings {
+    fn from(parameters: &BTreeMap<String, serde_json::Value>) -> Result<Self, Error> {
+        let text = |key: &str| parameters.get(key).and_then(|v| v.as_str());
+        let environment = text("environment").unwrap_or("production");
+        let default_base = match environment {
+            "production" => "https://tripletex.no",
+            "test" => "https://api-test.tripletex.tech",
+            other => {
+                return Err(Error::new(
+                    ErrorCode::InvalidInput,
+                    format!("environment {other:?}: use \"production\" or \"test\""),
+                ));
+            }
+        };
+        let session_days = parameters.get("session_days").and_then(|v| v.as_i64()).unwrap_or(7);
+        if !(1..=365).contains(&session_days) {
+            return Err(Error::new(
+                ErrorCode::InvalidInput,
+                "session_days must be between 1 and 365",
+            ));
+        }
+        Ok(Self {
+            base_url: text("base_url").unwrap_or(default_base).trim_end_matches('/').to_owned(),
+            session_days,
+        })
+    }
+}
+
+fn token<'a>(secrets: &'a BTreeMap<String, Secret>, name: &str) -> Result<&'a str, Error> {
+    secrets.get(name).map(Secret::expose).filter(|t| !t.is_empty()).ok_or_else(|| {
+        Error::new(ErrorCode::InvalidInput, format!("the secret `{name}` is missing or empty"))
+    })
+}
+
+fn copy(required: &BTreeMap<String, Secret>) -> Result<BTreeMap<String, Secret>, Error> {
+    Ok(BTreeMap::from([
+        (CONSUMER.to_owned(), Secret::new(token(required, CONSUMER)?)),
+        (EMPLOYEE.to_owned(), Secret::new(token(required, EMPLOYEE)?)),
+    ]))
+}
+
+struct Session {
+    token: Secret,
+    /// Midnight (UTC) at the start of the day after the expiration date: the session ends then.
+    expires_at: i64,
+}
+
+enum Failure {
+    Refused(String),
+    Transient(String),
+}
+
+/// `PUT {base}/v2/token/session/:create?consumerToken=..&employeeToken=..&expirationDate=..`.
+fn create_session(
+    settings: &Settings,
+    secrets: &BTreeMap<String, Secret>,
+    host: &Host<'_>,
+) -> Result<Result<Session, Failure>, Error> {
+    let date = (chrono::Utc::now().date_naive() + chrono::Days::new(settings.session_days as u64))
+        .to_string();
+    let escape = |t: &str| byte_serialize(t.as_bytes()).collect::<String>();
+    let url = format!(
+        "{}/v2/token/session/:create?consumerToken={}&employeeToken={}&expirationDate={date}",
+        settings.base_url,
+        escape(token(secrets, CONSUMER)?),
+        escape(token(secrets, EMPLOYEE)?),
+    );
+    let request = HttpRequest {
+        method: "PUT".into(),
+        url,
+        headers: vec![("Accept".into(), "application/json".into())],
+        body: vec![],
+    };
+    let response = match host.http(&request) {
+        Ok(response) => response,
+        Err(error) if error.code == ErrorCode::Http => {
+            return Ok(Err(Failure::Transient(error.message)))
+        }
+        Err(error) => return Err(error),
+    };
+    let status = response.status;
+    let body: Option<serde_json::Value> = serde_json::from_slice(&response.body).ok();
+    let message = body.as_ref().and_then(|b| b["message"].as_str()).unwrap_or("").to_owned();
+    if status >= 500 || status == 429 {
+        return Ok(Err(Failure::Transient(format!("Tripletex answered HTTP {status}"))));
+    }
+    if status != 200 {
+        let detail = if message.is_empty() { String::new() } else { format!(": {message}") };
+        return Ok(Err(Failure::Refused(format!(
+            "Tripletex refused the consumer and employee tokens (HTTP {status}{detail}); tokens \
+             of the test environment do not work in production, nor the other way round"
+        ))));
+    }
+    let value = body.as_ref().map(|b| &b["value"]);
+    let (Some(session), Some(date)) =
+        (value.and_then(|v| v["token"].as_str()), value.and_then(|v| v["expirationDate"].as_str()))
+    else {
+        return Ok(Err(Failure::Transient("Tripletex's session answer is not readable".into())));
+    };
+    let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
+        Error::new(
+            ErrorCode::Provider,
+            format!("Tripletex answered an unreadable expirationDate {date:?}"),
+        )
+    })?;
+    let expires_at = day
+        .succ_opt()
+        .unwrap_or(day)
+        .and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp())
+        .unwrap_or(0);
+    Ok(Ok(Session { token: Secret::new(session), expires_at }))
+}
+
+authplug_sdk::register_scheme!(Tripletex);
+authplug_sdk::export_plugin!();
