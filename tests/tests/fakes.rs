@@ -84,7 +84,7 @@ fn tripletex_onboard(
 fn tripletex_onboarding_proves_the_tokens_with_a_session() {
     let host = Host::new();
     let fake = tripletex::Tripletex::start(CONSUMER, EMPLOYEE);
-    let OnboardStep::Done { injected, expires_at } =
+    let OnboardStep::Done { injected, expires_at, .. } =
         tripletex_onboard(&host, &fake, EMPLOYEE).unwrap()
     else {
         panic!("one step");
@@ -183,7 +183,7 @@ fn jwt_login_yields_tokens_with_the_expiry_of_the_jwt() {
             parameters: webcrm_parameters(&fake),
             ..Default::default()
         };
-        let OnboardStep::Done { injected, expires_at } =
+        let OnboardStep::Done { injected, expires_at, .. } =
             host.scheme("jwt").onboard(request, &host.services).unwrap()
         else {
             panic!("one step");

@@ -28,19 +28,36 @@ pub fn section(out: &mut String, scheme: &SchemeDescriptor) {
         )
     });
     let _ = writeln!(out, "{intro}\n");
-    let required: Vec<[String; 2]> =
-        scheme.required.iter().map(|s| [literal(&s.name), s.description.clone()]).collect();
+    let required: Vec<[String; 2]> = scheme
+        .required
+        .iter()
+        .filter(|s| !s.operator)
+        .map(|s| [literal(&s.name), s.description.clone()])
+        .collect();
     list_table(out, &["Property", "Description"], "20, 30", &required);
     out.push_str("\nand the following secrets will be injected into the system:\n\n");
     let injected: Vec<[String; 3]> = scheme
         .injected
         .iter()
+        .filter(|s| !s.compat)
         .map(|s| [literal(&s.name), s.description.clone(), s.value_type.to_string()])
         .collect();
     list_table(out, &["Property", "Description", "Type"], "20, 30, 10", &injected);
-    if !scheme.notes.is_empty() {
+    let mut notes = scheme.notes.clone();
+    let names = |names: Vec<&str>| names.iter().map(|n| literal(n)).collect::<Vec<_>>().join(", ");
+    let compat: Vec<&str> =
+        scheme.injected.iter().filter(|s| s.compat).map(|s| s.name.as_str()).collect();
+    if !compat.is_empty() {
+        notes.push(format!("For existing templates it also injects {}.", names(compat)));
+    }
+    let operator: Vec<&str> =
+        scheme.required.iter().filter(|s| s.operator).map(|s| s.name.as_str()).collect();
+    if !operator.is_empty() {
+        notes.push(format!("The operator's configuration supplies {}.", names(operator)));
+    }
+    if !notes.is_empty() {
         out.push('\n');
-        for note in &scheme.notes {
+        for note in &notes {
             let _ = writeln!(out, "* {note}");
         }
     }

@@ -128,6 +128,29 @@ pub struct RequiredSecret {
     /// Whether the value is confidential (hidden when prompted, never echoed). Defaults to true.
     #[serde(default = "yes")]
     pub secret: bool,
+    /// Supplied by the operator's configuration (e.g. a partner's private key), not by the user
+    /// onboarding a connector; not listed in the reference page's table. Since 1.2.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub operator: bool,
+}
+
+impl RequiredSecret {
+    /// A confidential secret the user supplies.
+    pub fn new(name: &str, description: &str) -> Self {
+        Self { name: name.into(), description: description.into(), secret: true, operator: false }
+    }
+
+    /// Not confidential (e.g. a client id): may be echoed when prompted.
+    pub fn public(mut self) -> Self {
+        self.secret = false;
+        self
+    }
+
+    /// Supplied by the operator's configuration rather than the user.
+    pub fn from_operator(mut self) -> Self {
+        self.operator = true;
+        self
+    }
 }
 
 /// A secret the scheme injects into the connector's system configuration.
@@ -140,6 +163,29 @@ pub struct InjectedSecret {
     /// Where the value comes from. Since 1.2; older plugins say nothing (`unspecified`).
     #[serde(default, skip_serializing_if = "Source::is_unspecified")]
     pub source: Source,
+    /// Injected so that existing templates keep working, beyond the scheme's documented contract
+    /// (SuperOffice's templates read the OAuth2 set); listed in a note, not in the table. Since 1.2.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub compat: bool,
+}
+
+impl InjectedSecret {
+    /// A string secret with its documented description and where it comes from.
+    pub fn new(name: &str, description: &str, source: Source) -> Self {
+        Self {
+            name: name.into(),
+            description: description.into(),
+            value_type: ValueType::String,
+            source,
+            compat: false,
+        }
+    }
+
+    /// Injected for existing templates, beyond the documented contract.
+    pub fn compat(mut self) -> Self {
+        self.compat = true;
+        self
+    }
 }
 
 /// Where an injected value comes from.
@@ -193,6 +239,10 @@ fn yes() -> bool {
     true
 }
 
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
 /// Input of [`method::ONBOARD`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct OnboardRequest {
@@ -240,6 +290,10 @@ pub enum OnboardStep {
         /// When the injected secrets stop working (Unix seconds), if they expire.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<i64>,
+        /// Non-secret facts learned on the way, e.g. `account_id` (the tenant) or `base_url`.
+        /// Since 1.2.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        outputs: BTreeMap<String, serde_json::Value>,
     },
 }
 
@@ -291,6 +345,14 @@ pub struct ApplyResponse {
     pub headers: Vec<(String, Secret)>,
     #[serde(default)]
     pub query: Vec<(String, Secret)>,
+}
+
+impl OnboardStep {
+    /// Onboarding complete, without outputs. Prefer this to the struct literal: it keeps compiling
+    /// when a protocol minor adds fields.
+    pub fn done(injected: BTreeMap<String, Secret>, expires_at: Option<i64>) -> Self {
+        OnboardStep::Done { injected, expires_at, outputs: BTreeMap::new() }
+    }
 }
 
 /// The error half of every call, in both directions.

@@ -24,18 +24,15 @@ impl Scheme for ApiKey {
             id: ID.into(),
             display_name: "API key".into(),
             serves: vec![AuthPair::new("api_key", None)],
-            required: vec![RequiredSecret {
-                name: API_KEY.into(),
-                description: "The key used to authenticate the client.".into(),
-                secret: true,
-            }],
-            injected: vec![InjectedSecret {
-                name: API_KEY.into(),
-                description: "The api key as provided in the connector configuration.".into(),
-                value_type: ValueType::String,
-                source: Source::Copied { from: API_KEY.into() },
-            }],
-            intro: None,
+            required: vec![RequiredSecret::new(
+                API_KEY,
+                "The key used to authenticate the client.",
+            )],
+            injected: vec![InjectedSecret::new(
+                API_KEY,
+                "The api key as provided in the connector configuration.",
+                Source::Copied { from: API_KEY.into() },
+            )],
             notes: vec![
                 "Api key is generally less secure than OAuth2, as it is a simple key that can be \
                  easily compromised. It is recommended to use OAuth2 whenever possible (some \
@@ -49,10 +46,7 @@ impl Scheme for ApiKey {
 
     fn onboard(&self, request: OnboardRequest, _host: &Host<'_>) -> Result<OnboardStep, Error> {
         let key = the_key(&request.required)?;
-        Ok(OnboardStep::Done {
-            injected: BTreeMap::from([(API_KEY.to_owned(), key.clone())]),
-            expires_at: None,
-        })
+        Ok(OnboardStep::done(BTreeMap::from([(API_KEY.to_owned(), key.clone())]), None))
     }
 
     fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {
@@ -162,7 +156,7 @@ mod tests {
 
     #[test]
     fn injects_the_supplied_key_unchanged() {
-        let OnboardStep::Done { injected, expires_at } = onboard(&[("api_key", "k-123")]).unwrap()
+        let OnboardStep::Done { injected, expires_at, .. } = onboard(&[("api_key", "k-123")]).unwrap()
         else {
             panic!("one step")
         };

@@ -30,24 +30,10 @@ impl Scheme for Jwt {
             id: ID.into(),
             display_name: "JWT authentication".into(),
             serves: vec![AuthPair::new("api_key", Some("jwt"))],
-            required: vec![RequiredSecret {
-                name: API_KEY.into(),
-                description: "The application token used to request the JWT access token. The token includes a set of access rights.".into(),
-                secret: true,
-            }],
+            required: vec![RequiredSecret::new(API_KEY, "The application token used to request the JWT access token. The token includes a set of access rights.")],
             injected: vec![
-                InjectedSecret {
-                    name: ACCESS_TOKEN.into(),
-                    description: "The JWT token used to authenticate the client (obtained during onboarding).".into(),
-                    value_type: ValueType::String,
-                    source: Source::Renewed,
-                },
-                InjectedSecret {
-                    name: REFRESH_TOKEN.into(),
-                    description: "The token used to refresh the access token (obtained during onboarding).".into(),
-                    value_type: ValueType::String,
-                    source: Source::Renewed,
-                },
+                InjectedSecret::new(ACCESS_TOKEN, "The JWT token used to authenticate the client (obtained during onboarding).", Source::Renewed),
+                InjectedSecret::new(REFRESH_TOKEN, "The token used to refresh the access token (obtained during onboarding).", Source::Renewed),
             ],
             notes: vec![
                 "Example of connectors using JWT: webCRM".into(),
@@ -62,7 +48,7 @@ impl Scheme for Jwt {
         let settings = Settings::from(&request.parameters)?;
         let key = api_key(&request.required)?;
         match login(&settings, key, host)? {
-            Ok((injected, expires_at)) => Ok(OnboardStep::Done { injected, expires_at }),
+            Ok((injected, expires_at)) => Ok(OnboardStep::done(injected, expires_at)),
             Err(Failure::Refused(reason)) => Err(Error::new(ErrorCode::Provider, reason)),
             Err(Failure::Transient(reason)) => Err(Error::new(ErrorCode::Http, reason)),
         }

@@ -88,7 +88,7 @@ impl Scheme for OAuth2 {
             Some(resume) => {
                 let token = exchange(&settings, client_id, client_secret, resume, host)?;
                 let (injected, expires_at) = injected(&request.required, &token, None);
-                Ok(OnboardStep::Done { injected, expires_at })
+                Ok(OnboardStep::done(injected, expires_at))
             }
         }
     }

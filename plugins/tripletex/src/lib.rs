@@ -31,12 +31,12 @@ impl Scheme for Tripletex {
             serves: vec![AuthPair::new("api_key", Some("tripletex"))],
             intro: Some("This is a custom style of authentication used by the Tripletex connector. It requires the following secrets:".into()),
             required: vec![
-                RequiredSecret { name: CONSUMER.into(), description: "The unique key to create an integration with Tripletex.".into(), secret: true },
-                RequiredSecret { name: EMPLOYEE.into(), description: "The token created by the administrator of the Tripletex account.".into(), secret: true },
+                RequiredSecret::new(CONSUMER, "The unique key to create an integration with Tripletex."),
+                RequiredSecret::new(EMPLOYEE, "The token created by the administrator of the Tripletex account."),
             ],
             injected: vec![
-                InjectedSecret { name: CONSUMER.into(), description: "The consumer key as provided in the connector configuration.".into(), value_type: ValueType::String, source: copied(CONSUMER) },
-                InjectedSecret { name: EMPLOYEE.into(), description: "The employee token as provided in the connector configuration.".into(), value_type: ValueType::String, source: copied(EMPLOYEE) },
+                InjectedSecret::new(CONSUMER, "The consumer key as provided in the connector configuration.", copied(CONSUMER)),
+                InjectedSecret::new(EMPLOYEE, "The employee token as provided in the connector configuration.", copied(EMPLOYEE)),
             ],
             notes: vec![
                 "Tripletex has production and test environments. The production accounts use ``employee_token`` set by Sesam app while you have to set both tokens in the test accounts.".into(),
@@ -50,10 +50,9 @@ impl Scheme for Tripletex {
     fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error> {
         let settings = Settings::from(&request.parameters)?;
         match create_session(&settings, &request.required, host)? {
-            Ok(session) => Ok(OnboardStep::Done {
-                injected: copy(&request.required)?,
-                expires_at: Some(session.expires_at),
-            }),
+            Ok(session) => {
+                Ok(OnboardStep::done(copy(&request.required)?, Some(session.expires_at)))
+            }
             Err(Failure::Refused(reason)) => Err(Error::new(ErrorCode::Provider, reason)),
             Err(Failure::Transient(reason)) => Err(Error::new(ErrorCode::Http, reason)),
         }
