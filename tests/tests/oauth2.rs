@@ -110,7 +110,8 @@ fn values(map: &BTreeMap<String, Secret>) -> BTreeMap<String, String> {
 #[test]
 fn onboarding_then_three_rotating_refreshes_without_a_reuse() {
     let setup = Setup::new();
-    let OnboardStep::Done { injected, expires_at, .. } = setup.onboard("app-secret", |c| c).unwrap()
+    let OnboardStep::Done { injected, expires_at, .. } =
+        setup.onboard("app-secret", |c| c).unwrap()
     else {
         panic!("done after the callback");
     };

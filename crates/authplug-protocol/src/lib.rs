@@ -471,7 +471,7 @@ mod tests {
 
     #[test]
     fn onboard_step_is_tagged() {
-        let step = OnboardStep::Done { injected: BTreeMap::new(), expires_at: None };
+        let step = OnboardStep::done(BTreeMap::new(), None);
         assert_eq!(serde_json::to_string(&step).unwrap(), r#"{"step":"done","injected":{}}"#);
     }
 

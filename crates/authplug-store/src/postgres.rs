@@ -56,7 +56,7 @@ fn migrate(client: &mut Client) -> Result<()> {
 impl Backend for PgBackend {
     fn transaction(
         &self,
-        _write: bool,
+        write: bool,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
         let mut connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
@@ -64,7 +64,20 @@ impl Backend for PgBackend {
         if client.is_closed() {
             return Err(StoreError::Database("the PostgreSQL connection is closed".into()));
         }
-        let tx = client.transaction().map_err(fail)?;
+        // Under READ COMMITTED every statement takes its own snapshot, so a read of a system row
+        // and then of its secrets could straddle another instance's commit and return a torn
+        // record. Reads therefore run in one REPEATABLE READ snapshot; writes lock the row they
+        // compare-and-set, which READ COMMITTED serialises correctly.
+        let tx = if write {
+            client.transaction()
+        } else {
+            client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+        }
+        .map_err(fail)?;
         let mut wrapped = PgTx { tx, statements };
         body(&mut wrapped)?;
         wrapped.tx.commit().map_err(fail)

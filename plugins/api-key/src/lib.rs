@@ -156,7 +156,8 @@ mod tests {
 
     #[test]
     fn injects_the_supplied_key_unchanged() {
-        let OnboardStep::Done { injected, expires_at, .. } = onboard(&[("api_key", "k-123")]).unwrap()
+        let OnboardStep::Done { injected, expires_at, .. } =
+            onboard(&[("api_key", "k-123")]).unwrap()
         else {
             panic!("one step")
         };

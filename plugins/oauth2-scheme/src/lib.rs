@@ -39,25 +39,18 @@ pub struct OAuth2;
 
 impl Scheme for OAuth2 {
     fn descriptor(&self) -> SchemeDescriptor {
-        let required = |name: &str, description: &str, secret: bool| RequiredSecret {
-            name: name.into(),
-            description: description.into(),
-            secret,
-        };
-        let injected = |name: &str, description: &str, source: Source| InjectedSecret {
-            name: name.into(),
-            description: description.into(),
-            value_type: ValueType::String,
-            source,
-        };
+        let injected = InjectedSecret::new;
         let copied = |from: &str| Source::Copied { from: from.into() };
         SchemeDescriptor {
             id: ID.into(),
             display_name: "OAuth2".into(),
             serves: vec![AuthPair::new("oauth2", None)],
             required: vec![
-                required(CLIENT_ID, "Public identifier for the client.", false),
-                required(CLIENT_SECRET, "The confidential key assigned to the client application.", true),
+                RequiredSecret::new(CLIENT_ID, "Public identifier for the client.").public(),
+                RequiredSecret::new(
+                    CLIENT_SECRET,
+                    "The confidential key assigned to the client application.",
+                ),
             ],
             injected: vec![
                 injected(ACCESS_TOKEN, "The initial token used to authenticate the client (obtained during onboarding).", Source::Renewed),
