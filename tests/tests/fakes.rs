@@ -2,71 +2,30 @@
 //! `authplug-testkit`: happy path, wrong token, expired session or token, and 5xx.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use authplug_host::{
-    CallError, HostServices, LoadOptions, LoadedScheme, Registry, Transport, TransportConfig,
-};
+use authplug_host::{CallError, LoadedScheme};
 use authplug_protocol::{
-    ApplyRequest, ErrorCode, OnboardRequest, OnboardStep, RefreshOutcome, RefreshRequest, Secret,
+    ApplyRequest, ErrorCode, OnboardRequest, OnboardStep, RefreshOutcome, RefreshRequest,
 };
 use authplug_testkit::{tripletex, webcrm};
-use tests::{plugin, plugin_folder};
+use tests::host::{no_secret_in, parameters, secrets, PluginHost};
 
 const CONSUMER: &str = "consumer-6f1d2c3b-secret";
 const EMPLOYEE: &str = "employee-9a8b7c6d-secret";
 const APP_TOKEN: &str = "0a1b2c3d-webcrm-application-token";
 
-struct Host {
-    _runtime: tokio::runtime::Runtime,
-    services: HostServices,
-    registry: Registry,
-    _dir: tempfile::TempDir,
+fn host() -> PluginHost {
+    PluginHost::load(&["tripletex", "jwt_scheme"])
 }
 
-impl Host {
-    fn new() -> Self {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let config = TransportConfig { allow_loopback_http: true, ..TransportConfig::default() };
-        let transport = Transport::new(config, runtime.handle().clone()).unwrap();
-        let dir = plugin_folder(&[
-            (&plugin("tripletex"), "libtripletex.so"),
-            (&plugin("jwt_scheme"), "libjwt_scheme.so"),
-        ]);
-        let registry = Registry::load(&LoadOptions::from_dirs([dir.path()]));
-        assert_eq!(registry.refusals(), &[]);
-        Self {
-            _runtime: runtime,
-            services: HostServices::new(Arc::new(transport)),
-            registry,
-            _dir: dir,
-        }
-    }
-
-    fn scheme(&self, auth_variant: &str) -> &LoadedScheme {
-        self.registry.resolve("api_key", Some(auth_variant)).unwrap()
-    }
-}
-
-fn secrets(pairs: &[(&str, &str)]) -> BTreeMap<String, Secret> {
-    pairs.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect()
-}
-
-fn parameters(value: serde_json::Value) -> BTreeMap<String, serde_json::Value> {
-    serde_json::from_value(value).unwrap()
-}
-
-fn no_secret_in(error: &CallError, values: &[&str]) {
-    let text = format!("{error} {error:?}");
-    for value in values {
-        assert!(!text.contains(value), "{value} leaked: {text}");
-    }
+fn scheme<'a>(host: &'a PluginHost, auth_variant: &str) -> &'a LoadedScheme {
+    host.scheme("api_key", Some(auth_variant))
 }
 
 // --- Tripletex -------------------------------------------------------------------------------
 
 fn tripletex_onboard(
-    host: &Host,
+    host: &PluginHost,
     fake: &tripletex::Tripletex,
     employee: &str,
 ) -> Result<OnboardStep, CallError> {
@@ -77,12 +36,12 @@ fn tripletex_onboard(
         ),
         ..Default::default()
     };
-    host.scheme("tripletex").onboard(request, &host.services)
+    scheme(host, "tripletex").onboard(request, &host.services)
 }
 
 #[test]
 fn tripletex_onboarding_proves_the_tokens_with_a_session() {
-    let host = Host::new();
+    let host = host();
     let fake = tripletex::Tripletex::start(CONSUMER, EMPLOYEE);
     let OnboardStep::Done { injected, expires_at, .. } =
         tripletex_onboard(&host, &fake, EMPLOYEE).unwrap()
@@ -103,7 +62,7 @@ fn tripletex_onboarding_proves_the_tokens_with_a_session() {
         ),
         ..Default::default()
     };
-    let headers = host.scheme("tripletex").apply(apply, &host.services).unwrap().headers;
+    let headers = scheme(&host, "tripletex").apply(apply, &host.services).unwrap().headers;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let status = runtime.block_on(async {
         reqwest::Client::new()
@@ -119,7 +78,7 @@ fn tripletex_onboarding_proves_the_tokens_with_a_session() {
 
 #[test]
 fn tripletex_wrong_tokens_are_a_clear_error_without_the_tokens() {
-    let host = Host::new();
+    let host = host();
     let fake = tripletex::Tripletex::start(CONSUMER, EMPLOYEE);
     let error = tripletex_onboard(&host, &fake, "employee-of-another-account").unwrap_err();
     assert_eq!(error.code, ErrorCode::Provider);
@@ -129,7 +88,7 @@ fn tripletex_wrong_tokens_are_a_clear_error_without_the_tokens() {
 
 #[test]
 fn tripletex_refresh_renews_sessions_and_classifies_failures() {
-    let host = Host::new();
+    let host = host();
     let fake = tripletex::Tripletex::start(CONSUMER, EMPLOYEE);
     let request = |employee: &str| RefreshRequest {
         required: secrets(&[("consumer_token", CONSUMER), ("employee_token", employee)]),
@@ -140,13 +99,12 @@ fn tripletex_refresh_renews_sessions_and_classifies_failures() {
     // An expired session is simply replaced by a new one.
     fake.expire_sessions();
     assert!(matches!(
-        host.scheme("tripletex").refresh(request(EMPLOYEE), &host.services).unwrap(),
+        scheme(&host, "tripletex").refresh(request(EMPLOYEE), &host.services).unwrap(),
         RefreshOutcome::Renewed { .. }
     ));
     assert_eq!(fake.sessions_created(), 1);
     // A revoked employee token needs a human; a 503 is transient.
-    match host
-        .scheme("tripletex")
+    match scheme(&host, "tripletex")
         .refresh(request("revoked-employee-token"), &host.services)
         .unwrap()
     {
@@ -157,7 +115,7 @@ fn tripletex_refresh_renews_sessions_and_classifies_failures() {
         other => panic!("{other:?}"),
     }
     fake.set_mode(tripletex::Mode::Unavailable);
-    match host.scheme("tripletex").refresh(request(EMPLOYEE), &host.services).unwrap() {
+    match scheme(&host, "tripletex").refresh(request(EMPLOYEE), &host.services).unwrap() {
         RefreshOutcome::Transient { reason, .. } => {
             assert_eq!(reason, "Tripletex answered HTTP 503")
         }
@@ -174,7 +132,7 @@ fn webcrm_parameters(fake: &webcrm::WebCrm) -> BTreeMap<String, serde_json::Valu
 
 #[test]
 fn jwt_login_yields_tokens_with_the_expiry_of_the_jwt() {
-    let host = Host::new();
+    let host = host();
     for mode in [webcrm::Mode::Normal, webcrm::Mode::StandardNames] {
         let fake = webcrm::WebCrm::start(APP_TOKEN);
         fake.set_mode(mode.clone());
@@ -184,7 +142,7 @@ fn jwt_login_yields_tokens_with_the_expiry_of_the_jwt() {
             ..Default::default()
         };
         let OnboardStep::Done { injected, expires_at, .. } =
-            host.scheme("jwt").onboard(request, &host.services).unwrap()
+            scheme(&host, "jwt").onboard(request, &host.services).unwrap()
         else {
             panic!("one step");
         };
@@ -193,21 +151,21 @@ fn jwt_login_yields_tokens_with_the_expiry_of_the_jwt() {
         let lifetime = expires_at.unwrap() - authplug_store::now_secs();
         assert!((3590..=3600).contains(&lifetime), "exp read from the JWT: {lifetime}");
         let apply = ApplyRequest { injected: injected.clone(), ..Default::default() };
-        let header = &host.scheme("jwt").apply(apply, &host.services).unwrap().headers[0];
+        let header = &scheme(&host, "jwt").apply(apply, &host.services).unwrap().headers[0];
         assert_eq!(header.1.expose(), format!("Bearer {}", injected["jwt_access_token"].expose()));
     }
 }
 
 #[test]
 fn jwt_wrong_application_token_is_a_clear_error_without_it() {
-    let host = Host::new();
+    let host = host();
     let fake = webcrm::WebCrm::start(APP_TOKEN);
     let request = OnboardRequest {
         required: secrets(&[("api_key", "wrong-application-token")]),
         parameters: webcrm_parameters(&fake),
         ..Default::default()
     };
-    let error = host.scheme("jwt").onboard(request, &host.services).unwrap_err();
+    let error = scheme(&host, "jwt").onboard(request, &host.services).unwrap_err();
     assert_eq!(error.code, ErrorCode::Provider);
     assert_eq!(
         error.message,
@@ -218,7 +176,7 @@ fn jwt_wrong_application_token_is_a_clear_error_without_it() {
 
 #[test]
 fn jwt_refresh_logs_in_again_and_classifies_failures() {
-    let host = Host::new();
+    let host = host();
     let fake = webcrm::WebCrm::start(APP_TOKEN);
     let request = |key: &str| RefreshRequest {
         required: secrets(&[("api_key", key)]),
@@ -230,7 +188,7 @@ fn jwt_refresh_logs_in_again_and_classifies_failures() {
         parameters: webcrm_parameters(&fake),
         ..Default::default()
     };
-    match host.scheme("jwt").refresh(request(APP_TOKEN), &host.services).unwrap() {
+    match scheme(&host, "jwt").refresh(request(APP_TOKEN), &host.services).unwrap() {
         RefreshOutcome::Renewed { injected, expires_at } => {
             assert_eq!(injected["jwt_refresh_token"].expose(), "webcrm-refresh-1");
             assert!(expires_at.unwrap() > authplug_store::now_secs());
@@ -239,11 +197,11 @@ fn jwt_refresh_logs_in_again_and_classifies_failures() {
     }
     assert_eq!(fake.logins(), 1, "no refresh_url: a fresh login");
     assert!(matches!(
-        host.scheme("jwt").refresh(request("revoked-token"), &host.services).unwrap(),
+        scheme(&host, "jwt").refresh(request("revoked-token"), &host.services).unwrap(),
         RefreshOutcome::Reauthorize { .. }
     ));
     fake.set_mode(webcrm::Mode::Unavailable);
-    match host.scheme("jwt").refresh(request(APP_TOKEN), &host.services).unwrap() {
+    match scheme(&host, "jwt").refresh(request(APP_TOKEN), &host.services).unwrap() {
         RefreshOutcome::Transient { reason, .. } => {
             assert_eq!(reason, "the login endpoint answered HTTP 503")
         }

@@ -22,6 +22,7 @@
 
 mod entry;
 mod host;
+pub mod oauth;
 
 pub use authplug_protocol as protocol;
 pub use authplug_protocol::{
@@ -36,6 +37,17 @@ pub use oauth2;
 
 /// The error a scheme returns: a code and one line for a human, never with a secret value.
 pub type Error = ErrorBody;
+
+/// The value of the required secret `name`, or a clear error naming it when it is missing or
+/// empty (never quoting any value).
+pub fn required_secret<'a>(
+    secrets: &'a std::collections::BTreeMap<String, Secret>,
+    name: &str,
+) -> Result<&'a str, Error> {
+    secrets.get(name).map(Secret::expose).filter(|v| !v.is_empty()).ok_or_else(|| {
+        Error::new(ErrorCode::InvalidInput, format!("the secret `{name}` is missing or empty"))
+    })
+}
 
 /// An authentication scheme. Implementations should read like the provider's documentation.
 pub trait Scheme: Send + Sync + 'static {
@@ -124,6 +136,7 @@ pub use entry::manifest;
 
 /// What most scheme crates import.
 pub mod prelude {
+    pub use crate::required_secret;
     pub use crate::{
         ApplyRequest, ApplyResponse, AuthPair, Error, ErrorCode, Host, InjectedSecret,
         OnboardRequest, OnboardStep, RefreshOutcome, RefreshPolicy, RefreshRequest, RequiredSecret,

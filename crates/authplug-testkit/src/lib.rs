@@ -6,6 +6,7 @@
 //! these, through the host's transport.
 
 pub mod server;
+pub mod superoffice;
 pub mod tripletex;
 pub mod webcrm;
 

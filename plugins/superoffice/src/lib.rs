@@ -1,0 +1,524 @@
+//! The SuperOffice scheme of the spec page: OAuth2 consent, then a system-user ticket.
+//!
+//! After `providers.md`:
+//! 1. The user consents at `{env}/login/common/oauth/authorize` (the SDK's authorization-code flow,
+//!    with state and PKCE); the token answer carries an `id_token`.
+//! 2. The `id_token` is verified against `{env}/login/.well-known/jwks` (RS256 only, audience the
+//!    client id) and yields the tenant (`.../identity/ctx`) and the system-user token
+//!    (`.../identity/system_token`, constant per tenant and application).
+//! 3. `system_token + "." + yyyyMMddHHmm` (UTC) is signed with the partner's RSA private key
+//!    (RSA-SHA256, base64) and posted to `{env}/Login/api/PartnerSystemUser/Authenticate` with the
+//!    application token (the client secret). The answer is a JWT, verified against the same JWKS,
+//!    whose `.../identity/ticket` claim is the ticket.
+//! 4. `{env}/api/state/{ctx}` names the tenant's current API host, returned as `base_url`.
+//!
+//! `{env}` is the origin of the manifest's `token_url` (`https://sod.superoffice.com` in the
+//! connector as shipped; `online` or `qaonline` by changing the manifest). The partner key comes
+//! from the operator's configuration (PEM, PKCS#1 or PKCS#8, or the .NET RSA-XML form older
+//! tooling used), never from the user.
+//!
+//! The ticket lives 6 hours, extended by each use; authplug cannot see uses, so it renews the
+//! ticket 30 minutes before 6 hours from issue (and the engine renews on a 401). Renewal runs the
+//! refresh grant, whose answer carries a fresh `id_token`, and signs a new system-user token.
+//! Besides the spec page's `so_ticket` and `SO-Apptoken` it injects the OAuth2 set, because the
+//! real templates read the application token from `oauth_client_secret`.
+
+use std::collections::BTreeMap;
+
+use authplug_sdk::oauth::{self, AuthCodeFlow, ClientCredentials, TokenAnswer};
+use authplug_sdk::oauth2::{ExtraTokenFields, TokenResponse};
+use authplug_sdk::prelude::*;
+use authplug_sdk::HttpRequest;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::{BigUint, Pkcs1v15Sign, RsaPrivateKey};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const ID: &str = "superoffice";
+
+const CLIENT_ID: &str = "client_id";
+const CLIENT_SECRET: &str = "client_secret";
+const PARTNER_KEY: &str = "partner_private_key";
+const TICKET: &str = "so_ticket";
+const APP_TOKEN: &str = "SO-Apptoken";
+const ACCESS_TOKEN: &str = "oauth_access_token";
+const INJECTED_CLIENT_ID: &str = "oauth_client_id";
+const INJECTED_CLIENT_SECRET: &str = "oauth_client_secret";
+const REFRESH_TOKEN: &str = "oauth_refresh_token";
+
+/// The ticket's sliding window.
+const TICKET_LIFETIME_SECS: i64 = 6 * 3600;
+
+/// The SuperOffice scheme.
+#[derive(Debug, Clone, Copy)]
+pub struct SuperOffice;
+
+impl Scheme for SuperOffice {
+    fn descriptor(&self) -> SchemeDescriptor {
+        let copied = |from: &str| Source::Copied { from: from.into() };
+        let compat = |name: &str, description: &str, source: Source| {
+            InjectedSecret::new(name, description, source).compat()
+        };
+        SchemeDescriptor {
+            id: ID.into(),
+            display_name: "SuperOffice authentication".into(),
+            serves: vec![AuthPair::new("oauth2", Some("superoffice-ticket"))],
+            intro: Some("This is a custom style of authentication used by the SuperOffice connector. It is a regular Oauth2 authentication but injects an additional secret named ``so_ticket`` into the system. It requires the following secrets:".into()),
+            required: vec![
+                RequiredSecret::new(CLIENT_ID, "Public identifier for the client.").public(),
+                RequiredSecret::new(CLIENT_SECRET, "The confidential key assigned to the client application."),
+                RequiredSecret::new(PARTNER_KEY, "The partner's RSA private key that signs the system-user token (PEM or .NET RSA-XML), from the operator's configuration.").from_operator(),
+            ],
+            injected: vec![
+                InjectedSecret::new(TICKET, "The ticket used to authenticate the client.", Source::Renewed),
+                InjectedSecret::new(APP_TOKEN, "The client secret as provided in the connector configuration.", copied(CLIENT_SECRET)),
+                compat(ACCESS_TOKEN, "The OAuth2 access token (obtained during onboarding).", Source::Renewed),
+                compat(INJECTED_CLIENT_ID, "The client id as provided in the connector configuration.", copied(CLIENT_ID)),
+                compat(INJECTED_CLIENT_SECRET, "The client secret, which SuperOffice's templates send as the application token.", copied(CLIENT_SECRET)),
+                compat(REFRESH_TOKEN, "The OAuth2 refresh token (obtained during onboarding).", Source::Renewed),
+            ],
+            notes: vec![
+                "A full connector example with custom Superoffice authentication could be found in `Superoffice connector's playground branch <https://github.com/sesam-io/superoffice-connector/tree/playground>`__ in the `Manifest <https://github.com/sesam-io/superoffice-connector/blob/playground/manifest.json>`__ and `System <https://github.com/sesam-io/superoffice-connector/blob/playground/templates/system.json>`__.".into(),
+            ],
+            refresh: RefreshPolicy { renews: true, margin_secs: Some(1800) },
+            ..SchemeDescriptor::default()
+        }
+    }
+
+    fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error> {
+        let flow = AuthCodeFlow::from_parameters(&request.parameters)?;
+        let client = credentials(&request.required)?;
+        let Some(resume) = &request.resume else {
+            return flow.authorize(client, request.redirect_uri.as_deref());
+        };
+        let partner_key = partner_key(required_secret(&request.required, PARTNER_KEY)?)?;
+        let environment = Environment::of(&flow)?;
+        let answer = flow.exchange::<IdToken>(client, resume, host)?;
+        let as_error = |failure: Failure| match failure {
+            Failure::Refused(reason) => Error::new(ErrorCode::Provider, reason),
+            Failure::Transient(reason) => Error::new(ErrorCode::Http, reason),
+        };
+        let ticket = environment
+            .ticket(&answer, client, &partner_key, expected_tenant(&request.parameters), host)
+            .map_err(as_error)?;
+        let base_url = environment.tenant_api(&ticket.tenant, host).map_err(as_error)?;
+        let mut step = OnboardStep::done(
+            injected(&request.required, &answer, &ticket, None),
+            Some(ticket.expires_at),
+        );
+        if let OnboardStep::Done { outputs, .. } = &mut step {
+            outputs.insert("account_id".into(), ticket.tenant.clone().into());
+            outputs.insert("base_url".into(), base_url.into());
+        }
+        Ok(step)
+    }
+
+    fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
+        let flow = AuthCodeFlow::from_parameters(&request.parameters)?;
+        let client = credentials(&request.required)?;
+        let partner_key = partner_key(required_secret(&request.required, PARTNER_KEY)?)?;
+        let environment = Environment::of(&flow)?;
+        let current = request.injected.get(REFRESH_TOKEN).map(Secret::expose).unwrap_or_default();
+        let answer = match flow.refresh::<IdToken>(client, current, host) {
+            Ok(answer) => answer,
+            Err(outcome) => return Ok(outcome),
+        };
+        let tenant = expected_tenant(&request.parameters);
+        Ok(match environment.ticket(&answer, client, &partner_key, tenant, host) {
+            Ok(ticket) => RefreshOutcome::Renewed {
+                injected: injected(&request.required, &answer, &ticket, Some(current)),
+                expires_at: Some(ticket.expires_at),
+            },
+            Err(Failure::Refused(reason)) => RefreshOutcome::Reauthorize { reason },
+            Err(Failure::Transient(reason)) => {
+                RefreshOutcome::Transient { reason, retry_after_secs: None }
+            }
+        })
+    }
+
+    /// `Authorization: SOTicket <ticket>` and `SO-AppToken: <application token>`.
+    fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {
+        let ticket = required_secret(&request.injected, TICKET)?;
+        let app_token = required_secret(&request.injected, APP_TOKEN)?;
+        Ok(ApplyResponse {
+            headers: vec![
+                ("Authorization".into(), Secret::new(format!("SOTicket {ticket}"))),
+                ("SO-AppToken".into(), Secret::new(app_token)),
+            ],
+            query: vec![],
+        })
+    }
+}
+
+fn credentials(required: &BTreeMap<String, Secret>) -> Result<ClientCredentials<'_>, Error> {
+    Ok(ClientCredentials {
+        id: required_secret(required, CLIENT_ID)?,
+        secret: required_secret(required, CLIENT_SECRET)?,
+    })
+}
+
+/// The tenant the connector is configured for (`account_id`, e.g. `Cust12345`), if any.
+fn expected_tenant(parameters: &BTreeMap<String, serde_json::Value>) -> Option<&str> {
+    parameters.get("account_id").and_then(|v| v.as_str()).filter(|t| !t.is_empty())
+}
+
+fn injected(
+    required: &BTreeMap<String, Secret>,
+    answer: &TokenAnswer<IdToken>,
+    ticket: &Ticket,
+    previous_refresh: Option<&str>,
+) -> BTreeMap<String, Secret> {
+    let copy = |name: &str| required.get(name).cloned().unwrap_or_else(|| Secret::new(""));
+    BTreeMap::from([
+        (TICKET.to_owned(), ticket.ticket.clone()),
+        (APP_TOKEN.to_owned(), copy(CLIENT_SECRET)),
+        (ACCESS_TOKEN.to_owned(), Secret::new(answer.access_token().secret().clone())),
+        (INJECTED_CLIENT_ID.to_owned(), copy(CLIENT_ID)),
+        (INJECTED_CLIENT_SECRET.to_owned(), copy(CLIENT_SECRET)),
+        (
+            REFRESH_TOKEN.to_owned(),
+            Secret::new(oauth::next_refresh_token(answer, previous_refresh)),
+        ),
+    ])
+}
+
+/// The `id_token` SuperOffice adds to its token answers.
+#[derive(Clone, Serialize, Deserialize)]
+struct IdToken {
+    id_token: Option<String>,
+}
+
+impl std::fmt::Debug for IdToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdToken(..)")
+    }
+}
+
+impl ExtraTokenFields for IdToken {}
+
+const CLAIM: &str = "http://schemes.superoffice.net/identity/";
+
+#[derive(Deserialize)]
+struct IdClaims {
+    #[serde(rename = "http://schemes.superoffice.net/identity/ctx")]
+    ctx: String,
+    #[serde(rename = "http://schemes.superoffice.net/identity/system_token")]
+    system_token: String,
+}
+
+#[derive(Deserialize)]
+struct TicketClaims {
+    #[serde(rename = "http://schemes.superoffice.net/identity/ctx")]
+    ctx: String,
+    #[serde(rename = "http://schemes.superoffice.net/identity/ticket")]
+    ticket: String,
+    exp: Option<i64>,
+}
+
+struct Ticket {
+    ticket: Secret,
+    tenant: String,
+    expires_at: i64,
+}
+
+enum Failure {
+    /// SuperOffice said no: a human must act (authorise again, fix the key or the app token).
+    Refused(String),
+    /// Try later: 5xx, timeouts, unreadable answers.
+    Transient(String),
+}
+
+/// One SuperOffice environment (`https://sod.superoffice.com`, ...).
+struct Environment {
+    origin: String,
+}
+
+impl Environment {
+    fn of(flow: &AuthCodeFlow) -> Result<Self, Error> {
+        let url = authplug_sdk::oauth2::url::Url::parse(&flow.token_url).map_err(|_| {
+            Error::new(ErrorCode::InvalidInput, "the manifest's oauth2 token_url is not a URL")
+        })?;
+        Ok(Self { origin: url.origin().ascii_serialization() })
+    }
+
+    /// Steps 2 and 3: the verified id_token's system-user token, signed, exchanged for a ticket.
+    fn ticket(
+        &self,
+        answer: &TokenAnswer<IdToken>,
+        client: ClientCredentials<'_>,
+        partner_key: &RsaPrivateKey,
+        expected_tenant: Option<&str>,
+        host: &Host<'_>,
+    ) -> Result<Ticket, Failure> {
+        let id_token = answer.extra_fields().id_token.as_deref().ok_or_else(|| {
+            Failure::Refused(
+                "the token answer carries no id_token: the application must be registered as \
+                 server-to-server with the `openid` scope"
+                    .into(),
+            )
+        })?;
+        let keys = self.jwks(host)?;
+        let identity: IdClaims = verify(id_token, &keys, Some(client.id), "id_token")?;
+        if let Some(expected) = expected_tenant.filter(|t| *t != identity.ctx) {
+            return Err(Failure::Refused(format!(
+                "consent was given for tenant {} but the connector is configured for {expected}",
+                identity.ctx
+            )));
+        }
+        let now = oauth::unix_now();
+        let signed = sign(&identity.system_token, partner_key, now)?;
+        let body = serde_json::json!({
+            "SignedSystemToken": signed,
+            "ApplicationToken": client.secret,
+            "ContextIdentifier": identity.ctx,
+            "ReturnTokenType": "JWT",
+        });
+        let answer =
+            self.call("POST", "/Login/api/PartnerSystemUser/Authenticate", Some(&body), host)?;
+        if answer["IsSuccessful"].as_bool() != Some(true) {
+            let message = answer["ErrorMessage"].as_str().unwrap_or("no reason given");
+            return Err(Failure::Refused(format!(
+                "SuperOffice refused the system-user login for {}: {message}",
+                identity.ctx
+            )));
+        }
+        let token = answer["Token"].as_str().ok_or_else(|| {
+            Failure::Transient("SuperOffice's system-user answer carries no Token".into())
+        })?;
+        let claims: TicketClaims = verify(token, &keys, None, "system-user ticket")?;
+        if claims.ctx != identity.ctx {
+            return Err(Failure::Refused(format!(
+                "the system-user ticket is for tenant {}, not {}",
+                claims.ctx, identity.ctx
+            )));
+        }
+        let window = now + TICKET_LIFETIME_SECS;
+        Ok(Ticket {
+            ticket: Secret::new(claims.ticket),
+            tenant: identity.ctx,
+            expires_at: claims.exp.map_or(window, |exp| exp.min(window)),
+        })
+    }
+
+    /// Step 4: the tenant's API base URL, from `/api/state/{ctx}`.
+    fn tenant_api(&self, tenant: &str, host: &Host<'_>) -> Result<String, Failure> {
+        let state = self.call("GET", &format!("/api/state/{tenant}"), None, host)?;
+        if state["IsRunning"].as_bool() == Some(false) {
+            let name = state["State"].as_str().unwrap_or("not running");
+            return Err(Failure::Refused(format!("tenant {tenant} is {name} at SuperOffice")));
+        }
+        let endpoint = state["Endpoint"].as_str().ok_or_else(|| {
+            Failure::Transient(format!("SuperOffice's state of {tenant} names no Endpoint"))
+        })?;
+        Ok(format!("{}/api/v1/", endpoint.trim_end_matches('/')))
+    }
+
+    fn jwks(&self, host: &Host<'_>) -> Result<JwkSet, Failure> {
+        let keys = self.call("GET", "/login/.well-known/jwks", None, host)?;
+        serde_json::from_value(keys)
+            .map_err(|_| Failure::Transient("SuperOffice's JWKS is not a JSON Web Key Set".into()))
+    }
+
+    /// One JSON request to the environment; 5xx and 429 are transient, other failures refusals.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        host: &Host<'_>,
+    ) -> Result<serde_json::Value, Failure> {
+        let mut headers = vec![("Accept".to_owned(), "application/json".to_owned())];
+        if body.is_some() {
+            headers.push(("Content-Type".into(), "application/json".into()));
+        }
+        let request = HttpRequest {
+            method: method.into(),
+            url: format!("{}{path}", self.origin),
+            headers,
+            body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        };
+        let what = path.trim_start_matches('/').split('/').take(3).collect::<Vec<_>>().join("/");
+        let response = host.http(&request).map_err(|e| Failure::Transient(e.message))?;
+        match response.status {
+            200..=299 => serde_json::from_slice(&response.body).map_err(|_| {
+                Failure::Transient(format!("SuperOffice's {what} answer is not JSON"))
+            }),
+            status @ (429 | 500..) => {
+                Err(Failure::Transient(format!("SuperOffice's {what} answered HTTP {status}")))
+            }
+            status => Err(Failure::Refused(format!("SuperOffice's {what} answered HTTP {status}"))),
+        }
+    }
+}
+
+/// Verifies a JWT's RS256 signature against the JWKS (the algorithm is pinned: a token claiming
+/// any other is refused before any key is tried) and returns its claims.
+fn verify<T: DeserializeOwned>(
+    token: &str,
+    keys: &JwkSet,
+    audience: Option<&str>,
+    what: &str,
+) -> Result<T, Failure> {
+    let refused = |why: &str| Failure::Refused(format!("the {what} {why}"));
+    let header = jsonwebtoken::decode_header(token).map_err(|_| refused("is not a JWT"))?;
+    if header.alg != Algorithm::RS256 {
+        return Err(refused(&format!("is signed with {:?}, not RS256", header.alg)));
+    }
+    let jwk = match &header.kid {
+        Some(kid) => keys.find(kid),
+        None if keys.keys.len() == 1 => keys.keys.first(),
+        None => None,
+    }
+    .ok_or_else(|| refused("is signed by a key the environment's JWKS does not publish"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| refused("names an unusable JWKS key"))?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.leeway = 60;
+    validation.required_spec_claims.clear();
+    match audience {
+        Some(audience) => validation.set_audience(&[audience]),
+        None => validation.validate_aud = false,
+    }
+    jsonwebtoken::decode::<T>(token, &key, &validation).map(|data| data.claims).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind;
+        match e.kind() {
+            ErrorKind::InvalidSignature => refused("is not signed by the environment's key"),
+            ErrorKind::ExpiredSignature => refused("has expired"),
+            ErrorKind::InvalidAudience => refused("was issued to another client"),
+            ErrorKind::Json(_) => refused(&format!("lacks the {CLAIM}... claims it must carry")),
+            _ => refused("does not verify"),
+        }
+    })
+}
+
+/// `SignedSystemToken`: `system_token.yyyyMMddHHmm.base64(RSA-SHA256(system_token.yyyyMMddHHmm))`.
+fn sign(system_token: &str, key: &RsaPrivateKey, now: i64) -> Result<String, Failure> {
+    let time = chrono::DateTime::from_timestamp(now, 0).unwrap_or_default().format("%Y%m%d%H%M");
+    let data = format!("{system_token}.{time}");
+    let signature = key
+        .sign(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(data.as_bytes()))
+        .map_err(|_| Failure::Refused("the partner key could not sign".into()))?;
+    Ok(format!("{data}.{}", STANDARD.encode(signature)))
+}
+
+/// The partner key: PEM (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`) or .NET RSA-XML.
+fn partner_key(text: &str) -> Result<RsaPrivateKey, Error> {
+    let invalid = |why: String| {
+        Error::new(ErrorCode::InvalidInput, format!("the secret `{PARTNER_KEY}` {why}"))
+    };
+    let text = text.trim();
+    let key = if text.starts_with("<RSAKeyValue>") {
+        dotnet_xml_key(text).map_err(invalid)?
+    } else if text.contains("-----BEGIN RSA PRIVATE KEY-----") {
+        RsaPrivateKey::from_pkcs1_pem(text)
+            .map_err(|_| invalid("is not a readable PKCS#1 PEM RSA key".into()))?
+    } else if text.contains("-----BEGIN PRIVATE KEY-----") {
+        RsaPrivateKey::from_pkcs8_pem(text)
+            .map_err(|_| invalid("is not a readable PKCS#8 PEM RSA key".into()))?
+    } else {
+        return Err(invalid(
+            "is neither a PEM private key nor .NET RSA-XML (<RSAKeyValue>)".into(),
+        ));
+    };
+    key.validate().map_err(|_| invalid("is not a consistent RSA key".into()))?;
+    Ok(key)
+}
+
+/// `<RSAKeyValue><Modulus>..</Modulus><Exponent>..</Exponent><P>..</P><Q>..</Q>..<D>..</D>`,
+/// each element big-endian base64, as .NET's `RSA.ToXmlString(true)` writes it.
+fn dotnet_xml_key(xml: &str) -> Result<RsaPrivateKey, String> {
+    let number = |tag: &str| -> Result<BigUint, String> {
+        let open = format!("<{tag}>");
+        let start = xml.find(&open).ok_or_else(|| format!("lacks the <{tag}> element"))?;
+        let rest = &xml[start + open.len()..];
+        let end = rest.find(&format!("</{tag}>")).ok_or_else(|| format!("never closes <{tag}>"))?;
+        let text: String = rest[..end].chars().filter(|c| !c.is_whitespace()).collect();
+        let bytes =
+            STANDARD.decode(text).map_err(|_| format!("has a <{tag}> that is not base64"))?;
+        Ok(BigUint::from_bytes_be(&bytes))
+    };
+    RsaPrivateKey::from_components(
+        number("Modulus")?,
+        number("Exponent")?,
+        number("D")?,
+        vec![number("P")?, number("Q")?],
+    )
+    .map_err(|_| "is not a consistent RSA key".into())
+}
+
+authplug_sdk::register_scheme!(SuperOffice);
+authplug_sdk::export_plugin!();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> RsaPrivateKey {
+        RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap()
+    }
+
+    #[test]
+    fn signs_the_system_token_with_the_minute_in_utc() {
+        let key = key();
+        // 2026-11-28 10:42:59 UTC.
+        let signed = sign("SYS-TOKEN", &key, 1_795_862_579).unwrap_or_else(|_| panic!("signs"));
+        let (data, signature) = signed.rsplit_once('.').unwrap();
+        assert_eq!(data, "SYS-TOKEN.202611281042");
+        let signature = STANDARD.decode(signature).unwrap();
+        key.to_public_key()
+            .verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(data.as_bytes()), &signature)
+            .unwrap();
+    }
+
+    #[test]
+    fn reads_pem_and_dotnet_xml_keys_alike() {
+        use rsa::pkcs8::EncodePrivateKey;
+        use rsa::traits::{PrivateKeyParts, PublicKeyParts};
+        let key = key();
+        let pem = key.to_pkcs8_pem(Default::default()).unwrap();
+        assert_eq!(partner_key(&pem).unwrap(), key);
+        let b64 = |n: &BigUint| STANDARD.encode(n.to_bytes_be());
+        let xml = format!(
+            "<RSAKeyValue><Modulus>{}</Modulus><Exponent>{}</Exponent><P>{}</P><Q>{}</Q>\
+             <DP>x</DP><DQ>y</DQ><InverseQ>z</InverseQ><D>{}</D></RSAKeyValue>",
+            b64(key.n()),
+            b64(key.e()),
+            b64(&key.primes()[0]),
+            b64(&key.primes()[1]),
+            b64(key.d()),
+        );
+        assert_eq!(partner_key(&xml).unwrap(), key);
+    }
+
+    #[test]
+    fn only_rs256_tokens_are_considered() {
+        let header = jsonwebtoken::Header::new(Algorithm::HS256);
+        let key = jsonwebtoken::EncodingKey::from_secret(b"a shared secret");
+        let token = jsonwebtoken::encode(&header, &serde_json::json!({"exp": 1}), &key).unwrap();
+        let keys = JwkSet { keys: vec![] };
+        let Err(Failure::Refused(reason)) =
+            verify::<serde_json::Value>(&token, &keys, None, "id_token")
+        else {
+            panic!("refused")
+        };
+        assert_eq!(reason, "the id_token is signed with HS256, not RS256");
+    }
+
+    #[test]
+    fn unreadable_keys_are_named_without_their_content() {
+        for (text, why) in [
+            ("not a key at all", "neither a PEM"),
+            ("-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0\n-----END RSA PRIVATE KEY-----", "PKCS#1"),
+            ("<RSAKeyValue><Modulus>AQAB</Modulus></RSAKeyValue>", "lacks the <Exponent>"),
+        ] {
+            let error = partner_key(text).unwrap_err();
+            assert!(error.message.contains(PARTNER_KEY) && error.message.contains(why), "{error}");
+            assert!(!error.message.contains("c2VjcmV0"));
+        }
+    }
+}
