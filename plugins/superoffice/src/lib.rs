@@ -4,7 +4,7 @@
 //! 1. The user consents at `{env}/login/common/oauth/authorize` (the SDK's authorization-code flow,
 //!    with state and PKCE); the token answer carries an `id_token`.
 //! 2. The `id_token` is verified against `{env}/login/.well-known/jwks` (RS256 only, audience the
-//!    client id) and yields the tenant (`.../identity/ctx`) and the system-user token
+//!    client id; the manifest's `oauth2.jwks_uri` overrides the address) and yields the tenant (`.../identity/ctx`) and the system-user token
 //!    (`.../identity/system_token`, constant per tenant and application).
 //! 3. `system_token + "." + yyyyMMddHHmm` (UTC) is signed with the partner's RSA private key
 //!    (RSA-SHA256, base64) and posted to `{env}/Login/api/PartnerSystemUser/Authenticate` with the
@@ -98,7 +98,7 @@ impl Scheme for SuperOffice {
             return flow.authorize(client, request.redirect_uri.as_deref());
         };
         let partner_key = partner_key(required_secret(&request.required, PARTNER_KEY)?)?;
-        let environment = Environment::of(&flow)?;
+        let environment = Environment::of(&flow, &request.parameters)?;
         let answer = flow.exchange::<IdToken>(client, resume, host)?;
         let as_error = |failure: Failure| match failure {
             Failure::Refused(reason) => Error::new(ErrorCode::Provider, reason),
@@ -123,7 +123,7 @@ impl Scheme for SuperOffice {
         let flow = AuthCodeFlow::from_parameters(&request.parameters)?;
         let client = credentials(&request.required)?;
         let partner_key = partner_key(required_secret(&request.required, PARTNER_KEY)?)?;
-        let environment = Environment::of(&flow)?;
+        let environment = Environment::of(&flow, &request.parameters)?;
         let current = request.injected.get(REFRESH_TOKEN).map(Secret::expose).unwrap_or_default();
         let answer = match flow.refresh::<IdToken>(client, current, host) {
             Ok(answer) => answer,
@@ -237,14 +237,21 @@ enum Failure {
 /// One SuperOffice environment (`https://sod.superoffice.com`, ...).
 struct Environment {
     origin: String,
+    /// The manifest's `oauth2.jwks_uri` if it has one (the classic tool required it); else the
+    /// environment's `/login/.well-known/jwks`.
+    jwks_uri: Option<String>,
 }
 
 impl Environment {
-    fn of(flow: &AuthCodeFlow) -> Result<Self, Error> {
+    fn of(
+        flow: &AuthCodeFlow,
+        parameters: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Self, Error> {
         let url = authplug_sdk::oauth2::url::Url::parse(&flow.token_url).map_err(|_| {
             Error::new(ErrorCode::InvalidInput, "the manifest's oauth2 token_url is not a URL")
         })?;
-        Ok(Self { origin: url.origin().ascii_serialization() })
+        let jwks_uri = parameters.get("jwks_uri").and_then(|v| v.as_str()).map(str::to_owned);
+        Ok(Self { origin: url.origin().ascii_serialization(), jwks_uri })
     }
 
     /// Steps 2 and 3: the verified id_token's system-user token, signed, exchanged for a ticket.
@@ -320,7 +327,10 @@ impl Environment {
     }
 
     fn jwks(&self, host: &Host<'_>) -> Result<JwkSet, Failure> {
-        let keys = self.call("GET", "/login/.well-known/jwks", None, host)?;
+        let keys = match &self.jwks_uri {
+            Some(uri) => self.call_url("GET", uri, None, host)?,
+            None => self.call("GET", "/login/.well-known/jwks", None, host)?,
+        };
         serde_json::from_value(keys)
             .map_err(|_| Failure::Transient("SuperOffice's JWKS is not a JSON Web Key Set".into()))
     }
@@ -333,13 +343,24 @@ impl Environment {
         body: Option<&serde_json::Value>,
         host: &Host<'_>,
     ) -> Result<serde_json::Value, Failure> {
+        self.call_url(method, &format!("{}{path}", self.origin), body, host)
+    }
+
+    fn call_url(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&serde_json::Value>,
+        host: &Host<'_>,
+    ) -> Result<serde_json::Value, Failure> {
+        let path = url.strip_prefix(&self.origin).unwrap_or("/jwks");
         let mut headers = vec![("Accept".to_owned(), "application/json".to_owned())];
         if body.is_some() {
             headers.push(("Content-Type".into(), "application/json".into()));
         }
         let request = HttpRequest {
             method: method.into(),
-            url: format!("{}{path}", self.origin),
+            url: url.to_owned(),
             headers,
             body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
         };
