@@ -357,8 +357,16 @@ fn set_test_env(command: &mut Command, plugin_dir: &Path) {
         .env("AUTHPLUG_TEST_PLUGIN_DIR", plugin_dir)
         .env("AUTHPLUG_TEST_FIXTURE_DIR", fixture_dir());
     let shared = root().join("../shared");
-    if shared.is_dir() && env::var_os("AUTHPLUG_SHARED_DIR").is_none() {
-        command.env("AUTHPLUG_SHARED_DIR", shared);
+    if env::var_os("AUTHPLUG_SHARED_DIR").is_none() {
+        if shared.is_dir() {
+            command.env("AUTHPLUG_SHARED_DIR", shared);
+        } else {
+            eprintln!(
+                "xtask: warning: {} does not exist; the tests that read the spec page, the real \
+                 connectors and the peers will fail (set AUTHPLUG_SHARED_DIR)",
+                shared.display()
+            );
+        }
     }
 }
 

@@ -129,16 +129,10 @@ impl Settings {
     }
 }
 
-fn token<'a>(secrets: &'a BTreeMap<String, Secret>, name: &str) -> Result<&'a str, Error> {
-    secrets.get(name).map(Secret::expose).filter(|t| !t.is_empty()).ok_or_else(|| {
-        Error::new(ErrorCode::InvalidInput, format!("the secret `{name}` is missing or empty"))
-    })
-}
-
 fn copy(required: &BTreeMap<String, Secret>) -> Result<BTreeMap<String, Secret>, Error> {
     Ok(BTreeMap::from([
-        (CONSUMER.to_owned(), Secret::new(token(required, CONSUMER)?)),
-        (EMPLOYEE.to_owned(), Secret::new(token(required, EMPLOYEE)?)),
+        (CONSUMER.to_owned(), Secret::new(required_secret(required, CONSUMER)?)),
+        (EMPLOYEE.to_owned(), Secret::new(required_secret(required, EMPLOYEE)?)),
     ]))
 }
 
@@ -165,8 +159,8 @@ fn create_session(
     let url = format!(
         "{}/v2/token/session/:create?consumerToken={}&employeeToken={}&expirationDate={date}",
         settings.base_url,
-        escape(token(secrets, CONSUMER)?),
-        escape(token(secrets, EMPLOYEE)?),
+        escape(required_secret(secrets, CONSUMER)?),
+        escape(required_secret(secrets, EMPLOYEE)?),
     );
     let request = HttpRequest {
         method: "PUT".into(),
