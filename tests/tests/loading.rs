@@ -140,6 +140,18 @@ fn schemes_show_tells_what_a_scheme_requires_and_injects() {
     assert!(text.contains("The key used to authenticate the client."));
     assert!(text.contains("The api key as provided in the connector configuration."));
     assert!(text.contains(&plugin("api_key").display().to_string()));
+    assert!(text.contains("  renews:    no (the injected secrets do not expire)"), "{text}");
+
+    // Where each value comes from, who supplies it, and how it is kept valid.
+    let text = stdout(&authplug(&plugin_dir(), &["schemes", "show", "superoffice"]));
+    for line in [
+        "[secret, from the operator's configuration]",
+        "SO-Apptoken            String      The client secret as provided in the connector configuration. [copied from client_secret]",
+        "[obtained during onboarding, renewed, for existing templates]",
+        "  renews:    yes, 1800 s before expiry",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
 }
 
 #[test]

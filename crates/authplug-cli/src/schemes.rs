@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use authplug_host::{docs, LoadedScheme, Origin, Registry};
-use authplug_protocol::SchemeDescriptor;
+use authplug_protocol::{SchemeDescriptor, Source};
 use serde::Serialize;
 use serde_json::json;
 
@@ -73,13 +73,31 @@ pub fn show(registry: &Registry, id: &str, json: bool) -> Result<(), Failure> {
     println!("  serves:    {}", serves(d));
     println!("  requires:");
     for s in &d.required {
-        let kind = if s.secret { "secret" } else { "not secret" };
-        println!("    {:<22} {kind:<10}  {}", s.name, s.description);
+        let kind = match (s.secret, s.operator) {
+            (true, true) => "secret, from the operator's configuration",
+            (true, false) => "secret",
+            (false, _) => "not secret",
+        };
+        println!("    {:<22} {} [{kind}]", s.name, s.description);
     }
     println!("  injects:");
     for s in &d.injected {
-        println!("    {:<22} {:<10}  {}", s.name, s.value_type.to_string(), s.description);
+        let source = match &s.source {
+            Source::Unspecified => "source not declared".to_owned(),
+            Source::Copied { from } => format!("copied from {from}"),
+            Source::Onboarding => "obtained during onboarding".to_owned(),
+            Source::Renewed => "obtained during onboarding, renewed".to_owned(),
+        };
+        let compat = if s.compat { ", for existing templates" } else { "" };
+        let kind = s.value_type.to_string();
+        println!("    {:<22} {kind:<10}  {} [{source}{compat}]", s.name, s.description);
     }
+    let renews = match (d.refresh.renews, d.refresh.margin_secs) {
+        (false, _) => "no (the injected secrets do not expire)".to_owned(),
+        (true, Some(margin)) => format!("yes, {margin} s before expiry"),
+        (true, None) => "yes, with the host's default margin".to_owned(),
+    };
+    println!("  renews:    {renews}");
     Ok(())
 }
 

@@ -73,7 +73,7 @@ impl Scheme for SuperOffice {
             required: vec![
                 RequiredSecret::new(CLIENT_ID, "Public identifier for the client.").public(),
                 RequiredSecret::new(CLIENT_SECRET, "The confidential key assigned to the client application."),
-                RequiredSecret::new(PARTNER_KEY, "The partner's RSA private key that signs the system-user token (PEM or .NET RSA-XML), from the operator's configuration.").from_operator(),
+                RequiredSecret::new(PARTNER_KEY, "The partner's RSA private key that signs the system-user token (PEM or .NET RSA-XML).").from_operator(),
             ],
             injected: vec![
                 InjectedSecret::new(TICKET, "The ticket used to authenticate the client.", Source::Renewed),
