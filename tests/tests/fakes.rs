@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use authplug_host::{CallError, LoadedScheme};
+use authplug_host::{CallError, LoadedScheme, OperatorSecrets};
 use authplug_protocol::{
-    ApplyRequest, ErrorCode, OnboardRequest, OnboardStep, RefreshOutcome, RefreshRequest,
+    ApplyRequest, ErrorCode, OnboardRequest, OnboardStep, RefreshOutcome, RefreshRequest, Secret,
 };
 use authplug_testkit::{tripletex, webcrm};
 use tests::host::{no_secret_in, parameters, secrets, PluginHost};
@@ -84,6 +84,26 @@ fn tripletex_wrong_tokens_are_a_clear_error_without_the_tokens() {
     assert_eq!(error.code, ErrorCode::Provider);
     assert!(error.message.starts_with("Tripletex refused the consumer and employee tokens (HTTP 403: Invalid consumer or employee token)"), "{error}");
     no_secret_in(&error, &[CONSUMER, "employee-of-another-account"]);
+}
+
+#[test]
+fn tripletex_users_in_production_give_only_the_employee_token() {
+    let host = host();
+    let fake = tripletex::Tripletex::start(CONSUMER, EMPLOYEE);
+    let operator = OperatorSecrets::new([("tripletex", "consumer_token", Secret::new(CONSUMER))]);
+    let services = host.services.clone().with_operator_secrets(operator);
+    let request = OnboardRequest {
+        required: secrets(&[("employee_token", EMPLOYEE)]),
+        parameters: parameters(serde_json::json!({"base_url": fake.base_url()})),
+        ..Default::default()
+    };
+    let step = scheme(&host, "tripletex").onboard(request.clone(), &services).unwrap();
+    let OnboardStep::Done { injected, .. } = step else { panic!("done") };
+    assert_eq!(injected["consumer_token"].expose(), CONSUMER);
+    assert_eq!(fake.sessions_created(), 1);
+    // Without the operator's value the same request names what is missing.
+    let error = scheme(&host, "tripletex").onboard(request, &host.services).unwrap_err();
+    assert_eq!(error.message, "required secret `consumer_token` is missing");
 }
 
 #[test]

@@ -5,24 +5,36 @@ use std::sync::Arc;
 
 use authplug_protocol::{host_method, ErrorBody, ErrorCode, HttpRequest};
 
+use crate::operator::OperatorSecrets;
 use crate::transport::Transport;
 
 /// What the host offers a scheme during a call. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct HostServices {
     transport: Option<Arc<Transport>>,
+    operator: Arc<OperatorSecrets>,
 }
 
 impl HostServices {
     /// A host whose schemes may make HTTP requests through `transport`.
     pub fn new(transport: Arc<Transport>) -> Self {
-        Self { transport: Some(transport) }
+        Self { transport: Some(transport), operator: Arc::default() }
+    }
+
+    /// The same host, completing calls with the operator's secrets (see [`OperatorSecrets`]).
+    pub fn with_operator_secrets(mut self, operator: OperatorSecrets) -> Self {
+        self.operator = Arc::new(operator);
+        self
+    }
+
+    pub(crate) fn operator(&self) -> &OperatorSecrets {
+        &self.operator
     }
 
     /// A host without network access: a scheme that asks for HTTP gets an `http` error. Enough
     /// for describing and for schemes that never call out (API key).
     pub fn offline() -> Self {
-        Self { transport: None }
+        Self { transport: None, operator: Arc::default() }
     }
 
     /// Answers one callback from a scheme: `(method, request json) -> json | json error`.

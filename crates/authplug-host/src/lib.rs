@@ -18,12 +18,14 @@
 mod call;
 pub mod docs;
 mod loader;
+mod operator;
 mod redact;
 mod registry;
 pub mod transport;
 
 pub use call::{CallError, HostServices};
 pub use loader::{LoadOptions, Refusal};
+pub use operator::OperatorSecrets;
 pub use registry::{LoadedScheme, Origin, Registry};
 pub use transport::{Transport, TransportConfig};
 

@@ -228,6 +228,7 @@ impl LoadedScheme {
         host: &HostServices,
     ) -> Result<OnboardStep, CallError> {
         request.scheme = self.descriptor.id.clone();
+        host.operator().fill(self.id(), &self.descriptor.required, &mut request.required);
         let declared: Vec<&str> =
             self.descriptor.required.iter().map(|s| s.name.as_str()).collect();
         self.check_names("required secret", &declared, request.required.keys(), true)?;
@@ -260,6 +261,7 @@ impl LoadedScheme {
         host: &HostServices,
     ) -> Result<RefreshOutcome, CallError> {
         request.scheme = self.descriptor.id.clone();
+        host.operator().fill(self.id(), &self.descriptor.required, &mut request.required);
         let secrets: Vec<Secret> =
             request.required.values().chain(request.injected.values()).cloned().collect();
         let mut outcome: RefreshOutcome =
