@@ -14,7 +14,7 @@ use crate::{library_file, plugin, plugin_folder};
 
 /// The host side of a test: its runtime, services and registry live as long as it does.
 pub struct PluginHost {
-    _runtime: tokio::runtime::Runtime,
+    runtime: tokio::runtime::Runtime,
     pub services: HostServices,
     pub registry: Registry,
     _dir: tempfile::TempDir,
@@ -38,12 +38,12 @@ impl PluginHost {
         let dir = plugin_folder(&borrowed);
         let registry = Registry::load(&LoadOptions::from_dirs([dir.path()]));
         assert_eq!(registry.refusals(), &[]);
-        Self {
-            _runtime: runtime,
-            services: HostServices::new(Arc::new(transport)),
-            registry,
-            _dir: dir,
-        }
+        Self { runtime, services: HostServices::new(Arc::new(transport)), registry, _dir: dir }
+    }
+
+    /// Runs a future on the host's runtime (a browser following a consent page, a test's request).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
     }
 
     /// The scheme serving `(auth, auth_variant)`.

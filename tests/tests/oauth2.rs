@@ -2,44 +2,26 @@
 //! reuse revoking the whole grant), through the built plugin file and the host's transport.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use authplug_host::{
-    HostServices, LoadOptions, LoadedScheme, Registry, Transport, TransportConfig,
-};
+use authplug_host::LoadedScheme;
 use authplug_protocol::{
     ErrorCode, OnboardRequest, OnboardStep, RefreshOutcome, RefreshRequest, Resume, Secret,
 };
+use tests::host::PluginHost;
 use tests::oidc::{follow_consent, OidcProvider, REDIRECT_URI};
-use tests::{plugin, plugin_folder};
 
 struct Setup {
-    runtime: tokio::runtime::Runtime,
-    host: HostServices,
-    registry: Registry,
+    host: PluginHost,
     provider: OidcProvider,
-    _dir: tempfile::TempDir,
 }
 
 impl Setup {
     fn new() -> Self {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let config = TransportConfig { allow_loopback_http: true, ..TransportConfig::default() };
-        let transport = Transport::new(config, runtime.handle().clone()).unwrap();
-        let dir = plugin_folder(&[(&plugin("oauth2_scheme"), "liboauth2_scheme.so")]);
-        let registry = Registry::load(&LoadOptions::from_dirs([dir.path()]));
-        assert_eq!(registry.refusals(), &[]);
-        Self {
-            runtime,
-            host: HostServices::new(Arc::new(transport)),
-            registry,
-            provider: OidcProvider::start(),
-            _dir: dir,
-        }
+        Self { host: PluginHost::load(&["oauth2_scheme"]), provider: OidcProvider::start() }
     }
 
     fn scheme(&self) -> &LoadedScheme {
-        self.registry.resolve("oauth2", None).expect("oauth2 serves auth: oauth2")
+        self.host.scheme("oauth2", None)
     }
 
     fn parameters(&self) -> BTreeMap<String, serde_json::Value> {
@@ -70,14 +52,14 @@ impl Setup {
             ..Default::default()
         };
         let OnboardStep::Redirect { url, state, continuation } =
-            self.scheme().onboard(first, &self.host).unwrap()
+            self.scheme().onboard(first, &self.host.services).unwrap()
         else {
             panic!("OAuth2 onboarding starts with a redirect");
         };
         assert!(url.starts_with(&format!("{}/auth?", self.provider.issuer)), "{url}");
         assert!(url.contains("code_challenge_method=S256") && url.contains("state="), "{url}");
         let callback: BTreeMap<String, String> =
-            self.runtime.block_on(follow_consent(&url, REDIRECT_URI)).into_iter().collect();
+            self.host.block_on(follow_consent(&url, REDIRECT_URI)).into_iter().collect();
         assert_eq!(callback.get("state"), Some(&state), "the host's state check");
         let resume = OnboardRequest {
             required: self.required(secret),
@@ -89,7 +71,7 @@ impl Setup {
             }),
             ..Default::default()
         };
-        self.scheme().onboard(resume, &self.host)
+        self.scheme().onboard(resume, &self.host.services)
     }
 
     fn refresh(&self, injected: &BTreeMap<String, Secret>) -> RefreshOutcome {
@@ -99,7 +81,7 @@ impl Setup {
             parameters: self.parameters(),
             ..Default::default()
         };
-        self.scheme().refresh(request, &self.host).unwrap()
+        self.scheme().refresh(request, &self.host.services).unwrap()
     }
 }
 

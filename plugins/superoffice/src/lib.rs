@@ -108,15 +108,14 @@ impl Scheme for SuperOffice {
             .ticket(&answer, client, &partner_key, expected_tenant(&request.parameters), host)
             .map_err(as_error)?;
         let base_url = environment.tenant_api(&ticket.tenant, host).map_err(as_error)?;
-        let mut step = OnboardStep::done(
-            injected(&request.required, &answer, &ticket, None),
-            Some(ticket.expires_at),
-        );
-        if let OnboardStep::Done { outputs, .. } = &mut step {
-            outputs.insert("account_id".into(), ticket.tenant.clone().into());
-            outputs.insert("base_url".into(), base_url.into());
-        }
-        Ok(step)
+        Ok(OnboardStep::Done {
+            injected: injected(&request.required, &answer, &ticket, None),
+            expires_at: Some(ticket.expires_at),
+            outputs: BTreeMap::from([
+                ("account_id".to_owned(), ticket.tenant.clone().into()),
+                ("base_url".to_owned(), base_url.into()),
+            ]),
+        })
     }
 
     fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
@@ -239,7 +238,7 @@ struct Environment {
     origin: String,
     /// The manifest's `oauth2.jwks_uri` if it has one (the classic tool required it); else the
     /// environment's `/login/.well-known/jwks`.
-    jwks_uri: Option<String>,
+    jwks_uri: String,
 }
 
 impl Environment {
@@ -250,8 +249,12 @@ impl Environment {
         let url = authplug_sdk::oauth2::url::Url::parse(&flow.token_url).map_err(|_| {
             Error::new(ErrorCode::InvalidInput, "the manifest's oauth2 token_url is not a URL")
         })?;
-        let jwks_uri = parameters.get("jwks_uri").and_then(|v| v.as_str()).map(str::to_owned);
-        Ok(Self { origin: url.origin().ascii_serialization(), jwks_uri })
+        let origin = url.origin().ascii_serialization();
+        let jwks_uri = match parameters.get("jwks_uri").and_then(|v| v.as_str()) {
+            Some(uri) => uri.to_owned(),
+            None => format!("{origin}/login/.well-known/jwks"),
+        };
+        Ok(Self { origin, jwks_uri })
     }
 
     /// Steps 2 and 3: the verified id_token's system-user token, signed, exchanged for a ticket.
@@ -286,8 +289,13 @@ impl Environment {
             "ContextIdentifier": identity.ctx,
             "ReturnTokenType": "JWT",
         });
-        let answer =
-            self.call("POST", "/Login/api/PartnerSystemUser/Authenticate", Some(&body), host)?;
+        let answer = self.call(
+            "POST",
+            &self.url("/Login/api/PartnerSystemUser/Authenticate"),
+            "Login/api/PartnerSystemUser",
+            Some(&body),
+            host,
+        )?;
         if answer["IsSuccessful"].as_bool() != Some(true) {
             let message = answer["ErrorMessage"].as_str().unwrap_or("no reason given");
             return Err(Failure::Refused(format!(
@@ -315,7 +323,8 @@ impl Environment {
 
     /// Step 4: the tenant's API base URL, from `/api/state/{ctx}`.
     fn tenant_api(&self, tenant: &str, host: &Host<'_>) -> Result<String, Failure> {
-        let state = self.call("GET", &format!("/api/state/{tenant}"), None, host)?;
+        let path = format!("/api/state/{tenant}");
+        let state = self.call("GET", &self.url(&path), &path[1..], None, host)?;
         if state["IsRunning"].as_bool() == Some(false) {
             let name = state["State"].as_str().unwrap_or("not running");
             return Err(Failure::Refused(format!("tenant {tenant} is {name} at SuperOffice")));
@@ -326,34 +335,26 @@ impl Environment {
         Ok(format!("{}/api/v1/", endpoint.trim_end_matches('/')))
     }
 
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.origin)
+    }
+
     fn jwks(&self, host: &Host<'_>) -> Result<JwkSet, Failure> {
-        let keys = match &self.jwks_uri {
-            Some(uri) => self.call_url("GET", uri, None, host)?,
-            None => self.call("GET", "/login/.well-known/jwks", None, host)?,
-        };
+        let keys = self.call("GET", &self.jwks_uri, "JWKS", None, host)?;
         serde_json::from_value(keys)
             .map_err(|_| Failure::Transient("SuperOffice's JWKS is not a JSON Web Key Set".into()))
     }
 
-    /// One JSON request to the environment; 5xx and 429 are transient, other failures refusals.
+    /// One JSON request, named `what` in errors; 5xx and 429 are transient, other failures
+    /// refusals.
     fn call(
         &self,
         method: &str,
-        path: &str,
-        body: Option<&serde_json::Value>,
-        host: &Host<'_>,
-    ) -> Result<serde_json::Value, Failure> {
-        self.call_url(method, &format!("{}{path}", self.origin), body, host)
-    }
-
-    fn call_url(
-        &self,
-        method: &str,
         url: &str,
+        what: &str,
         body: Option<&serde_json::Value>,
         host: &Host<'_>,
     ) -> Result<serde_json::Value, Failure> {
-        let path = url.strip_prefix(&self.origin).unwrap_or("/jwks");
         let mut headers = vec![("Accept".to_owned(), "application/json".to_owned())];
         if body.is_some() {
             headers.push(("Content-Type".into(), "application/json".into()));
@@ -364,7 +365,6 @@ impl Environment {
             headers,
             body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
         };
-        let what = path.trim_start_matches('/').split('/').take(3).collect::<Vec<_>>().join("/");
         let response = host.http(&request).map_err(|e| Failure::Transient(e.message))?;
         match response.status {
             200..=299 => serde_json::from_slice(&response.body).map_err(|_| {
