@@ -16,6 +16,10 @@ use clap::{Args, Parser, Subcommand};
 ///   authplug schemes                      list the loaded schemes
 ///   authplug schemes show api_key         what api_key requires and injects
 ///   authplug docs --output schemes.rst    write the scheme reference page
+///   authplug status                       every system: state, expiry, last refresh, failures
+///   authplug token crm --secret oauth_access_token
+///                                         a fresh access token for a script (refreshed if due)
+///   authplug refresh --due                refresh every system that is due (run from cron)
 #[derive(Debug, Parser)]
 #[command(name = "authplug", version, after_help = crate::exit::HELP)]
 #[command(verbatim_doc_comment)]
@@ -25,6 +29,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
 
     /// More log output on stderr (-v info, -vv debug); AUTHPLUG_LOG=<filter> overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -70,8 +77,87 @@ pub struct StoreArgs {
     pub key_file: Option<PathBuf>,
 }
 
+/// How credentials are refreshed, and where lifecycle events go.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// POST every lifecycle event (refreshed, refresh_failed, needs_reauth, recovered) as JSON to
+    /// this URL, signed with HMAC-SHA256 in the `authplug-signature` header.
+    #[arg(long, value_name = "URL", global = true, env = "AUTHPLUG_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+
+    /// The file holding the webhook signing secret (AUTHPLUG_WEBHOOK_SECRET may hold the value
+    /// itself instead). Required with --webhook-url.
+    #[arg(long, value_name = "FILE", global = true, env = "AUTHPLUG_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+
+    /// Secrets the operator holds per scheme (a JSON file {"scheme": {"name": "value"}}), e.g.
+    /// Tripletex's consumer token or SuperOffice's partner key.
+    #[arg(long, value_name = "FILE", global = true, env = "AUTHPLUG_OPERATOR_SECRETS")]
+    pub operator_secrets: Option<PathBuf>,
+
+    /// The timeout of each request to a provider, in seconds.
+    #[arg(
+        long,
+        value_name = "SECS",
+        global = true,
+        env = "AUTHPLUG_HTTP_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub http_timeout: u64,
+
+    /// Allow plain http:// to loopback addresses (development and tests only).
+    #[arg(long, global = true, env = "AUTHPLUG_ALLOW_LOOPBACK_HTTP", value_parser = BoolishValueParser::new())]
+    pub allow_loopback_http: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print a system's injected secrets, refreshed first if they are due: for scripts.
+    ///
+    /// Text output is NAME=value lines; --secret prints one value alone; --json an object.
+    /// Exit code 7 means a human must onboard the system again; 8 that the provider is failing
+    /// and the stored secrets have expired.
+    Token {
+        /// The system id.
+        system: String,
+
+        /// Print only this secret's value.
+        #[arg(long, value_name = "NAME", conflicts_with = "json")]
+        secret: Option<String>,
+
+        /// Print JSON: {"system", "scheme", "expires_at", "refreshed", "secrets": {...}}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refresh systems now: the named ones (forced), or with --due every one that is due.
+    Refresh {
+        /// The systems to refresh.
+        #[arg(value_name = "SYSTEM", required_unless_present = "due")]
+        systems: Vec<String>,
+
+        /// Refresh every active system within its refresh margin (and, with --keepalive, every
+        /// one idle for longer). Systems in backoff or needing re-authorisation are skipped.
+        #[arg(long, conflicts_with = "systems")]
+        due: bool,
+
+        /// With --due: also refresh systems not refreshed for this many seconds.
+        #[arg(long, value_name = "SECS", requires = "due")]
+        keepalive: Option<u64>,
+
+        /// How many refreshes run at once.
+        #[arg(long, value_name = "N", default_value_t = 8)]
+        concurrency: usize,
+
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every system's lifecycle: state (and why), expiry, last refresh, failures, next attempt.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the stored systems (connector instances): scheme, state, expiry. Never values.
     Systems {
         #[command(subcommand)]

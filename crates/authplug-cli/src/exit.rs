@@ -17,6 +17,10 @@ pub enum Code {
     Store = 5,
     /// Someone else changed the system meanwhile (compare-and-set lost); try again.
     Conflict = 6,
+    /// The provider refused the credential: a human must onboard the system again.
+    NeedsReauth = 7,
+    /// The provider is failing for now and the stored secrets cannot be used; try later.
+    Unavailable = 8,
 }
 
 impl From<Code> for ExitCode {
@@ -34,7 +38,9 @@ Exit codes:
   3  a plugin was refused and --strict-plugins was given
   4  the named scheme or system does not exist
   5  the credential store cannot be used (damaged, wrong master key, newer schema, unreachable)
-  6  the system changed meanwhile; try again";
+  6  the system changed meanwhile, or another instance is still refreshing it; try again
+  7  the system needs re-authorisation (the provider refused it): onboard it again
+  8  the provider is failing for now and the stored secrets have expired; try later";
 
 /// A failure: a one-line message for stderr and the exit code.
 #[derive(Debug)]

@@ -2,6 +2,7 @@
 
 mod cli;
 mod exit;
+mod lifecycle;
 mod plugins;
 mod schemes;
 mod store;
@@ -31,11 +32,20 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             return store::systems(&cli.store, command.as_ref(), *json)
         }
         Command::Store { command } => return store::store(&cli.store, command),
+        Command::Status { json } => return lifecycle::status(cli, *json),
         _ => {}
     }
     let registry = plugins::load(&cli.plugins)?;
     match &cli.command {
-        Command::Systems { .. } | Command::Store { .. } => unreachable!("handled above"),
+        Command::Systems { .. } | Command::Store { .. } | Command::Status { .. } => {
+            unreachable!("handled above")
+        }
+        Command::Token { system, secret, json } => {
+            lifecycle::token(cli, registry, system, secret.as_deref(), *json)
+        }
+        Command::Refresh { systems, due, keepalive, concurrency, json } => {
+            lifecycle::refresh(cli, registry, systems, *due, *keepalive, *concurrency, *json)
+        }
         Command::Schemes { command: None, json } => schemes::list(&registry, &cli.plugins, *json),
         Command::Schemes { command: Some(SchemesCommand::Show { id, json }), .. } => {
             schemes::show(&registry, id, *json)

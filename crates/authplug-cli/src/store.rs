@@ -249,7 +249,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
 }
 
 /// Unix seconds as UTC `YYYY-MM-DD HH:MM:SS`, or `-`.
-fn time(at: Option<i64>) -> String {
+pub(crate) fn time(at: Option<i64>) -> String {
     at.and_then(|at| chrono::DateTime::from_timestamp(at, 0))
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| "-".into())

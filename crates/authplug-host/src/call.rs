@@ -3,22 +3,41 @@
 use std::fmt;
 use std::sync::Arc;
 
-use authplug_protocol::{host_method, ErrorBody, ErrorCode, HttpRequest};
+use authplug_protocol::{host_method, ErrorBody, ErrorCode, HttpRequest, HttpResponse};
 
 use crate::operator::OperatorSecrets;
 use crate::transport::Transport;
+
+/// Watches the HTTP exchanges of the calls made with one [`HostServices`]. The refresh engine
+/// uses it to journal, durably, the moment a refresh request leaves, and to read `Retry-After`
+/// from answers a scheme does not pass on. Observers see requests and answers, so they must not
+/// log them.
+pub trait HttpObserver: Send + Sync + fmt::Debug {
+    /// Called just before a request is handed to the transport. An error stops the request: the
+    /// scheme gets an `http` error with this text instead.
+    fn sending(&self, request: &HttpRequest) -> Result<(), String>;
+    /// Called with what came back, before the scheme sees it.
+    fn answered(&self, response: &Result<HttpResponse, ErrorBody>);
+}
 
 /// What the host offers a scheme during a call. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct HostServices {
     transport: Option<Arc<Transport>>,
     operator: Arc<OperatorSecrets>,
+    observer: Option<Arc<dyn HttpObserver>>,
 }
 
 impl HostServices {
     /// A host whose schemes may make HTTP requests through `transport`.
     pub fn new(transport: Arc<Transport>) -> Self {
-        Self { transport: Some(transport), operator: Arc::default() }
+        Self { transport: Some(transport), operator: Arc::default(), observer: None }
+    }
+
+    /// The same host, with `observer` watching every HTTP exchange of its calls.
+    pub fn with_observer(mut self, observer: Arc<dyn HttpObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The same host, completing calls with the operator's secrets (see [`OperatorSecrets`]).
@@ -34,7 +53,7 @@ impl HostServices {
     /// A host without network access: a scheme that asks for HTTP gets an `http` error. Enough
     /// for describing and for schemes that never call out (API key).
     pub fn offline() -> Self {
-        Self { transport: None, operator: Arc::default() }
+        Self { transport: None, operator: Arc::default(), observer: None }
     }
 
     /// Answers one callback from a scheme: `(method, request json) -> json | json error`.
@@ -57,7 +76,14 @@ impl HostServices {
                 let transport = self.transport.as_ref().ok_or_else(|| {
                     ErrorBody::new(ErrorCode::Http, "this host offers no network access")
                 })?;
-                let response = transport.execute_blocking(request)?;
+                if let Some(observer) = &self.observer {
+                    observer.sending(&request).map_err(|e| ErrorBody::new(ErrorCode::Http, e))?;
+                }
+                let response = transport.execute_blocking(request);
+                if let Some(observer) = &self.observer {
+                    observer.answered(&response);
+                }
+                let response = response?;
                 serde_json::to_string(&response)
                     .map_err(|_| ErrorBody::new(ErrorCode::Internal, "unserialisable response"))
             }

@@ -23,7 +23,7 @@ mod redact;
 mod registry;
 pub mod transport;
 
-pub use call::{CallError, HostServices};
+pub use call::{CallError, HostServices, HttpObserver};
 pub use loader::{LoadOptions, Refusal};
 pub use operator::OperatorSecrets;
 pub use registry::{LoadedScheme, Origin, Registry};

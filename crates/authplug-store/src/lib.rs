@@ -15,6 +15,7 @@
 
 pub mod bundle;
 pub mod crypto;
+mod journal;
 mod postgres;
 mod schema;
 mod sqlite;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use crypto::{Keyring, MasterKey};
+pub use journal::{Attempt, Begin, Finish, Lease};
 
 use crypto::{Place, Sealed};
 
@@ -336,6 +338,23 @@ pub(crate) trait Tx {
     /// Takes or renews the lease if free, expired, or already `holder`'s.
     fn try_lease(&mut self, id: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool>;
     fn release_lease(&mut self, id: &str, holder: &str) -> Result<()>;
+    fn lease(&mut self, id: &str) -> Result<Option<Lease>>;
+    /// Journals a refresh attempt; returns its id.
+    fn insert_attempt(
+        &mut self,
+        id: &str,
+        holder: &str,
+        from_version: i64,
+        at_ms: i64,
+    ) -> Result<i64>;
+    fn mark_sent(&mut self, attempt: i64, at_ms: i64) -> Result<()>;
+    fn finish_attempt(&mut self, attempt: i64, at_ms: i64, finish: &Finish) -> Result<()>;
+    /// The newest `limit` attempts of a system, newest first.
+    fn attempts(&mut self, id: &str, limit: i64) -> Result<Vec<Attempt>>;
+    /// The newest attempt of every system that has one.
+    fn latest_attempts(&mut self) -> Result<Vec<Attempt>>;
+    /// Forgets a system's attempts older than `below` (an attempt id).
+    fn prune_attempts(&mut self, id: &str, below: i64) -> Result<()>;
 }
 
 /// A backend: runs a body in a transaction, committing if it returns `Ok`.
@@ -470,66 +489,14 @@ impl Store {
         let sealed_injected =
             change.injected.as_ref().map(|i| self.seal_kind(id, INJECTED, i)).transpose()?;
         let (row, secrets) = self.tx(true, |tx| {
-            let current = tx.system(id)?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-            if current.version != expected_version {
-                return Err(StoreError::VersionConflict {
-                    id: id.to_owned(),
-                    expected: expected_version,
-                    actual: current.version,
-                });
-            }
-            let mut next = current.clone();
-            let mut changed = Vec::new();
-            if let Some(scheme) = &change.scheme {
-                next.scheme = scheme.clone();
-                changed.push("scheme".to_owned());
-            }
-            if let Some(parameters) = &change.parameters {
-                next.parameters = serde_json::to_string(parameters).expect("JSON values serialise");
-                changed.push("parameters".to_owned());
-            }
-            if let Some(expires_at) = change.expires_at {
-                next.expires_at = expires_at;
-                changed.push("expires_at".to_owned());
-            }
-            if let Some((state, reason)) = &change.state {
-                next.state = state.as_str().to_owned();
-                next.state_reason = reason.clone();
-                changed.push(format!("state={state}"));
-            }
-            if let Some(at) = change.last_refresh_at {
-                next.last_refresh_at = Some(at);
-            }
-            if let Some(failures) = change.failures {
-                next.failures = failures;
-            }
-            next.version = expected_version + 1;
-            next.updated_at = now_secs();
-            if !tx.update_system(&next, expected_version)? {
-                let actual = tx.system(id)?.map(|r| r.version).unwrap_or(-1);
-                return Err(StoreError::VersionConflict {
-                    id: id.to_owned(),
-                    expected: expected_version,
-                    actual,
-                });
-            }
-            for (kind, sealed) in [(REQUIRED, &sealed_required), (INJECTED, &sealed_injected)] {
-                if let Some(sealed) = sealed {
-                    tx.delete_secrets(id, kind)?;
-                    for secret in sealed {
-                        tx.put_secret(secret)?;
-                    }
-                    changed.extend(names(sealed));
-                }
-            }
-            tx.append_audit(&audit(
+            let next = write_change(
+                tx,
                 id,
+                expected_version,
+                &change,
+                [(REQUIRED, &sealed_required), (INJECTED, &sealed_injected)],
                 actor,
-                "updated",
-                json!({
-                    "version": next.version, "changed": changed,
-                }),
-            ))?;
+            )?;
             Ok((next, tx.secrets(id)?))
         })?;
         self.record(row, secrets)
@@ -694,6 +661,79 @@ impl Store {
         }
         Ok(SystemRecord { summary: summary(row, &secrets)?, required, injected })
     }
+}
+
+/// The compare-and-set of [`Store::update`] inside a transaction: checks the version, writes the
+/// row and the sealed secret sets, and appends the audit line. Returns the new row.
+fn write_change(
+    tx: &mut dyn Tx,
+    id: &str,
+    expected_version: i64,
+    change: &Change,
+    sealed: [(&str, &Option<Vec<SecretRow>>); 2],
+    actor: &str,
+) -> Result<SystemRow> {
+    let current = tx.system(id)?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+    if current.version != expected_version {
+        return Err(StoreError::VersionConflict {
+            id: id.to_owned(),
+            expected: expected_version,
+            actual: current.version,
+        });
+    }
+    let mut next = current.clone();
+    let mut changed = Vec::new();
+    if let Some(scheme) = &change.scheme {
+        next.scheme = scheme.clone();
+        changed.push("scheme".to_owned());
+    }
+    if let Some(parameters) = &change.parameters {
+        next.parameters = serde_json::to_string(parameters).expect("JSON values serialise");
+        changed.push("parameters".to_owned());
+    }
+    if let Some(expires_at) = change.expires_at {
+        next.expires_at = expires_at;
+        changed.push("expires_at".to_owned());
+    }
+    if let Some((state, reason)) = &change.state {
+        next.state = state.as_str().to_owned();
+        next.state_reason = reason.clone();
+        changed.push(format!("state={state}"));
+    }
+    if let Some(at) = change.last_refresh_at {
+        next.last_refresh_at = Some(at);
+    }
+    if let Some(failures) = change.failures {
+        next.failures = failures;
+    }
+    next.version = expected_version + 1;
+    next.updated_at = now_secs();
+    if !tx.update_system(&next, expected_version)? {
+        let actual = tx.system(id)?.map(|r| r.version).unwrap_or(-1);
+        return Err(StoreError::VersionConflict {
+            id: id.to_owned(),
+            expected: expected_version,
+            actual,
+        });
+    }
+    for (kind, sealed) in sealed {
+        if let Some(sealed) = sealed {
+            tx.delete_secrets(id, kind)?;
+            for secret in sealed {
+                tx.put_secret(secret)?;
+            }
+            changed.extend(names(sealed));
+        }
+    }
+    tx.append_audit(&audit(
+        id,
+        actor,
+        "updated",
+        json!({
+            "version": next.version, "changed": changed,
+        }),
+    ))?;
+    Ok(next)
 }
 
 fn summary(row: SystemRow, secrets: &[SecretRow]) -> Result<SystemSummary> {

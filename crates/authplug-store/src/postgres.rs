@@ -9,7 +9,9 @@ use postgres::{Client, NoTls, Row, Statement};
 
 use crate::crypto::Sealed;
 use crate::schema::{self, numbered, sql, Dialect};
-use crate::{AuditEntry, Backend, Result, SecretRow, StoreError, SystemRow, Tx};
+use crate::{
+    Attempt, AuditEntry, Backend, Finish, Lease, Result, SecretRow, StoreError, SystemRow, Tx,
+};
 
 pub(crate) struct PgBackend {
     connection: Mutex<Connection>,
@@ -274,5 +276,66 @@ impl Tx for PgTx<'_> {
     fn release_lease(&mut self, id: &str, holder: &str) -> Result<()> {
         let st_release_lease = self.statement(sql::RELEASE_LEASE)?;
         self.tx.execute(&st_release_lease, &[&id, &holder]).map(drop).map_err(fail)
+    }
+
+    fn lease(&mut self, id: &str) -> Result<Option<Lease>> {
+        let st = self.statement(sql::LEASE)?;
+        let row = self.tx.query_opt(&st, &[&id]).map_err(fail)?;
+        Ok(row.map(|r| Lease { holder: r.get(0), until_ms: r.get(1) }))
+    }
+
+    fn insert_attempt(
+        &mut self,
+        id: &str,
+        holder: &str,
+        from_version: i64,
+        at_ms: i64,
+    ) -> Result<i64> {
+        let st = self.statement(sql::INSERT_ATTEMPT)?;
+        let row = self.tx.query_one(&st, &[&id, &holder, &from_version, &at_ms]).map_err(fail)?;
+        Ok(row.get(0))
+    }
+
+    fn mark_sent(&mut self, attempt: i64, at_ms: i64) -> Result<()> {
+        let st = self.statement(sql::MARK_SENT)?;
+        self.tx.execute(&st, &[&at_ms, &attempt]).map(drop).map_err(fail)
+    }
+
+    fn finish_attempt(&mut self, attempt: i64, at_ms: i64, f: &Finish) -> Result<()> {
+        let st = self.statement(sql::FINISH_ATTEMPT)?;
+        self.tx
+            .execute(&st, &[&at_ms, &f.outcome, &f.detail, &f.retry_at_ms, &attempt])
+            .map(drop)
+            .map_err(fail)
+    }
+
+    fn attempts(&mut self, id: &str, limit: i64) -> Result<Vec<Attempt>> {
+        let st = self.statement(sql::ATTEMPTS)?;
+        Ok(self.tx.query(&st, &[&id, &limit]).map_err(fail)?.iter().map(attempt_row).collect())
+    }
+
+    fn latest_attempts(&mut self) -> Result<Vec<Attempt>> {
+        let st = self.statement(sql::LATEST_ATTEMPTS)?;
+        Ok(self.tx.query(&st, &[]).map_err(fail)?.iter().map(attempt_row).collect())
+    }
+
+    fn prune_attempts(&mut self, id: &str, below: i64) -> Result<()> {
+        let st = self.statement(sql::PRUNE_ATTEMPTS)?;
+        self.tx.execute(&st, &[&id, &below]).map(drop).map_err(fail)
+    }
+}
+
+fn attempt_row(r: &Row) -> Attempt {
+    Attempt {
+        id: r.get(0),
+        system_id: r.get(1),
+        holder: r.get(2),
+        from_version: r.get(3),
+        started_at_ms: r.get(4),
+        sent_at_ms: r.get(5),
+        finished_at_ms: r.get(6),
+        outcome: r.get(7),
+        detail: r.get(8),
+        retry_at_ms: r.get(9),
     }
 }

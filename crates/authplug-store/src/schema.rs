@@ -52,6 +52,22 @@ const MIGRATIONS: &[&str] = &[
         holder TEXT NOT NULL,
         expires_at_ms BIGINT NOT NULL
     );",
+    // 2: the refresh journal: when each refresh attempt started, when its request left, and when
+    // it finished (in the same transaction that stored its result), so that a crash can be
+    // classified and the next instance can tell the operator what happened.
+    "CREATE TABLE refresh_attempts (
+        id {serial},
+        system_id TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        from_version BIGINT NOT NULL,
+        started_at_ms BIGINT NOT NULL,
+        sent_at_ms BIGINT,
+        finished_at_ms BIGINT,
+        outcome TEXT,
+        detail TEXT,
+        retry_at_ms BIGINT
+    );
+    CREATE INDEX refresh_attempts_system ON refresh_attempts (system_id, id);",
 ];
 
 /// The schema version this binary writes.
@@ -133,6 +149,22 @@ pub(crate) mod sql {
         expires_at_ms = excluded.expires_at_ms \
         WHERE leases.expires_at_ms < ? OR leases.holder = excluded.holder";
     pub const RELEASE_LEASE: &str = "DELETE FROM leases WHERE system_id = ? AND holder = ?";
+    pub const LEASE: &str = "SELECT holder, expires_at_ms FROM leases WHERE system_id = ?";
+    pub const INSERT_ATTEMPT: &str =
+        "INSERT INTO refresh_attempts (system_id, holder, from_version, started_at_ms) \
+        VALUES (?, ?, ?, ?) RETURNING id";
+    pub const MARK_SENT: &str =
+        "UPDATE refresh_attempts SET sent_at_ms = ? WHERE id = ? AND sent_at_ms IS NULL";
+    pub const FINISH_ATTEMPT: &str =
+        "UPDATE refresh_attempts SET finished_at_ms = ?, outcome = ?, \
+        detail = ?, retry_at_ms = ? WHERE id = ?";
+    pub const ATTEMPTS: &str = "SELECT id, system_id, holder, from_version, started_at_ms, \
+        sent_at_ms, finished_at_ms, outcome, detail, retry_at_ms FROM refresh_attempts \
+        WHERE system_id = ? ORDER BY id DESC LIMIT ?";
+    pub const LATEST_ATTEMPTS: &str = "SELECT id, system_id, holder, from_version, started_at_ms, \
+        sent_at_ms, finished_at_ms, outcome, detail, retry_at_ms FROM refresh_attempts \
+        WHERE id IN (SELECT max(id) FROM refresh_attempts GROUP BY system_id) ORDER BY system_id";
+    pub const PRUNE_ATTEMPTS: &str = "DELETE FROM refresh_attempts WHERE system_id = ? AND id < ?";
 }
 
 /// `?` placeholders numbered `$1, $2, ...` for PostgreSQL.

@@ -9,7 +9,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 
 use crate::crypto::Sealed;
 use crate::schema::{self, sql, Dialect};
-use crate::{AuditEntry, Backend, Result, SecretRow, StoreError, SystemRow, Tx};
+use crate::{
+    Attempt, AuditEntry, Backend, Finish, Lease, Result, SecretRow, StoreError, SystemRow, Tx,
+};
 
 pub(crate) struct SqliteBackend {
     connection: Mutex<Connection>,
@@ -280,4 +282,67 @@ impl Tx for SqliteTx<'_> {
     fn release_lease(&mut self, id: &str, holder: &str) -> Result<()> {
         self.tx.execute(sql::RELEASE_LEASE, [id, holder]).map(drop).map_err(self.fail())
     }
+
+    fn lease(&mut self, id: &str) -> Result<Option<Lease>> {
+        self.tx
+            .query_row(sql::LEASE, [id], |r| Ok(Lease { holder: r.get(0)?, until_ms: r.get(1)? }))
+            .optional()
+            .map_err(self.fail())
+    }
+
+    fn insert_attempt(
+        &mut self,
+        id: &str,
+        holder: &str,
+        from_version: i64,
+        at_ms: i64,
+    ) -> Result<i64> {
+        let mut query = self.tx.prepare_cached(sql::INSERT_ATTEMPT).map_err(self.fail())?;
+        query.query_row(params![id, holder, from_version, at_ms], |r| r.get(0)).map_err(self.fail())
+    }
+
+    fn mark_sent(&mut self, attempt: i64, at_ms: i64) -> Result<()> {
+        let mut query = self.tx.prepare_cached(sql::MARK_SENT).map_err(self.fail())?;
+        query.execute(params![at_ms, attempt]).map(drop).map_err(self.fail())
+    }
+
+    fn finish_attempt(&mut self, attempt: i64, at_ms: i64, f: &Finish) -> Result<()> {
+        let mut query = self.tx.prepare_cached(sql::FINISH_ATTEMPT).map_err(self.fail())?;
+        query
+            .execute(params![at_ms, f.outcome, f.detail, f.retry_at_ms, attempt])
+            .map(drop)
+            .map_err(self.fail())
+    }
+
+    fn attempts(&mut self, id: &str, limit: i64) -> Result<Vec<Attempt>> {
+        let mut query = self.tx.prepare_cached(sql::ATTEMPTS).map_err(self.fail())?;
+        query
+            .query_map(params![id, limit], attempt_row)
+            .and_then(Iterator::collect)
+            .map_err(self.fail())
+    }
+
+    fn latest_attempts(&mut self) -> Result<Vec<Attempt>> {
+        let mut query = self.tx.prepare_cached(sql::LATEST_ATTEMPTS).map_err(self.fail())?;
+        query.query_map([], attempt_row).and_then(Iterator::collect).map_err(self.fail())
+    }
+
+    fn prune_attempts(&mut self, id: &str, below: i64) -> Result<()> {
+        self.tx.execute(sql::PRUNE_ATTEMPTS, params![id, below]).map(drop).map_err(self.fail())
+    }
+}
+
+fn attempt_row(r: &Row<'_>) -> rusqlite::Result<Attempt> {
+    Ok(Attempt {
+        id: r.get(0)?,
+        system_id: r.get(1)?,
+        holder: r.get(2)?,
+        from_version: r.get(3)?,
+        started_at_ms: r.get(4)?,
+        sent_at_ms: r.get(5)?,
+        finished_at_ms: r.get(6)?,
+        outcome: r.get(7)?,
+        detail: r.get(8)?,
+        retry_at_ms: r.get(9)?,
+    })
 }

@@ -5,9 +5,11 @@
 //! This is the start of the plugin conformance kit: a scheme's tests run its real flow against
 //! these, through the host's transport.
 
+pub mod proxy;
 pub mod server;
 pub mod superoffice;
 pub mod tripletex;
 pub mod webcrm;
 
+pub use proxy::{Fault, FaultProxy};
 pub use server::{FakeServer, Request, Response};

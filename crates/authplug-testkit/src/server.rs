@@ -125,14 +125,18 @@ impl Drop for FakeServer {
 }
 
 fn serve(stream: TcpStream, handler: &Handler) {
+    let Some((request, _target)) = read_request(&stream) else { return };
+    let response = handler(&request);
+    write_response(stream, &response);
+}
+
+/// Reads one request; returns it with its raw request target (path and query as sent).
+pub(crate) fn read_request(stream: &TcpStream) -> Option<(Request, String)> {
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
+        return None;
     }
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_owned();
@@ -153,20 +157,21 @@ fn serve(stream: TcpStream, handler: &Handler) {
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
     let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
+    reader.read_exact(&mut body).ok()?;
     let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path.to_owned(), parse_pairs(query)),
         None => (target.clone(), Vec::new()),
     };
-    let response = handler(&Request { method, path, query, headers, body });
+    Some((Request { method, path, query, headers, body }, target))
+}
+
+/// Writes `response` with `Connection: close`.
+pub(crate) fn write_response(mut stream: TcpStream, response: &Response) {
     let mut out = format!("HTTP/1.1 {} X\r\n", response.status);
     for (name, value) in &response.headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
     out.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", response.body.len()));
-    let mut stream = stream;
     let _ = stream.write_all(out.as_bytes());
     let _ = stream.write_all(&response.body);
 }

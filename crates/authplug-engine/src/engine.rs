@@ -1,0 +1,681 @@
+//! The engine: hands out fresh credentials, refreshing them first when due, one refresh at a
+//! time per credential in this process (a per-system async mutex) and across processes and hosts
+//! (the store's lease).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use authplug_host::{CallError, HostServices, LoadedScheme, Registry};
+use authplug_protocol::{ErrorCode, RefreshOutcome, RefreshRequest, Secret};
+use authplug_store::{
+    now_ms, now_secs, Attempt, Begin, Change, Finish, State, Store, SystemRecord, SystemSummary,
+};
+use serde_json::json;
+
+use crate::events::{Event, EventKind, Events};
+use crate::journal::Journal;
+use crate::{EngineConfig, EngineError, Holder};
+
+/// A system's injected secrets, fresh enough to use.
+#[derive(Debug, Clone)]
+pub struct Token {
+    pub system: String,
+    pub scheme: String,
+    pub injected: BTreeMap<String, Secret>,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+    pub version: i64,
+    /// Whether this call refreshed (or waited for a refresh that another caller made).
+    pub refreshed: bool,
+}
+
+impl Token {
+    fn from_record(record: SystemRecord, refreshed: bool) -> Self {
+        Self {
+            system: record.summary.id,
+            scheme: record.summary.scheme,
+            injected: record.injected,
+            expires_at: record.summary.expires_at,
+            version: record.summary.version,
+            refreshed,
+        }
+    }
+}
+
+/// What a caller wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// Fresh secrets: refresh only if due.
+    Fresh,
+    /// A refresh newer than the version the caller saw (an operator's `refresh`).
+    Newer(i64),
+    /// A keep-alive refresh of an idle credential, unless someone refreshed meanwhile.
+    KeepAlive(i64),
+}
+
+/// The credential lifecycle engine. Share it in an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    store: Arc<Store>,
+    registry: Arc<Registry>,
+    services: HostServices,
+    config: EngineConfig,
+    holder: Holder,
+    flights: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    events: Events,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+        services: HostServices,
+        config: EngineConfig,
+        events: Events,
+    ) -> Self {
+        Self {
+            store,
+            registry,
+            services,
+            config,
+            holder: Holder::new(),
+            flights: Default::default(),
+            events,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The system's injected secrets, refreshed first if they are due. Secrets that are still
+    /// valid are returned even when a refresh fails transiently.
+    pub async fn token(&self, id: &str) -> Result<Token, EngineError> {
+        match self.single_flight(id, Want::Fresh).await {
+            Err(EngineError::Unavailable { still_valid: Some(token), system, reason, .. }) => {
+                tracing::warn!(%system, %reason, "refresh failed; handing out the stored secrets, still valid");
+                Ok(*token)
+            }
+            other => other,
+        }
+    }
+
+    /// Forces a refresh, unless one that finished after this call began is shared instead.
+    pub async fn refresh(&self, id: &str) -> Result<Token, EngineError> {
+        let seen = self.get(id).await?.summary.version;
+        self.single_flight(id, Want::Newer(seen)).await
+    }
+
+    /// Whether the system's secrets are due for refresh at `now` (Unix seconds).
+    pub fn is_due(&self, summary: &SystemSummary, scheme: &LoadedScheme, now: i64) -> bool {
+        let Some(expires_at) = summary.expires_at else { return false };
+        let declared = scheme
+            .descriptor()
+            .refresh
+            .margin_secs
+            .map(|s| i64::try_from(s).unwrap_or(i64::MAX))
+            .unwrap_or(self.config.default_margin.as_secs() as i64);
+        let issued = summary.last_refresh_at.unwrap_or(summary.created_at);
+        let margin = declared.min((expires_at - issued).max(0) / 2);
+        now >= expires_at - margin
+    }
+
+    /// Whether an idle credential should be refreshed to keep it alive.
+    fn needs_keepalive(&self, summary: &SystemSummary, now: i64) -> bool {
+        let Some(idle) = self.config.keepalive else { return false };
+        let last = summary.last_refresh_at.unwrap_or(summary.created_at);
+        now - last >= idle.as_secs() as i64
+    }
+
+    /// Refreshes every active system that is due (or idle past the keep-alive), at most
+    /// `concurrency` at a time, skipping those whose backoff has not ended. Returns each
+    /// attempted system with its result.
+    pub async fn sweep(
+        self: &Arc<Self>,
+        concurrency: usize,
+    ) -> Result<Vec<(String, Result<Token, EngineError>)>, EngineError> {
+        let store = self.store.clone();
+        let (systems, attempts) =
+            blocking(move || Ok((store.list()?, store.latest_attempts()?))).await?;
+        let backoff: HashMap<String, i64> =
+            attempts.into_iter().filter_map(|a| Some((a.system_id, a.retry_at_ms?))).collect();
+        let now = now_secs();
+        let mut work = Vec::new();
+        for summary in systems {
+            if summary.state != State::Active {
+                continue;
+            }
+            let Some(scheme) = self.registry.get(&summary.scheme) else { continue };
+            if !scheme.descriptor().refresh.renews {
+                continue;
+            }
+            if backoff.get(&summary.id).is_some_and(|at| *at > now_ms()) {
+                continue;
+            }
+            if self.is_due(&summary, scheme, now) {
+                work.push((summary.id, Want::Fresh));
+            } else if self.needs_keepalive(&summary, now) {
+                work.push((summary.id, Want::KeepAlive(summary.version)));
+            }
+        }
+        let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (id, want) in work {
+            let engine = self.clone();
+            let permit =
+                limit.clone().acquire_owned().await.expect("the semaphore is never closed");
+            tasks.spawn(async move {
+                let result = engine.single_flight(&id, want).await;
+                drop(permit);
+                (id, result)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            results.push(done.expect("sweep tasks do not panic"));
+        }
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(results)
+    }
+
+    /// Stores the secrets of a new onboarding of an existing system (re-authorisation): the
+    /// system is active again and its failures are forgotten.
+    pub async fn reauthorized(
+        &self,
+        id: &str,
+        injected: BTreeMap<String, Secret>,
+        expires_at: Option<i64>,
+    ) -> Result<Token, EngineError> {
+        let record = self.get(id).await?;
+        let was = record.summary.state;
+        let change = Change {
+            injected: Some(injected),
+            expires_at: Some(expires_at),
+            state: Some((State::Active, None)),
+            last_refresh_at: Some(now_secs()),
+            failures: Some(0),
+            ..Change::default()
+        };
+        let store = self.store.clone();
+        let (version, actor) = (record.summary.version, self.config.actor.clone());
+        let id_owned = id.to_owned();
+        let updated =
+            blocking(move || Ok(store.update(&id_owned, version, change, &actor)?)).await?;
+        if was != State::Active || record.summary.failures > 0 {
+            let mut event =
+                Event::new(EventKind::Recovered, id, &updated.summary.scheme, &self.holder.next());
+            event.expires_at = updated.summary.expires_at;
+            event.reason = Some("onboarded again".into());
+            self.events.emit(event);
+        }
+        Ok(Token::from_record(updated, false))
+    }
+
+    async fn get(&self, id: &str) -> Result<SystemRecord, EngineError> {
+        let store = self.store.clone();
+        let id_owned = id.to_owned();
+        blocking(move || store.get(&id_owned)?.ok_or(EngineError::NotFound(id_owned))).await
+    }
+
+    /// One caller per system at a time in this process; the others wait and then see its result.
+    async fn single_flight(&self, id: &str, want: Want) -> Result<Token, EngineError> {
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            flights.entry(id.to_owned()).or_default().clone()
+        };
+        let result = {
+            let _turn = flight.lock().await;
+            self.ensure(id, want).await
+        };
+        drop(flight);
+        // Forget the entry when nobody else holds it (cloning needs this lock, so no race).
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if flights.get(id).is_some_and(|f| Arc::strong_count(f) == 1) {
+            flights.remove(id);
+        }
+        result
+    }
+
+    async fn ensure(&self, id: &str, want: Want) -> Result<Token, EngineError> {
+        let deadline = Instant::now() + self.config.wait_for_other;
+        let mut stale_holder: Option<String> = None;
+        let mut waited = false;
+        loop {
+            let record = self.get(id).await?;
+            let summary = &record.summary;
+            if summary.state == State::NeedsReauth {
+                return Err(EngineError::NeedsReauth {
+                    system: id.to_owned(),
+                    reason: summary.state_reason.clone().unwrap_or_default(),
+                });
+            }
+            let scheme =
+                self.registry.get(&summary.scheme).ok_or_else(|| EngineError::SchemeNotLoaded {
+                    system: id.to_owned(),
+                    scheme: summary.scheme.clone(),
+                })?;
+            let now = now_secs();
+            match want {
+                Want::Newer(seen) | Want::KeepAlive(seen) if summary.version != seen => {
+                    return Ok(Token::from_record(record, true));
+                }
+                Want::Fresh if !self.is_due(summary, scheme, now) => {
+                    return Ok(Token::from_record(record, waited));
+                }
+                _ => {}
+            }
+            if !scheme.descriptor().refresh.renews {
+                if matches!(want, Want::Fresh) && summary.expires_at.is_some_and(|e| e > now) {
+                    return Ok(Token::from_record(record, false));
+                }
+                return Err(EngineError::CannotRenew {
+                    system: id.to_owned(),
+                    scheme: summary.scheme.clone(),
+                });
+            }
+            if !matches!(want, Want::Newer(_)) {
+                if let Some(error) = self.in_backoff(&record).await? {
+                    return Err(error);
+                }
+            }
+            let holder = self.holder.next();
+            let store = self.store.clone();
+            let (id_owned, version, ttl) = (id.to_owned(), summary.version, self.config.lease_ttl);
+            let stale = stale_holder.take();
+            let begin = blocking(move || {
+                Ok(store.begin_refresh(&id_owned, &holder, ttl, version, stale.as_deref())?)
+            })
+            .await?;
+            match begin {
+                Begin::Started(attempt) => return self.run(record, scheme, attempt).await,
+                Begin::Moved { .. } => {
+                    waited = true;
+                    continue;
+                }
+                Begin::Held(lease) => {
+                    if self.holder.is_dead(&lease.holder) {
+                        tracing::warn!(system = %id, holder = %lease.holder, "the refresh lease's holder is dead; taking over");
+                        stale_holder = Some(lease.holder);
+                        continue;
+                    }
+                    self.wait_for_holder(id, summary.version, deadline, &lease.holder).await?;
+                    waited = true;
+                }
+            }
+        }
+    }
+
+    /// The error to answer with while the system's backoff runs, if it does.
+    async fn in_backoff(&self, record: &SystemRecord) -> Result<Option<EngineError>, EngineError> {
+        let store = self.store.clone();
+        let id = record.summary.id.clone();
+        let last = blocking(move || Ok(store.attempts(&id, 1)?)).await?;
+        let Some(last) = last.into_iter().next() else { return Ok(None) };
+        match last.retry_at_ms {
+            Some(retry_at) if retry_at > now_ms() && last.finished_at_ms.is_some() => {
+                let still_valid = record
+                    .summary
+                    .expires_at
+                    .is_some_and(|e| e > now_secs())
+                    .then(|| Box::new(Token::from_record(record.clone(), false)));
+                Ok(Some(EngineError::Unavailable {
+                    system: record.summary.id.clone(),
+                    reason: last.detail.unwrap_or_else(|| "earlier attempts failed".into()),
+                    retry_at_ms: Some(retry_at),
+                    still_valid,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Waits for another holder's refresh: until the system's version moves, the lease is free
+    /// or lapsed, or its holder is found dead. Polls the store; there is no notification that
+    /// works the same for SQLite and PostgreSQL.
+    async fn wait_for_holder(
+        &self,
+        id: &str,
+        version: i64,
+        deadline: Instant,
+        holder: &str,
+    ) -> Result<(), EngineError> {
+        loop {
+            if Instant::now() >= deadline {
+                return Err(EngineError::Busy { system: id.to_owned(), holder: holder.to_owned() });
+            }
+            let jitter = self.config.poll.mul_f64(rand::random::<f64>());
+            tokio::time::sleep(self.config.poll + jitter).await;
+            let store = self.store.clone();
+            let id_owned = id.to_owned();
+            let (current, lease) = blocking(move || {
+                let record =
+                    store.get(&id_owned)?.ok_or(EngineError::NotFound(id_owned.clone()))?;
+                Ok((record.summary.version, store.lease(&id_owned)?))
+            })
+            .await?;
+            let free = match &lease {
+                None => true,
+                Some(lease) => lease.until_ms < now_ms() || self.holder.is_dead(&lease.holder),
+            };
+            if current != version || free {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs attempts under the lease until one renews, the provider refuses for good, or the
+    /// backoff says to stop for now.
+    async fn run(
+        &self,
+        record: SystemRecord,
+        scheme: &LoadedScheme,
+        first: Attempt,
+    ) -> Result<Token, EngineError> {
+        let id = record.summary.id.clone();
+        let interrupted = self.interrupted_before(&first).await?;
+        if let Some(note) = &interrupted {
+            tracing::warn!(system = %id, "{note}");
+        }
+        let mut attempt = first;
+        let mut number = 1u32;
+        loop {
+            let journal = Arc::new(Journal::new(self.store.clone(), attempt.clone()));
+            let services = self.services.clone().with_observer(journal.clone());
+            let request = RefreshRequest {
+                scheme: scheme.id().to_owned(),
+                required: record.required.clone(),
+                injected: record.injected.clone(),
+                parameters: record.summary.parameters.clone(),
+            };
+            let registry = self.registry.clone();
+            let scheme_id = scheme.id().to_owned();
+            // Plugin calls block (the HTTP callback waits on the runtime): never on a worker.
+            let outcome = tokio::task::spawn_blocking(move || match registry.get(&scheme_id) {
+                Some(scheme) => scheme.refresh(request, &services),
+                None => Err(CallError {
+                    scheme: scheme_id,
+                    code: ErrorCode::Internal,
+                    message: "the scheme is no longer registered".into(),
+                }),
+            })
+            .await
+            .unwrap_or_else(|_| {
+                Err(CallError {
+                    scheme: scheme.id().to_owned(),
+                    code: ErrorCode::Internal,
+                    message: "the refresh thread ended abnormally".into(),
+                })
+            });
+            let retry_after = journal.retry_after();
+            let (reason, retry_after) = match outcome {
+                Ok(RefreshOutcome::Renewed { injected, expires_at }) => {
+                    return self.renewed(&record, &attempt, number, injected, expires_at).await;
+                }
+                Ok(RefreshOutcome::Reauthorize { reason }) => {
+                    return self.refused(&record, &attempt, number, reason, interrupted).await;
+                }
+                Ok(RefreshOutcome::Transient { reason, retry_after_secs }) => {
+                    (reason, retry_after_secs.or(retry_after))
+                }
+                Err(error) if error.code == ErrorCode::Http => (error.message, retry_after),
+                Err(error) => return self.failed(&record, &attempt, number, error).await,
+            };
+            let failures = record.summary.failures + i64::from(number);
+            let backoff = &self.config.backoff;
+            let mut delay = backoff.delay(
+                u32::try_from(failures).unwrap_or(u32::MAX),
+                0.5 + rand::random::<f64>() / 2.0,
+            );
+            if let Some(seconds) = retry_after {
+                delay = delay.max(Duration::from_secs(seconds));
+            }
+            let retry_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+            let again = number < backoff.attempts_per_call && delay <= backoff.max_wait_in_call;
+            let mut event = Event::new(EventKind::RefreshFailed, &id, scheme.id(), &attempt.holder);
+            event.attempt = Some(number);
+            event.reason = Some(reason.clone());
+            event.retry_in_ms = Some(delay.as_millis() as u64);
+            event.retry_after_secs = retry_after;
+            event.failures = failures;
+            event.expires_at = record.summary.expires_at;
+            let finish = Finish {
+                outcome: "transient".into(),
+                detail: Some(reason.clone()),
+                retry_at_ms: Some(retry_at),
+                // The last attempt of the call counts the failures on the system (a version bump
+                // that tells waiting instances to look again).
+                change: (!again).then(|| Change { failures: Some(failures), ..Change::default() }),
+                release: !again,
+                event: Some((
+                    "refresh_failed".into(),
+                    json!({"attempt": number, "reason": reason, "retry_in_ms": event.retry_in_ms,
+                           "retry_after_secs": retry_after}),
+                )),
+            };
+            let stored = self.finish(&attempt, finish).await?;
+            self.events.emit(event);
+            if !again {
+                let still_valid =
+                    record.summary.expires_at.is_some_and(|e| e > now_secs()).then(|| {
+                        let mut record = record.clone();
+                        if let Some(stored) = stored {
+                            record.summary = stored.summary;
+                        }
+                        Box::new(Token::from_record(record, false))
+                    });
+                return Err(EngineError::Unavailable {
+                    system: id,
+                    reason,
+                    retry_at_ms: Some(retry_at),
+                    still_valid,
+                });
+            }
+            tokio::time::sleep(delay).await;
+            let store = self.store.clone();
+            let (holder, ttl, version) =
+                (attempt.holder.clone(), self.config.lease_ttl, attempt.from_version);
+            let id_owned = id.clone();
+            attempt = match blocking(move || {
+                Ok(store.begin_refresh(&id_owned, &holder, ttl, version, None)?)
+            })
+            .await?
+            {
+                Begin::Started(next) => next,
+                // Our lease lapsed and someone else moved on: their result is the answer.
+                Begin::Moved { .. } | Begin::Held(_) => {
+                    return Ok(Token::from_record(self.get(&id).await?, true));
+                }
+            };
+            number += 1;
+        }
+    }
+
+    /// A note for the operator when the attempt before `attempt` died in flight.
+    async fn interrupted_before(&self, attempt: &Attempt) -> Result<Option<String>, EngineError> {
+        let store = self.store.clone();
+        let id = attempt.system_id.clone();
+        let recent = blocking(move || Ok(store.attempts(&id, 2)?)).await?;
+        Ok(recent.into_iter().find(|a| a.id != attempt.id && a.interrupted_in_flight()).map(|a| {
+            let sent = a
+                .sent_at_ms
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
+                .unwrap_or_default();
+            format!(
+                "an earlier refresh by {} was sent at {sent} and its answer was never stored (the \
+                 process died in flight); the provider may have rotated the refresh token then",
+                a.holder
+            )
+        }))
+    }
+
+    async fn renewed(
+        &self,
+        record: &SystemRecord,
+        attempt: &Attempt,
+        number: u32,
+        injected: BTreeMap<String, Secret>,
+        expires_at: Option<i64>,
+    ) -> Result<Token, EngineError> {
+        let recovering = record.summary.failures > 0;
+        let change = Change {
+            injected: Some(injected),
+            expires_at: Some(expires_at),
+            state: Some((State::Active, None)),
+            last_refresh_at: Some(now_secs()),
+            failures: Some(0),
+            ..Change::default()
+        };
+        let finish = Finish {
+            outcome: "renewed".into(),
+            change: Some(change),
+            release: true,
+            event: Some(("refreshed".into(), json!({"attempt": number, "expires_at": expires_at}))),
+            ..Finish::default()
+        };
+        let stored = self.finish(attempt, finish).await?.expect("a change returns the record");
+        let mut event = Event::new(
+            EventKind::Refreshed,
+            &record.summary.id,
+            &record.summary.scheme,
+            &attempt.holder,
+        );
+        event.attempt = Some(number);
+        event.expires_at = expires_at;
+        self.events.emit(event.clone());
+        if recovering {
+            let mut recovered = Event::new(
+                EventKind::Recovered,
+                &record.summary.id,
+                &record.summary.scheme,
+                &attempt.holder,
+            );
+            recovered.expires_at = expires_at;
+            recovered.reason =
+                Some(format!("refreshed after {} failed attempts", record.summary.failures));
+            self.events.emit(recovered);
+        }
+        Ok(Token::from_record(stored, true))
+    }
+
+    /// The provider refused: unless another instance stored a newer credential meanwhile (then
+    /// our refresh token was simply old), the system needs re-authorisation, reported once.
+    async fn refused(
+        &self,
+        record: &SystemRecord,
+        attempt: &Attempt,
+        number: u32,
+        reason: String,
+        interrupted: Option<String>,
+    ) -> Result<Token, EngineError> {
+        let current = self.get(&record.summary.id).await?;
+        if current.summary.version != attempt.from_version {
+            let finish = Finish {
+                outcome: "superseded".into(),
+                detail: Some(reason),
+                release: true,
+                ..Finish::default()
+            };
+            self.finish(attempt, finish).await?;
+            return Ok(Token::from_record(current, true));
+        }
+        let reason = match interrupted {
+            Some(note) => format!("{reason}; {note}"),
+            None => reason,
+        };
+        let failures = record.summary.failures + 1;
+        let finish = Finish {
+            outcome: "reauthorize".into(),
+            detail: Some(reason.clone()),
+            change: Some(Change {
+                state: Some((State::NeedsReauth, Some(reason.clone()))),
+                failures: Some(failures),
+                ..Change::default()
+            }),
+            release: true,
+            event: Some(("needs_reauth".into(), json!({"attempt": number, "reason": reason}))),
+            ..Finish::default()
+        };
+        self.finish(attempt, finish).await?;
+        let mut event = Event::new(
+            EventKind::NeedsReauth,
+            &record.summary.id,
+            &record.summary.scheme,
+            &attempt.holder,
+        );
+        event.attempt = Some(number);
+        event.reason = Some(reason.clone());
+        event.failures = failures;
+        self.events.emit(event);
+        Err(EngineError::NeedsReauth { system: record.summary.id.clone(), reason })
+    }
+
+    /// A failure that is neither transient nor a refusal (a contract violation, a plugin panic):
+    /// recorded with a backoff so that nobody retries it in a loop.
+    async fn failed(
+        &self,
+        record: &SystemRecord,
+        attempt: &Attempt,
+        number: u32,
+        error: CallError,
+    ) -> Result<Token, EngineError> {
+        let failures = record.summary.failures + 1;
+        let delay = self.config.backoff.delay(u32::try_from(failures).unwrap_or(u32::MAX), 1.0);
+        let retry_at = now_ms() + delay.as_millis() as i64;
+        let finish = Finish {
+            outcome: "failed".into(),
+            detail: Some(error.to_string()),
+            retry_at_ms: Some(retry_at),
+            change: Some(Change { failures: Some(failures), ..Change::default() }),
+            release: true,
+            event: Some((
+                "refresh_failed".into(),
+                json!({"attempt": number, "reason": error.to_string()}),
+            )),
+        };
+        self.finish(attempt, finish).await?;
+        let mut event = Event::new(
+            EventKind::RefreshFailed,
+            &record.summary.id,
+            &record.summary.scheme,
+            &attempt.holder,
+        );
+        event.attempt = Some(number);
+        event.reason = Some(error.to_string());
+        event.retry_in_ms = Some(delay.as_millis() as u64);
+        event.failures = failures;
+        self.events.emit(event);
+        Err(EngineError::Scheme { system: record.summary.id.clone(), error })
+    }
+
+    async fn finish(
+        &self,
+        attempt: &Attempt,
+        finish: Finish,
+    ) -> Result<Option<SystemRecord>, EngineError> {
+        let store = self.store.clone();
+        let attempt = attempt.clone();
+        let actor = self.config.actor.clone();
+        blocking(move || Ok(store.finish_refresh(&attempt, &finish, &actor)?)).await
+    }
+}
+
+/// Runs store work on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|_| {
+        Err(EngineError::Store(authplug_store::StoreError::Database(
+            "a store operation ended abnormally".into(),
+        )))
+    })
+}

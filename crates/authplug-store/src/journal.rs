@@ -1,0 +1,293 @@
+//! Leases and the refresh journal: what the refresh engine writes so that one instance at a time
+//! refreshes a credential, and so that a crash in the middle of a refresh can be told apart
+//! afterwards.
+//!
+//! An attempt is journaled in three durable steps: *started* (with the lease, in one
+//! transaction), *sent* (just before its request leaves), and *finished* (in the same transaction
+//! that stores its result). An attempt that was sent and never finished is the one case no client
+//! can close: the provider may have rotated the refresh token and its answer died with the
+//! process.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::{now_ms, write_change, Change, Result, Store, SystemRecord, INJECTED, REQUIRED};
+
+/// Attempts kept per system; older ones are pruned as new ones finish.
+const KEEP_ATTEMPTS: i64 = 50;
+
+/// Who holds a system's refresh lease, and until when (Unix milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    pub holder: String,
+    pub until_ms: i64,
+}
+
+/// One refresh attempt as journaled. `detail` is a provider's reason or an error, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    pub id: i64,
+    pub system_id: String,
+    pub holder: String,
+    /// The system's version the attempt started from (and compare-and-sets against).
+    pub from_version: i64,
+    pub started_at_ms: i64,
+    pub sent_at_ms: Option<i64>,
+    pub finished_at_ms: Option<i64>,
+    pub outcome: Option<String>,
+    pub detail: Option<String>,
+    /// Not before this time should the next attempt be made (backoff, `Retry-After`).
+    pub retry_at_ms: Option<i64>,
+}
+
+impl Attempt {
+    /// The request left and no result was ever recorded: whoever made it died (or lost the
+    /// store) while the provider may already have rotated the refresh token.
+    pub fn interrupted_in_flight(&self) -> bool {
+        self.sent_at_ms.is_some() && self.finished_at_ms.is_none()
+    }
+}
+
+/// What [`Store::begin_refresh`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begin {
+    /// The lease is ours and the attempt is journaled.
+    Started(Attempt),
+    /// Another holder has the lease.
+    Held(Lease),
+    /// The system is no longer at the version the attempt was to start from: someone stored a
+    /// newer credential meanwhile. Nothing was taken or journaled; read it again.
+    Moved { version: i64 },
+}
+
+/// How an attempt ended, written in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Finish {
+    /// `renewed`, `reauthorize`, `transient`, `failed`, `superseded`, ...
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub retry_at_ms: Option<i64>,
+    /// The change to store, compare-and-set at the attempt's `from_version`.
+    pub change: Option<Change>,
+    /// Give the lease back (false while the holder goes on retrying).
+    pub release: bool,
+    /// An audit line `(action, detail)` to append in the same transaction.
+    pub event: Option<(String, serde_json::Value)>,
+}
+
+impl Store {
+    /// Who holds the system's lease, if anyone (expired leases included: compare `until_ms`).
+    pub fn lease(&self, id: &str) -> Result<Option<Lease>> {
+        self.tx(false, |tx| tx.lease(id))
+    }
+
+    /// Takes (or renews) the system's lease for `ttl` and journals a new attempt starting from
+    /// `from_version`, in one transaction. If `stale_holder` is given and holds the lease, the
+    /// lease is taken from it (a holder known to be dead).
+    pub fn begin_refresh(
+        &self,
+        id: &str,
+        holder: &str,
+        ttl: Duration,
+        from_version: i64,
+        stale_holder: Option<&str>,
+    ) -> Result<Begin> {
+        let now = now_ms();
+        let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2));
+        self.tx(true, |tx| {
+            if let Some(stale) = stale_holder {
+                tx.release_lease(id, stale)?;
+            }
+            if !tx.try_lease(id, holder, now, until)? {
+                let lease = tx.lease(id)?.unwrap_or(Lease { holder: String::new(), until_ms: 0 });
+                return Ok(Begin::Held(lease));
+            }
+            // Read under the lease (PostgreSQL: after the upsert waited for any holder that was
+            // committing), so a result stored just before is seen.
+            let version =
+                tx.system(id)?.ok_or_else(|| crate::StoreError::NotFound(id.to_owned()))?.version;
+            if version != from_version {
+                tx.release_lease(id, holder)?;
+                return Ok(Begin::Moved { version });
+            }
+            let attempt = tx.insert_attempt(id, holder, from_version, now)?;
+            Ok(Begin::Started(Attempt {
+                id: attempt,
+                system_id: id.to_owned(),
+                holder: holder.to_owned(),
+                from_version,
+                started_at_ms: now,
+                sent_at_ms: None,
+                finished_at_ms: None,
+                outcome: None,
+                detail: None,
+                retry_at_ms: None,
+            }))
+        })
+    }
+
+    /// Records, durably, that the attempt's request is leaving now. Idempotent.
+    pub fn mark_sent(&self, attempt: &Attempt) -> Result<()> {
+        let now = now_ms();
+        self.tx(true, |tx| tx.mark_sent(attempt.id, now))
+    }
+
+    /// Ends an attempt: stores its change (compare-and-set at `from_version`), marks it
+    /// finished, appends its audit line and releases the lease, all in one transaction. Returns
+    /// the new record when there was a change.
+    pub fn finish_refresh(
+        &self,
+        attempt: &Attempt,
+        finish: &Finish,
+        actor: &str,
+    ) -> Result<Option<SystemRecord>> {
+        let id = attempt.system_id.as_str();
+        let (sealed_required, sealed_injected) = match &finish.change {
+            Some(change) => (
+                change.required.as_ref().map(|r| self.seal_kind(id, REQUIRED, r)).transpose()?,
+                change.injected.as_ref().map(|i| self.seal_kind(id, INJECTED, i)).transpose()?,
+            ),
+            None => (None, None),
+        };
+        let now = now_ms();
+        let written = self.tx(true, |tx| {
+            let written = match &finish.change {
+                Some(change) => {
+                    let row = write_change(
+                        tx,
+                        id,
+                        attempt.from_version,
+                        change,
+                        [(REQUIRED, &sealed_required), (INJECTED, &sealed_injected)],
+                        actor,
+                    )?;
+                    Some((row, tx.secrets(id)?))
+                }
+                None => None,
+            };
+            tx.finish_attempt(attempt.id, now, finish)?;
+            if let Some((action, detail)) = &finish.event {
+                tx.append_audit(&crate::audit(id, actor, action, detail.clone()))?;
+            }
+            if finish.release {
+                tx.release_lease(id, &attempt.holder)?;
+            }
+            if attempt.id % 16 == 0 {
+                if let Some(oldest) = tx.attempts(id, KEEP_ATTEMPTS)?.last() {
+                    tx.prune_attempts(id, oldest.id)?;
+                }
+            }
+            Ok(written)
+        })?;
+        written.map(|(row, secrets)| self.record(row, secrets)).transpose()
+    }
+
+    /// The system's newest attempts, newest first.
+    pub fn attempts(&self, id: &str, limit: usize) -> Result<Vec<Attempt>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.tx(false, |tx| tx.attempts(id, limit))
+    }
+
+    /// The newest attempt of every system that has one, by system id.
+    pub fn latest_attempts(&self) -> Result<Vec<Attempt>> {
+        self.tx(false, |tx| tx.latest_attempts())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Keyring, Location, NewSystem, State};
+    use authplug_protocol::Secret;
+    use std::collections::BTreeMap;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::Sqlite(dir.path().join("s.sqlite3"));
+        let store =
+            Store::open(&location, Keyring::fixed(vec![crate::MasterKey::generate().unwrap()]))
+                .unwrap();
+        store
+            .create(
+                NewSystem {
+                    id: "crm".into(),
+                    scheme: "oauth2".into(),
+                    injected: BTreeMap::from([("t".into(), Secret::new("old"))]),
+                    ..Default::default()
+                },
+                "test",
+            )
+            .unwrap();
+        (dir, store)
+    }
+
+    fn started(begin: Begin) -> Attempt {
+        match begin {
+            Begin::Started(attempt) => attempt,
+            other => panic!("not started: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_attempt_is_journaled_with_its_lease_and_finished_with_its_result() {
+        let (_dir, store) = store();
+        let ttl = Duration::from_secs(30);
+        let attempt = started(store.begin_refresh("crm", "a", ttl, 1, None).unwrap());
+        assert_eq!(store.begin_refresh("crm", "b", ttl, 1, None).unwrap(), {
+            let lease = store.lease("crm").unwrap().unwrap();
+            assert_eq!(lease.holder, "a");
+            Begin::Held(lease)
+        });
+        store.mark_sent(&attempt).unwrap();
+        let journaled = &store.attempts("crm", 5).unwrap()[0];
+        assert!(journaled.interrupted_in_flight(), "{journaled:?}");
+
+        let change = Change {
+            injected: Some(BTreeMap::from([("t".into(), Secret::new("new"))])),
+            state: Some((State::Active, None)),
+            ..Default::default()
+        };
+        let finish = Finish {
+            outcome: "renewed".into(),
+            change: Some(change),
+            release: true,
+            event: Some(("refreshed".into(), serde_json::json!({}))),
+            ..Default::default()
+        };
+        let record = store.finish_refresh(&attempt, &finish, "engine").unwrap().unwrap();
+        assert_eq!(record.injected["t"].expose(), "new");
+        assert_eq!(record.summary.version, 2);
+        let journaled = &store.attempts("crm", 5).unwrap()[0];
+        assert!(!journaled.interrupted_in_flight());
+        assert_eq!(journaled.outcome.as_deref(), Some("renewed"));
+        assert_eq!(store.lease("crm").unwrap(), None, "released with the result");
+        assert!(store.audit("crm").unwrap().iter().any(|e| e.action == "refreshed"));
+        // A second holder may now start; a known-dead holder's lease can be taken over.
+        let b = started(store.begin_refresh("crm", "b", ttl, 2, None).unwrap());
+        assert_eq!(b.from_version, 2);
+        started(store.begin_refresh("crm", "c", ttl, 2, Some("b")).unwrap());
+        assert_eq!(
+            store.begin_refresh("crm", "c", ttl, 1, None).unwrap(),
+            Begin::Moved { version: 2 },
+            "an attempt never starts from an old version"
+        );
+        assert_eq!(store.latest_attempts().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_result_against_a_changed_system_is_refused_and_nothing_is_marked_finished() {
+        let (_dir, store) = store();
+        let attempt =
+            started(store.begin_refresh("crm", "a", Duration::from_secs(30), 1, None).unwrap());
+        store.update("crm", 1, Change::default(), "someone").unwrap();
+        let finish = Finish {
+            outcome: "renewed".into(),
+            change: Some(Change::default()),
+            ..Default::default()
+        };
+        let error = store.finish_refresh(&attempt, &finish, "engine").unwrap_err();
+        assert!(matches!(error, crate::StoreError::VersionConflict { .. }), "{error}");
+        assert_eq!(store.attempts("crm", 1).unwrap()[0].finished_at_ms, None);
+    }
+}
