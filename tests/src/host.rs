@@ -41,6 +41,11 @@ impl PluginHost {
         Self { runtime, services: HostServices::new(Arc::new(transport)), registry, _dir: dir }
     }
 
+    /// The host's runtime, for transports and engines that share it.
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
+    }
+
     /// Runs a future on the host's runtime (a browser following a consent page, a test's request).
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.runtime.block_on(future)

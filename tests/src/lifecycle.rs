@@ -1,0 +1,212 @@
+//! A lab for the lifecycle engine: oidc-provider behind a counting fault proxy, a credential
+//! store (SQLite file or a fresh PostgreSQL database), a system onboarded through the real
+//! consent, and `authplug` processes or an in-process engine working on it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use authplug_engine::{Engine, EngineConfig, Events};
+use authplug_host::{HostServices, LoadOptions, Registry, Transport, TransportConfig};
+use authplug_protocol::{OnboardRequest, OnboardStep, Resume, Secret};
+use authplug_store::{Keyring, Location, NewSystem, Store};
+use authplug_testkit::FaultProxy;
+
+use crate::host::PluginHost;
+use crate::oidc::{follow_consent, OidcProvider, REDIRECT_URI};
+
+/// The system every lab onboards.
+pub const SYSTEM: &str = "crm";
+
+pub struct Lab {
+    pub provider: OidcProvider,
+    pub proxy: FaultProxy,
+    pub host: PluginHost,
+    pub location: Location,
+    dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for Lab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lab({})", self.location)
+    }
+}
+
+impl Lab {
+    /// A lab on a SQLite store file.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::Sqlite(dir.path().join("store.sqlite3"));
+        Self::with(dir, location)
+    }
+
+    /// A lab on a fresh database of the PostgreSQL server `cargo xtask test` started.
+    pub fn postgres() -> Self {
+        let admin = std::env::var("AUTHPLUG_TEST_PG_URL")
+            .expect("AUTHPLUG_TEST_PG_URL is not set: run the tests with `cargo xtask test`");
+        let name = format!("lab_{}_{}", std::process::id(), authplug_store::now_ms());
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let base = admin.rsplit_once('/').unwrap().0;
+        Self::with(tempfile::tempdir().unwrap(), Location::Postgres(format!("{base}/{name}")))
+    }
+
+    fn with(dir: tempfile::TempDir, location: Location) -> Self {
+        let provider = OidcProvider::start();
+        let upstream = provider.issuer.trim_start_matches("http://").to_owned();
+        let lab = Self {
+            proxy: FaultProxy::refresh_grants(&upstream),
+            provider,
+            host: PluginHost::load(&["oauth2_scheme"]),
+            location,
+            dir,
+        };
+        lab.onboard_new(SYSTEM);
+        lab
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("master.key")
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&self.location, Keyring::from_file(&self.key_file()).unwrap()).unwrap()
+    }
+
+    /// The connector parameters: consent at the provider, tokens through the proxy.
+    pub fn parameters(&self) -> BTreeMap<String, serde_json::Value> {
+        serde_json::from_value(serde_json::json!({
+            "login_url": format!("{}/auth", self.provider.issuer),
+            "token_url": format!("{}/token", self.proxy.url()),
+            "scopes": ["openid", "offline_access"],
+        }))
+        .unwrap()
+    }
+
+    pub fn required(&self) -> BTreeMap<String, Secret> {
+        crate::host::secrets(&[("client_id", "app"), ("client_secret", "app-secret")])
+    }
+
+    /// Runs the OAuth2 consent with the real provider and returns what onboarding injects.
+    pub fn consent(&self) -> (BTreeMap<String, Secret>, Option<i64>) {
+        let scheme = self.host.scheme("oauth2", None);
+        let first = OnboardRequest {
+            required: self.required(),
+            parameters: self.parameters(),
+            redirect_uri: Some(REDIRECT_URI.into()),
+            ..Default::default()
+        };
+        let OnboardStep::Redirect { url, continuation, .. } =
+            scheme.onboard(first.clone(), &self.host.services).unwrap()
+        else {
+            panic!("OAuth2 onboarding starts with a redirect");
+        };
+        let callback = self.host.block_on(follow_consent(&url, REDIRECT_URI)).into_iter().collect();
+        let resume = OnboardRequest { resume: Some(Resume { continuation, callback }), ..first };
+        match scheme.onboard(resume, &self.host.services).unwrap() {
+            OnboardStep::Done { injected, expires_at, .. } => (injected, expires_at),
+            other => panic!("onboarding did not finish: {other:?}"),
+        }
+    }
+
+    /// Onboards a new system through the consent and stores it.
+    pub fn onboard_new(&self, id: &str) {
+        let (injected, expires_at) = self.consent();
+        let new = NewSystem {
+            id: id.into(),
+            scheme: "oauth2".into(),
+            parameters: self.parameters(),
+            required: self.required(),
+            injected,
+            expires_at,
+        };
+        self.store().create(new, "test").unwrap();
+    }
+
+    /// Makes the system's access token due now (as if its expiry had come).
+    pub fn make_due(&self, id: &str) {
+        let store = self.store();
+        let record = store.get(id).unwrap().unwrap();
+        let change = authplug_store::Change {
+            expires_at: Some(Some(authplug_store::now_secs())),
+            ..Default::default()
+        };
+        store.update(id, record.summary.version, change, "test").unwrap();
+    }
+
+    /// The store as `--store` takes it (a path or the full URL).
+    pub fn store_arg(&self) -> String {
+        match &self.location {
+            Location::Sqlite(path) => path.display().to_string(),
+            Location::Postgres(url) => url.clone(),
+        }
+    }
+
+    /// `authplug` with this lab's store, key, the built plugins and loopback HTTP allowed.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(crate::authplug_bin());
+        self.environment(&mut command);
+        command
+    }
+
+    /// The environment an authplug process of this lab needs.
+    pub fn environment(&self, command: &mut Command) {
+        command
+            .env("AUTHPLUG_STORE", self.store_arg())
+            .env("AUTHPLUG_KEY_FILE", self.key_file())
+            .env("AUTHPLUG_PLUGIN_DIR", crate::plugin_dir())
+            .env("AUTHPLUG_ALLOW_LOOPBACK_HTTP", "1")
+            .env("AUTHPLUG_HTTP_TIMEOUT", "10")
+            .env_remove("AUTHPLUG_MASTER_KEY")
+            .env_remove("AUTHPLUG_WEBHOOK_URL")
+            .env_remove("AUTHPLUG_LOG");
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("authplug runs")
+    }
+
+    /// An engine in this process over the lab's store, with the given settings.
+    pub fn engine(&self, config: EngineConfig, timeout: Duration, events: Events) -> Arc<Engine> {
+        let transport = Transport::new(
+            TransportConfig { allow_loopback_http: true, timeout, ..TransportConfig::default() },
+            self.host.handle(),
+        )
+        .unwrap();
+        let registry = Registry::load(&LoadOptions::from_dirs([crate::plugin_dir()]));
+        Arc::new(Engine::new(
+            Arc::new(self.store()),
+            Arc::new(registry),
+            HostServices::new(Arc::new(transport)),
+            config,
+            events,
+        ))
+    }
+
+    /// Revokes the system's grant at the provider (RFC 7009, with the refresh token), as a user
+    /// removing the app's access would.
+    pub fn revoke_grant(&self, id: &str) {
+        let record = self.store().get(id).unwrap().unwrap();
+        let token = record.injected["oauth_refresh_token"].expose().to_owned();
+        let url = format!("{}/token/revocation", self.provider.issuer);
+        let status = self.host.block_on(async move {
+            reqwest::Client::new()
+                .post(url)
+                .basic_auth("app", Some("app-secret"))
+                .form(&[("token", token.as_str()), ("token_type_hint", "refresh_token")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        });
+        assert!(status.is_success(), "revocation answered {status}");
+    }
+}
+
+/// A short, stable fingerprint of a secret for comparing values without printing them.
+pub fn fingerprint(value: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(value.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
