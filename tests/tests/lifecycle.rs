@@ -105,7 +105,8 @@ fn kill_nine_during_refreshes(lab: Lab, cycles: usize) {
     let span = (started.elapsed().as_micros() as u64) * 12 / 10;
     for cycle in 0..cycles {
         let last_attempt = lab.store().attempts(SYSTEM, 1).unwrap().first().map(|a| a.id);
-        let mut child = lab.command().args(["refresh", SYSTEM]).stderr(Stdio::null()).spawn().unwrap();
+        let mut child =
+            lab.command().args(["refresh", SYSTEM]).stderr(Stdio::null()).spawn().unwrap();
         std::thread::sleep(Duration::from_micros(random(span)));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
@@ -133,7 +134,8 @@ fn kill_nine_during_refreshes(lab: Lab, cycles: usize) {
                 assert_eq!(selected - selected_before, 1, "one refused attempt");
                 // A human re-authorises: the system is active again.
                 let (injected, expires_at) = lab.consent();
-                let engine = lab.engine(EngineConfig::default(), Duration::from_secs(10), Events::default());
+                let engine =
+                    lab.engine(EngineConfig::default(), Duration::from_secs(10), Events::default());
                 lab.host.block_on(engine.reauthorized(SYSTEM, injected, expires_at)).unwrap();
             }
             (moment, code) => panic!(
@@ -143,10 +145,35 @@ fn kill_nine_during_refreshes(lab: Lab, cycles: usize) {
         }
     }
     eprintln!("{cycles} kills: {tally:?}");
+    // The window: from the journaled send to the stored result, against the round trip alone.
+    let mut round_trips = Vec::new();
+    let mut gaps = Vec::new();
+    for attempt in lab.store().attempts(SYSTEM, 50).unwrap() {
+        if let (Some(sent), Some(answered), Some(finished)) =
+            (attempt.sent_at_ms, attempt.answered_at_ms, attempt.finished_at_ms)
+        {
+            assert!(sent <= answered && answered <= finished, "{attempt:?}");
+            round_trips.push(answered - sent);
+            gaps.push(finished - answered);
+        }
+    }
+    round_trips.sort();
+    gaps.sort();
+    assert!(!gaps.is_empty());
+    eprintln!(
+        "window over {} attempts: round trip median {} ms (max {}), answer to stored result median \
+         {} ms (max {})",
+        gaps.len(),
+        round_trips[round_trips.len() / 2],
+        round_trips.last().unwrap(),
+        gaps[gaps.len() / 2],
+        gaps.last().unwrap()
+    );
     assert_eq!(tally.outside + tally.in_flight_recovered + tally.in_flight_lost, cycles);
     assert!(tally.outside > 0, "{tally:?}");
     // Each loss was reported exactly once in the audit trail.
-    let reports = lab.store().audit(SYSTEM).unwrap().iter().filter(|e| e.action == "needs_reauth").count();
+    let reports =
+        lab.store().audit(SYSTEM).unwrap().iter().filter(|e| e.action == "needs_reauth").count();
     assert_eq!(reports, tally.in_flight_lost);
     let status = lab.run(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&stdout(&status)).unwrap();
@@ -196,7 +223,10 @@ fn faults_between_engine_and_server_lose_nothing_and_back_off_visibly() {
     let lab = Lab::sqlite();
     let (hook, delivered) = receiver("whsec-test");
     let events = lab.host.block_on(async {
-        Events::with_webhook(Webhook::new(format!("{}/events", hook.url()), Secret::new("whsec-test")))
+        Events::with_webhook(Webhook::new(
+            format!("{}/events", hook.url()),
+            Secret::new("whsec-test"),
+        ))
     });
     let mut watched = events.subscribe();
     let engine = lab.engine(quick_backoff(), Duration::from_millis(500), events);
@@ -237,10 +267,14 @@ fn faults_between_engine_and_server_lose_nothing_and_back_off_visibly() {
     let token = lab.host.block_on(engine.refresh(SYSTEM)).unwrap();
     assert_ne!(token.injected, before.injected);
     assert_eq!(lab.store().get(SYSTEM).unwrap().unwrap().summary.failures, 0);
-    let kinds: Vec<EventKind> = std::iter::from_fn(|| watched.try_recv().ok()).map(|e| e.kind).collect();
+    let kinds: Vec<EventKind> =
+        std::iter::from_fn(|| watched.try_recv().ok()).map(|e| e.kind).collect();
     assert_eq!(
         kinds,
-        [EventKind::RefreshFailed; 3].into_iter().chain([EventKind::Refreshed, EventKind::Recovered]).collect::<Vec<_>>()
+        [EventKind::RefreshFailed; 3]
+            .into_iter()
+            .chain([EventKind::Refreshed, EventKind::Recovered])
+            .collect::<Vec<_>>()
     );
     // Every event reached the webhook, signed, in order.
     assert!(lab.host.block_on(engine.events().flush(Duration::from_secs(10))));
@@ -268,7 +302,10 @@ fn a_revoked_grant_needs_reauthorisation_once_without_a_retry_storm() {
     assert!(reason.starts_with("invalid_grant"), "the provider's reason: {reason}");
     // Asked again and again, from the engine, a sweep and the command line: nobody calls out.
     for _ in 0..5 {
-        assert!(matches!(lab.host.block_on(engine.token(SYSTEM)), Err(EngineError::NeedsReauth { .. })));
+        assert!(matches!(
+            lab.host.block_on(engine.token(SYSTEM)),
+            Err(EngineError::NeedsReauth { .. })
+        ));
     }
     assert!(lab.host.block_on(engine.sweep(4)).unwrap().is_empty());
     let output = lab.run(&["token", SYSTEM]);

@@ -389,6 +389,7 @@ fn bench(bench_args: Vec<String>) -> Result {
     }
     command.args(&bench_args);
     command.env("AUTHPLUG_BENCH_PLUGIN", plugins.join(library_file("api-key")));
+    command.env("AUTHPLUG_BENCH_PLUGIN_DIR", &plugins);
     postgres.set_env(&mut command);
     let outcome = status(command);
     postgres.stop();

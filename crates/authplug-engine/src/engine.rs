@@ -296,7 +296,18 @@ impl Engine {
             })
             .await?;
             match begin {
-                Begin::Started(attempt) => return self.run(record, scheme, attempt).await,
+                Begin::Started(attempt) => {
+                    let (id, holder) = (attempt.system_id.clone(), attempt.holder.clone());
+                    let result = self.run(record, scheme, attempt).await;
+                    if let Err(EngineError::Store(error)) = &result {
+                        // The result could not be stored: give the lease back rather than make
+                        // everyone wait for it to lapse. The journal keeps the attempt open.
+                        tracing::error!(system = %id, %error, "refresh result not stored");
+                        let store = self.store.clone();
+                        let _ = blocking(move || Ok(store.release_lease(&id, &holder)?)).await;
+                    }
+                    return result;
+                }
                 Begin::Moved { .. } => {
                     waited = true;
                     continue;
@@ -416,18 +427,23 @@ impl Engine {
                 })
             });
             let retry_after = journal.retry_after();
+            let answered = journal.answered_at_ms();
             let (reason, retry_after) = match outcome {
                 Ok(RefreshOutcome::Renewed { injected, expires_at }) => {
-                    return self.renewed(&record, &attempt, number, injected, expires_at).await;
+                    return self
+                        .renewed(&record, &attempt, number, answered, injected, expires_at)
+                        .await;
                 }
                 Ok(RefreshOutcome::Reauthorize { reason }) => {
-                    return self.refused(&record, &attempt, number, reason, interrupted).await;
+                    return self
+                        .refused(&record, &attempt, number, answered, reason, interrupted)
+                        .await;
                 }
                 Ok(RefreshOutcome::Transient { reason, retry_after_secs }) => {
                     (reason, retry_after_secs.or(retry_after))
                 }
                 Err(error) if error.code == ErrorCode::Http => (error.message, retry_after),
-                Err(error) => return self.failed(&record, &attempt, number, error).await,
+                Err(error) => return self.failed(&record, &attempt, number, answered, error).await,
             };
             let failures = record.summary.failures + i64::from(number);
             let backoff = &self.config.backoff;
@@ -448,6 +464,7 @@ impl Engine {
             event.failures = failures;
             event.expires_at = record.summary.expires_at;
             let finish = Finish {
+                answered_at_ms: answered,
                 outcome: "transient".into(),
                 detail: Some(reason.clone()),
                 retry_at_ms: Some(retry_at),
@@ -523,6 +540,7 @@ impl Engine {
         record: &SystemRecord,
         attempt: &Attempt,
         number: u32,
+        answered: Option<i64>,
         injected: BTreeMap<String, Secret>,
         expires_at: Option<i64>,
     ) -> Result<Token, EngineError> {
@@ -536,6 +554,7 @@ impl Engine {
             ..Change::default()
         };
         let finish = Finish {
+            answered_at_ms: answered,
             outcome: "renewed".into(),
             change: Some(change),
             release: true,
@@ -574,12 +593,14 @@ impl Engine {
         record: &SystemRecord,
         attempt: &Attempt,
         number: u32,
+        answered: Option<i64>,
         reason: String,
         interrupted: Option<String>,
     ) -> Result<Token, EngineError> {
         let current = self.get(&record.summary.id).await?;
         if current.summary.version != attempt.from_version {
             let finish = Finish {
+                answered_at_ms: answered,
                 outcome: "superseded".into(),
                 detail: Some(reason),
                 release: true,
@@ -594,6 +615,7 @@ impl Engine {
         };
         let failures = record.summary.failures + 1;
         let finish = Finish {
+            answered_at_ms: answered,
             outcome: "reauthorize".into(),
             detail: Some(reason.clone()),
             change: Some(Change {
@@ -626,12 +648,14 @@ impl Engine {
         record: &SystemRecord,
         attempt: &Attempt,
         number: u32,
+        answered: Option<i64>,
         error: CallError,
     ) -> Result<Token, EngineError> {
         let failures = record.summary.failures + 1;
         let delay = self.config.backoff.delay(u32::try_from(failures).unwrap_or(u32::MAX), 1.0);
         let retry_at = now_ms() + delay.as_millis() as i64;
         let finish = Finish {
+            answered_at_ms: answered,
             outcome: "failed".into(),
             detail: Some(error.to_string()),
             retry_at_ms: Some(retry_at),

@@ -1,7 +1,7 @@
 //! The observer that journals a refresh attempt's request as it leaves, and reads the
 //! provider's `Retry-After` from what comes back.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use authplug_host::HttpObserver;
@@ -14,11 +14,23 @@ pub(crate) struct Journal {
     attempt: Attempt,
     sent: AtomicBool,
     retry_after: Mutex<Option<u64>>,
+    answered_at_ms: AtomicI64,
 }
 
 impl Journal {
     pub(crate) fn new(store: Arc<Store>, attempt: Attempt) -> Self {
-        Self { store, attempt, sent: AtomicBool::new(false), retry_after: Mutex::new(None) }
+        Self {
+            store,
+            attempt,
+            sent: AtomicBool::new(false),
+            retry_after: Mutex::new(None),
+            answered_at_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// When the last answer (or transport failure) came back, Unix milliseconds.
+    pub(crate) fn answered_at_ms(&self) -> Option<i64> {
+        Some(self.answered_at_ms.load(Ordering::SeqCst)).filter(|at| *at > 0)
     }
 
     /// The provider's last `Retry-After` (429 or 503), in seconds.
@@ -42,6 +54,7 @@ impl HttpObserver for Journal {
     }
 
     fn answered(&self, response: &Result<HttpResponse, ErrorBody>) {
+        self.answered_at_ms.store(authplug_store::now_ms(), Ordering::SeqCst);
         let Ok(response) = response else { return };
         if response.status != 429 && response.status != 503 {
             return;

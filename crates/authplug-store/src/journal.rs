@@ -34,6 +34,9 @@ pub struct Attempt {
     pub from_version: i64,
     pub started_at_ms: i64,
     pub sent_at_ms: Option<i64>,
+    /// When the last answer of the attempt arrived (not journaled separately: written with the
+    /// result), so the gap between answer and durable result can be measured.
+    pub answered_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
     pub outcome: Option<String>,
     pub detail: Option<String>,
@@ -68,6 +71,8 @@ pub struct Finish {
     pub outcome: String,
     pub detail: Option<String>,
     pub retry_at_ms: Option<i64>,
+    /// When the provider's last answer arrived, Unix milliseconds.
+    pub answered_at_ms: Option<i64>,
     /// The change to store, compare-and-set at the attempt's `from_version`.
     pub change: Option<Change>,
     /// Give the lease back (false while the holder goes on retrying).
@@ -119,6 +124,7 @@ impl Store {
                 from_version,
                 started_at_ms: now,
                 sent_at_ms: None,
+                answered_at_ms: None,
                 finished_at_ms: None,
                 outcome: None,
                 detail: None,

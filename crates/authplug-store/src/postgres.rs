@@ -304,7 +304,10 @@ impl Tx for PgTx<'_> {
     fn finish_attempt(&mut self, attempt: i64, at_ms: i64, f: &Finish) -> Result<()> {
         let st = self.statement(sql::FINISH_ATTEMPT)?;
         self.tx
-            .execute(&st, &[&at_ms, &f.outcome, &f.detail, &f.retry_at_ms, &attempt])
+            .execute(
+                &st,
+                &[&at_ms, &f.outcome, &f.detail, &f.retry_at_ms, &f.answered_at_ms, &attempt],
+            )
             .map(drop)
             .map_err(fail)
     }
@@ -333,9 +336,10 @@ fn attempt_row(r: &Row) -> Attempt {
         from_version: r.get(3),
         started_at_ms: r.get(4),
         sent_at_ms: r.get(5),
-        finished_at_ms: r.get(6),
-        outcome: r.get(7),
-        detail: r.get(8),
-        retry_at_ms: r.get(9),
+        answered_at_ms: r.get(6),
+        finished_at_ms: r.get(7),
+        outcome: r.get(8),
+        detail: r.get(9),
+        retry_at_ms: r.get(10),
     }
 }

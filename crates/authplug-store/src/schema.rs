@@ -62,6 +62,7 @@ const MIGRATIONS: &[&str] = &[
         from_version BIGINT NOT NULL,
         started_at_ms BIGINT NOT NULL,
         sent_at_ms BIGINT,
+        answered_at_ms BIGINT,
         finished_at_ms BIGINT,
         outcome TEXT,
         detail TEXT,
@@ -157,12 +158,12 @@ pub(crate) mod sql {
         "UPDATE refresh_attempts SET sent_at_ms = ? WHERE id = ? AND sent_at_ms IS NULL";
     pub const FINISH_ATTEMPT: &str =
         "UPDATE refresh_attempts SET finished_at_ms = ?, outcome = ?, \
-        detail = ?, retry_at_ms = ? WHERE id = ?";
+        detail = ?, retry_at_ms = ?, answered_at_ms = ? WHERE id = ?";
     pub const ATTEMPTS: &str = "SELECT id, system_id, holder, from_version, started_at_ms, \
-        sent_at_ms, finished_at_ms, outcome, detail, retry_at_ms FROM refresh_attempts \
+        sent_at_ms, answered_at_ms, finished_at_ms, outcome, detail, retry_at_ms FROM refresh_attempts \
         WHERE system_id = ? ORDER BY id DESC LIMIT ?";
     pub const LATEST_ATTEMPTS: &str = "SELECT id, system_id, holder, from_version, started_at_ms, \
-        sent_at_ms, finished_at_ms, outcome, detail, retry_at_ms FROM refresh_attempts \
+        sent_at_ms, answered_at_ms, finished_at_ms, outcome, detail, retry_at_ms FROM refresh_attempts \
         WHERE id IN (SELECT max(id) FROM refresh_attempts GROUP BY system_id) ORDER BY system_id";
     pub const PRUNE_ATTEMPTS: &str = "DELETE FROM refresh_attempts WHERE system_id = ? AND id < ?";
 }

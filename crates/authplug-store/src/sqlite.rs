@@ -309,7 +309,7 @@ impl Tx for SqliteTx<'_> {
     fn finish_attempt(&mut self, attempt: i64, at_ms: i64, f: &Finish) -> Result<()> {
         let mut query = self.tx.prepare_cached(sql::FINISH_ATTEMPT).map_err(self.fail())?;
         query
-            .execute(params![at_ms, f.outcome, f.detail, f.retry_at_ms, attempt])
+            .execute(params![at_ms, f.outcome, f.detail, f.retry_at_ms, f.answered_at_ms, attempt])
             .map(drop)
             .map_err(self.fail())
     }
@@ -340,9 +340,10 @@ fn attempt_row(r: &Row<'_>) -> rusqlite::Result<Attempt> {
         from_version: r.get(3)?,
         started_at_ms: r.get(4)?,
         sent_at_ms: r.get(5)?,
-        finished_at_ms: r.get(6)?,
-        outcome: r.get(7)?,
-        detail: r.get(8)?,
-        retry_at_ms: r.get(9)?,
+        answered_at_ms: r.get(6)?,
+        finished_at_ms: r.get(7)?,
+        outcome: r.get(8)?,
+        detail: r.get(9)?,
+        retry_at_ms: r.get(10)?,
     })
 }

@@ -17,14 +17,15 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let system = args.next().expect("SYSTEM");
     let count: usize = args.next().expect("N").parse().expect("N is a number");
+    if let Ok(filter) = std::env::var("TOKEN_BURST_LOG") {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let location = Location::parse(&std::env::var("AUTHPLUG_STORE").unwrap());
     let keys = Keyring::from_file(std::env::var_os("AUTHPLUG_KEY_FILE").unwrap().as_ref()).unwrap();
     let store = Arc::new(Store::open(&location, keys).unwrap());
-    let registry = Registry::load(&LoadOptions::from_dirs([std::env::var_os(
-        "AUTHPLUG_PLUGIN_DIR",
-    )
-    .unwrap()]));
+    let registry =
+        Registry::load(&LoadOptions::from_dirs([std::env::var_os("AUTHPLUG_PLUGIN_DIR").unwrap()]));
     let config = TransportConfig {
         allow_loopback_http: true,
         timeout: Duration::from_secs(10),
