@@ -51,6 +51,31 @@ impl PluginHost {
         self.runtime.block_on(future)
     }
 
+    /// A lifecycle engine over `store`, with every built plugin, a transport on this host's
+    /// runtime (loopback allowed, `timeout` per request) and the given settings and events.
+    pub fn engine(
+        &self,
+        store: authplug_store::Store,
+        config: authplug_engine::EngineConfig,
+        timeout: std::time::Duration,
+        events: authplug_engine::Events,
+    ) -> Arc<authplug_engine::Engine> {
+        let transport = Transport::new(
+            TransportConfig { allow_loopback_http: true, timeout, ..TransportConfig::default() },
+            self.handle(),
+        )
+        .unwrap();
+        let registry = Registry::load(&LoadOptions::from_dirs([crate::plugin_dir()]));
+        assert_eq!(registry.refusals(), &[]);
+        Arc::new(authplug_engine::Engine::new(
+            Arc::new(store),
+            Arc::new(registry),
+            HostServices::new(Arc::new(transport)),
+            config,
+            events,
+        ))
+    }
+
     /// The scheme serving `(auth, auth_variant)`.
     pub fn scheme(&self, auth: &str, auth_variant: Option<&str>) -> &LoadedScheme {
         self.registry.resolve(auth, auth_variant).unwrap()

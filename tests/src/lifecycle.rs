@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authplug_engine::{Engine, EngineConfig, Events};
-use authplug_host::{HostServices, LoadOptions, Registry, Transport, TransportConfig};
 use authplug_protocol::{OnboardRequest, OnboardStep, Resume, Secret};
 use authplug_store::{Keyring, Location, NewSystem, Store};
 use authplug_testkit::FaultProxy;
@@ -161,6 +160,7 @@ impl Lab {
             .env("AUTHPLUG_HTTP_TIMEOUT", "10")
             .env_remove("AUTHPLUG_MASTER_KEY")
             .env_remove("AUTHPLUG_WEBHOOK_URL")
+            .env_remove("AUTHPLUG_WEBHOOK_SECRET")
             .env_remove("AUTHPLUG_LOG");
     }
 
@@ -170,19 +170,7 @@ impl Lab {
 
     /// An engine in this process over the lab's store, with the given settings.
     pub fn engine(&self, config: EngineConfig, timeout: Duration, events: Events) -> Arc<Engine> {
-        let transport = Transport::new(
-            TransportConfig { allow_loopback_http: true, timeout, ..TransportConfig::default() },
-            self.host.handle(),
-        )
-        .unwrap();
-        let registry = Registry::load(&LoadOptions::from_dirs([crate::plugin_dir()]));
-        Arc::new(Engine::new(
-            Arc::new(self.store()),
-            Arc::new(registry),
-            HostServices::new(Arc::new(transport)),
-            config,
-            events,
-        ))
+        self.host.engine(self.store(), config, timeout, events)
     }
 
     /// Revokes the system's grant at the provider (RFC 7009, with the refresh token), as a user

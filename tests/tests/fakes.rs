@@ -24,6 +24,53 @@ fn scheme<'a>(host: &'a PluginHost, auth_variant: &str) -> &'a LoadedScheme {
 
 // --- Tripletex -------------------------------------------------------------------------------
 
+/// The engine keeps a Tripletex system's session clock: when the session nears its expiry date a
+/// new one is created; when the tokens stop working the system needs re-authorisation.
+#[test]
+fn the_engine_renews_a_tripletex_session_before_its_date() {
+    let host = host();
+    let fake = tripletex::Tripletex::start(CONSUMER, EMPLOYEE);
+    let OnboardStep::Done { injected, .. } = tripletex_onboard(&host, &fake, EMPLOYEE).unwrap()
+    else {
+        panic!("one step");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let location = authplug_store::Location::Sqlite(dir.path().join("store.sqlite3"));
+    let keys = authplug_store::Keyring::fixed(vec![authplug_store::MasterKey::generate().unwrap()]);
+    let store = authplug_store::Store::open(&location, keys).unwrap();
+    store
+        .create(
+            authplug_store::NewSystem {
+                id: "tt".into(),
+                scheme: "tripletex".into(),
+                parameters: parameters(
+                    serde_json::json!({"environment": "test", "base_url": fake.base_url()}),
+                ),
+                required: secrets(&[("consumer_token", CONSUMER), ("employee_token", EMPLOYEE)]),
+                injected,
+                // The session's date has come.
+                expires_at: Some(authplug_store::now_secs()),
+            },
+            "test",
+        )
+        .unwrap();
+    let engine = host.engine(
+        store,
+        authplug_engine::EngineConfig::default(),
+        std::time::Duration::from_secs(10),
+        authplug_engine::Events::default(),
+    );
+    let refreshed = host.block_on(engine.sweep(2)).unwrap();
+    assert_eq!(refreshed.len(), 1);
+    let token = refreshed[0].1.as_ref().unwrap();
+    let days = (token.expires_at.unwrap() - authplug_store::now_secs()) as f64 / 86_400.0;
+    assert!((7.0..=8.0).contains(&days), "a new 7-day session: {days}");
+    assert_eq!(fake.sessions_created(), 2);
+    // Nothing is due now: a second sweep does nothing.
+    assert!(host.block_on(engine.sweep(2)).unwrap().is_empty());
+    assert_eq!(fake.sessions_created(), 2);
+}
+
 fn tripletex_onboard(
     host: &PluginHost,
     fake: &tripletex::Tripletex,

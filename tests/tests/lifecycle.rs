@@ -190,11 +190,16 @@ fn kill_nine_during_200_refreshes_postgres() {
     kill_nine_during_refreshes(Lab::postgres(), 200);
 }
 
-/// A webhook receiver that keeps the events whose signature verifies.
-fn receiver(secret: &str) -> (FakeServer, Arc<Mutex<Vec<serde_json::Value>>>) {
+/// A webhook receiver that keeps the events whose signature verifies; it answers the first
+/// `fail_first` deliveries with 503, so retries are exercised.
+fn receiver(secret: &str, fail_first: usize) -> (FakeServer, Arc<Mutex<Vec<serde_json::Value>>>) {
     let events: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
     let (kept, secret) = (events.clone(), Secret::new(secret));
+    let failures = std::sync::atomic::AtomicUsize::new(0);
     let server = FakeServer::start(move |request| {
+        if failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < fail_first {
+            return Response::text(503, "busy");
+        }
         let signature = request.header(SIGNATURE_HEADER).unwrap_or("");
         let now = authplug_store::now_secs();
         if !verify(&secret, signature, &request.body, now, Duration::from_secs(300)) {
@@ -221,7 +226,7 @@ fn quick_backoff() -> EngineConfig {
 #[test]
 fn faults_between_engine_and_server_lose_nothing_and_back_off_visibly() {
     let lab = Lab::sqlite();
-    let (hook, delivered) = receiver("whsec-test");
+    let (hook, delivered) = receiver("whsec-test", 1);
     let events = lab.host.block_on(async {
         Events::with_webhook(Webhook::new(
             format!("{}/events", hook.url()),
@@ -279,7 +284,8 @@ fn faults_between_engine_and_server_lose_nothing_and_back_off_visibly() {
     // Every event reached the webhook, signed, in order.
     assert!(lab.host.block_on(engine.events().flush(Duration::from_secs(10))));
     let delivered = delivered.lock().unwrap();
-    assert_eq!(delivered.len(), 5 * 2 + 5);
+    assert_eq!(delivered.len(), 5 * 2 + 5, "each once, the first after a retry");
+    assert_eq!(hook.hits(), 5 * 2 + 5 + 1);
     assert_eq!(delivered.last().unwrap()["kind"], "recovered");
     assert!(delivered.iter().all(|e| e["system"] == SYSTEM));
     let text = serde_json::to_string(&*delivered).unwrap();
@@ -347,4 +353,42 @@ fn token_prints_fresh_secrets_for_scripts() {
     assert!(!stderr(&output).contains(access), "names, never values");
     let output = lab.run(&["token", "missing"]);
     assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+}
+
+#[test]
+fn refresh_due_refreshes_what_is_due_or_idle_and_signs_its_events() {
+    let lab = Lab::sqlite();
+    let (hook, delivered) = receiver("cli-whsec", 0);
+    let forwarded = lab.proxy.forwarded();
+    let output = lab.run(&["refresh", "--due", "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "[]", "nothing is due");
+    assert_eq!(lab.proxy.forwarded(), forwarded);
+    // Idle for at least 0 seconds: keep-alive refreshes it, and the event reaches the webhook
+    // before the command exits.
+    let output = lab
+        .command()
+        .args(["refresh", "--due", "--keepalive", "0", "--json"])
+        .env("AUTHPLUG_WEBHOOK_URL", format!("{}/hook", hook.url()))
+        .env("AUTHPLUG_WEBHOOK_SECRET", "cli-whsec")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let results: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(results[0]["system"], SYSTEM);
+    assert_eq!(results[0]["ok"], true);
+    assert_eq!(lab.proxy.forwarded(), forwarded + 1);
+    let delivered = delivered.lock().unwrap();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0]["kind"], "refreshed");
+    // A webhook without a signing secret is refused up front.
+    let output = lab
+        .command()
+        .args(["refresh", SYSTEM])
+        .env("AUTHPLUG_WEBHOOK_URL", format!("{}/hook", hook.url()))
+        .env_remove("AUTHPLUG_WEBHOOK_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("signing secret"), "{}", stderr(&output));
 }

@@ -274,3 +274,63 @@ fn refresh_renews_the_ticket_after_it_lapsed_and_classifies_failures() {
     session.fake.set_mode(Mode::Unavailable);
     assert!(matches!(session.refresh(&renewed), RefreshOutcome::Transient { .. }));
 }
+
+/// The engine with a SuperOffice system: two clocks (the OAuth2 tokens and the ticket's 6-hour
+/// window) folded into one `expires_at`, renewed when it closes in, and a revoked grant reported.
+#[test]
+fn the_engine_renews_the_ticket_before_its_window_closes() {
+    let session = Session::new();
+    let (injected, expires_at, outputs) = done(session.onboard().unwrap());
+    assert!(expires_at <= authplug_store::now_secs() + 6 * 3600, "the ticket's window bounds it");
+    let base_url = outputs["base_url"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let location = authplug_store::Location::Sqlite(dir.path().join("store.sqlite3"));
+    let keyring =
+        authplug_store::Keyring::fixed(vec![authplug_store::MasterKey::generate().unwrap()]);
+    let store = authplug_store::Store::open(&location, keyring).unwrap();
+    let mut parameters = session.parameters(TENANT);
+    parameters.extend(outputs);
+    store
+        .create(
+            authplug_store::NewSystem {
+                id: "so".into(),
+                scheme: "superoffice".into(),
+                parameters,
+                required: session.required(APP_TOKEN, &keys().partner_pem()),
+                injected: injected.clone(),
+                // Onboarded 5.6 hours ago: the window closes within the 30-minute margin.
+                expires_at: Some(authplug_store::now_secs() + 1200),
+            },
+            "test",
+        )
+        .unwrap();
+    let engine = session.host.engine(
+        store,
+        authplug_engine::EngineConfig::default(),
+        std::time::Duration::from_secs(10),
+        authplug_engine::Events::default(),
+    );
+    // Not due yet by the cap (a lifetime of 20 minutes from "now" gives a 10-minute margin)...
+    let token = session.host.block_on(engine.token("so")).unwrap();
+    assert!(!token.refreshed);
+    // ...but an operator's refresh, or the closing window, renews the ticket.
+    let token = session.host.block_on(engine.refresh("so")).unwrap();
+    assert_ne!(token.injected["so_ticket"].expose(), injected["so_ticket"].expose());
+    assert!(token.expires_at.unwrap() > authplug_store::now_secs() + 5 * 3600);
+    assert_eq!(session.call_api(&base_url, &token.injected), 200);
+    assert_eq!(session.fake.authentications(), 2);
+
+    session.fake.set_mode(Mode::GrantRevoked);
+    let error = session.host.block_on(engine.refresh("so")).unwrap_err();
+    assert!(
+        matches!(&error, authplug_engine::EngineError::NeedsReauth { reason, .. } if reason.starts_with("invalid_grant")),
+        "{error}"
+    );
+    no_secret_in_text(&error.to_string(), &[APP_TOKEN, token.injected["so_ticket"].expose()]);
+}
+
+fn no_secret_in_text(text: &str, values: &[&str]) {
+    for value in values {
+        assert!(!text.contains(value), "a secret leaked: {text}");
+    }
+}
