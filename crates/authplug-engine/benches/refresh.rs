@@ -102,7 +102,11 @@ fn main() {
     let endpoint_rate = credentials as f64 / started.elapsed().as_secs_f64();
 
     // 2. The engine: 10,000 due credentials in a SQLite store, refreshed by a sweep.
-    let dir = tempfile::tempdir().unwrap();
+    // AUTHPLUG_BENCH_DIR puts the store elsewhere (e.g. /dev/shm, to see what fsync costs).
+    let dir = match std::env::var_os("AUTHPLUG_BENCH_DIR") {
+        Some(base) => tempfile::tempdir_in(base).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
     let location = Location::Sqlite(dir.path().join("bench.sqlite3"));
     let store =
         Store::open(&location, Keyring::fixed(vec![MasterKey::generate().unwrap()])).unwrap();

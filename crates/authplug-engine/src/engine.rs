@@ -282,23 +282,28 @@ impl Engine {
                     scheme: summary.scheme.clone(),
                 });
             }
-            if !matches!(want, Want::Newer(_)) {
-                if let Some(error) = self.in_backoff(&record).await? {
-                    return Err(error);
-                }
-            }
             let holder = self.holder.next();
             let store = self.store.clone();
             let (id_owned, version, ttl) = (id.to_owned(), summary.version, self.config.lease_ttl);
             let stale = stale_holder.take();
+            // An operator's forced refresh does not wait for the backoff; nothing else does.
+            let respect_backoff = !matches!(want, Want::Newer(_));
             let begin = blocking(move || {
-                Ok(store.begin_refresh(&id_owned, &holder, ttl, version, stale.as_deref())?)
+                Ok(store.begin_refresh(
+                    &id_owned,
+                    &holder,
+                    ttl,
+                    version,
+                    stale.as_deref(),
+                    respect_backoff,
+                )?)
             })
             .await?;
             match begin {
-                Begin::Started(attempt) => {
+                Begin::Backoff(previous) => return Err(backoff_error(record, previous)),
+                Begin::Started { attempt, previous } => {
                     let (id, holder) = (attempt.system_id.clone(), attempt.holder.clone());
-                    let result = self.run(record, scheme, attempt).await;
+                    let result = self.run(record, scheme, attempt, previous).await;
                     if let Err(EngineError::Store(error)) = &result {
                         // The result could not be stored: give the lease back rather than make
                         // everyone wait for it to lapse. The journal keeps the attempt open.
@@ -322,30 +327,6 @@ impl Engine {
                     waited = true;
                 }
             }
-        }
-    }
-
-    /// The error to answer with while the system's backoff runs, if it does.
-    async fn in_backoff(&self, record: &SystemRecord) -> Result<Option<EngineError>, EngineError> {
-        let store = self.store.clone();
-        let id = record.summary.id.clone();
-        let last = blocking(move || Ok(store.attempts(&id, 1)?)).await?;
-        let Some(last) = last.into_iter().next() else { return Ok(None) };
-        match last.retry_at_ms {
-            Some(retry_at) if retry_at > now_ms() && last.finished_at_ms.is_some() => {
-                let still_valid = record
-                    .summary
-                    .expires_at
-                    .is_some_and(|e| e > now_secs())
-                    .then(|| Box::new(Token::from_record(record.clone(), false)));
-                Ok(Some(EngineError::Unavailable {
-                    system: record.summary.id.clone(),
-                    reason: last.detail.unwrap_or_else(|| "earlier attempts failed".into()),
-                    retry_at_ms: Some(retry_at),
-                    still_valid,
-                }))
-            }
-            _ => Ok(None),
         }
     }
 
@@ -390,9 +371,10 @@ impl Engine {
         record: SystemRecord,
         scheme: &LoadedScheme,
         first: Attempt,
+        previous: Option<Attempt>,
     ) -> Result<Token, EngineError> {
         let id = record.summary.id.clone();
-        let interrupted = self.interrupted_before(&first).await?;
+        let interrupted = previous.as_ref().and_then(interrupted_note);
         if let Some(note) = &interrupted {
             tracing::warn!(system = %id, "{note}");
         }
@@ -483,11 +465,9 @@ impl Engine {
             if !again {
                 let still_valid =
                     record.summary.expires_at.is_some_and(|e| e > now_secs()).then(|| {
-                        let mut record = record.clone();
-                        if let Some(stored) = stored {
-                            record.summary = stored.summary;
-                        }
-                        Box::new(Token::from_record(record, false))
+                        let mut token = Token::from_record(record.clone(), false);
+                        token.version = stored.unwrap_or(token.version);
+                        Box::new(token)
                     });
                 return Err(EngineError::Unavailable {
                     system: id,
@@ -502,37 +482,18 @@ impl Engine {
                 (attempt.holder.clone(), self.config.lease_ttl, attempt.from_version);
             let id_owned = id.clone();
             attempt = match blocking(move || {
-                Ok(store.begin_refresh(&id_owned, &holder, ttl, version, None)?)
+                Ok(store.begin_refresh(&id_owned, &holder, ttl, version, None, false)?)
             })
             .await?
             {
-                Begin::Started(next) => next,
+                Begin::Started { attempt, .. } => attempt,
                 // Our lease lapsed and someone else moved on: their result is the answer.
-                Begin::Moved { .. } | Begin::Held(_) => {
+                Begin::Moved { .. } | Begin::Held(_) | Begin::Backoff(_) => {
                     return Ok(Token::from_record(self.get(&id).await?, true));
                 }
             };
             number += 1;
         }
-    }
-
-    /// A note for the operator when the attempt before `attempt` died in flight.
-    async fn interrupted_before(&self, attempt: &Attempt) -> Result<Option<String>, EngineError> {
-        let store = self.store.clone();
-        let id = attempt.system_id.clone();
-        let recent = blocking(move || Ok(store.attempts(&id, 2)?)).await?;
-        Ok(recent.into_iter().find(|a| a.id != attempt.id && a.interrupted_in_flight()).map(|a| {
-            let sent = a
-                .sent_at_ms
-                .and_then(chrono::DateTime::from_timestamp_millis)
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
-                .unwrap_or_default();
-            format!(
-                "an earlier refresh by {} was sent at {sent} and its answer was never stored (the \
-                 process died in flight); the provider may have rotated the refresh token then",
-                a.holder
-            )
-        }))
     }
 
     async fn renewed(
@@ -546,7 +507,7 @@ impl Engine {
     ) -> Result<Token, EngineError> {
         let recovering = record.summary.failures > 0;
         let change = Change {
-            injected: Some(injected),
+            injected: Some(injected.clone()),
             expires_at: Some(expires_at),
             state: Some((State::Active, None)),
             last_refresh_at: Some(now_secs()),
@@ -561,7 +522,7 @@ impl Engine {
             event: Some(("refreshed".into(), json!({"attempt": number, "expires_at": expires_at}))),
             ..Finish::default()
         };
-        let stored = self.finish(attempt, finish).await?.expect("a change returns the record");
+        let version = self.finish(attempt, finish).await?.unwrap_or(attempt.from_version + 1);
         let mut event = Event::new(
             EventKind::Refreshed,
             &record.summary.id,
@@ -583,7 +544,14 @@ impl Engine {
                 Some(format!("refreshed after {} failed attempts", record.summary.failures));
             self.events.emit(recovered);
         }
-        Ok(Token::from_record(stored, true))
+        Ok(Token {
+            system: record.summary.id.clone(),
+            scheme: record.summary.scheme.clone(),
+            injected,
+            expires_at,
+            version,
+            refreshed: true,
+        })
     }
 
     /// The provider refused: unless another instance stored a newer credential meanwhile (then
@@ -681,15 +649,45 @@ impl Engine {
         Err(EngineError::Scheme { system: record.summary.id.clone(), error })
     }
 
-    async fn finish(
-        &self,
-        attempt: &Attempt,
-        finish: Finish,
-    ) -> Result<Option<SystemRecord>, EngineError> {
+    /// Ends an attempt in the store; the system's new version if it changed.
+    async fn finish(&self, attempt: &Attempt, finish: Finish) -> Result<Option<i64>, EngineError> {
         let store = self.store.clone();
         let attempt = attempt.clone();
         let actor = self.config.actor.clone();
         blocking(move || Ok(store.finish_refresh(&attempt, &finish, &actor)?)).await
+    }
+}
+
+/// A note for the operator when the previous attempt died in flight.
+fn interrupted_note(previous: &Attempt) -> Option<String> {
+    if !previous.interrupted_in_flight() {
+        return None;
+    }
+    let sent = previous
+        .sent_at_ms
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
+        .unwrap_or_default();
+    Some(format!(
+        "an earlier refresh by {} was sent at {sent} and its answer was never stored (the process \
+         died in flight); the provider may have rotated the refresh token then",
+        previous.holder
+    ))
+}
+
+/// The answer while a system's backoff runs: the stored secrets ride along if still valid.
+fn backoff_error(record: SystemRecord, previous: Attempt) -> EngineError {
+    let system = record.summary.id.clone();
+    let still_valid = record
+        .summary
+        .expires_at
+        .is_some_and(|e| e > now_secs())
+        .then(|| Box::new(Token::from_record(record, false)));
+    EngineError::Unavailable {
+        system,
+        reason: previous.detail.unwrap_or_else(|| "earlier attempts failed".into()),
+        retry_at_ms: previous.retry_at_ms,
+        still_valid,
     }
 }
 

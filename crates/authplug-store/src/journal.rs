@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::{now_ms, write_change, Change, Result, Store, SystemRecord, INJECTED, REQUIRED};
+use crate::{now_ms, write_change, Change, Result, Store, INJECTED, REQUIRED};
 
 /// Attempts kept per system; older ones are pruned as new ones finish.
 const KEEP_ATTEMPTS: i64 = 50;
@@ -55,8 +55,11 @@ impl Attempt {
 /// What [`Store::begin_refresh`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
-    /// The lease is ours and the attempt is journaled.
-    Started(Attempt),
+    /// The lease is ours and the attempt is journaled. `previous` is the attempt before it.
+    Started { attempt: Attempt, previous: Option<Attempt> },
+    /// The previous attempt asked nobody to try before its `retry_at_ms` (backoff,
+    /// `Retry-After`), and that time has not come. Nothing was taken or journaled.
+    Backoff(Attempt),
     /// Another holder has the lease.
     Held(Lease),
     /// The system is no longer at the version the attempt was to start from: someone stored a
@@ -89,7 +92,8 @@ impl Store {
 
     /// Takes (or renews) the system's lease for `ttl` and journals a new attempt starting from
     /// `from_version`, in one transaction. If `stale_holder` is given and holds the lease, the
-    /// lease is taken from it (a holder known to be dead).
+    /// lease is taken from it (a holder known to be dead). With `respect_backoff`, a previous
+    /// attempt's `retry_at_ms` still to come answers [`Begin::Backoff`].
     pub fn begin_refresh(
         &self,
         id: &str,
@@ -97,10 +101,19 @@ impl Store {
         ttl: Duration,
         from_version: i64,
         stale_holder: Option<&str>,
+        respect_backoff: bool,
     ) -> Result<Begin> {
         let now = now_ms();
         let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2));
         self.tx(true, |tx| {
+            let previous = tx.attempts(id, 1)?.into_iter().next();
+            if let Some(previous) = &previous {
+                let waiting = previous.finished_at_ms.is_some()
+                    && previous.retry_at_ms.is_some_and(|at| at > now);
+                if respect_backoff && waiting && previous.holder != holder {
+                    return Ok(Begin::Backoff(previous.clone()));
+                }
+            }
             if let Some(stale) = stale_holder {
                 tx.release_lease(id, stale)?;
             }
@@ -117,7 +130,7 @@ impl Store {
                 return Ok(Begin::Moved { version });
             }
             let attempt = tx.insert_attempt(id, holder, from_version, now)?;
-            Ok(Begin::Started(Attempt {
+            let attempt = Attempt {
                 id: attempt,
                 system_id: id.to_owned(),
                 holder: holder.to_owned(),
@@ -129,7 +142,8 @@ impl Store {
                 outcome: None,
                 detail: None,
                 retry_at_ms: None,
-            }))
+            };
+            Ok(Begin::Started { attempt, previous })
         })
     }
 
@@ -141,13 +155,13 @@ impl Store {
 
     /// Ends an attempt: stores its change (compare-and-set at `from_version`), marks it
     /// finished, appends its audit line and releases the lease, all in one transaction. Returns
-    /// the new record when there was a change.
+    /// the system's new version when there was a change (the caller has the values it stored).
     pub fn finish_refresh(
         &self,
         attempt: &Attempt,
         finish: &Finish,
         actor: &str,
-    ) -> Result<Option<SystemRecord>> {
+    ) -> Result<Option<i64>> {
         let id = attempt.system_id.as_str();
         let (sealed_required, sealed_injected) = match &finish.change {
             Some(change) => (
@@ -157,19 +171,19 @@ impl Store {
             None => (None, None),
         };
         let now = now_ms();
-        let written = self.tx(true, |tx| {
+        self.tx(true, |tx| {
             let written = match &finish.change {
-                Some(change) => {
-                    let row = write_change(
+                Some(change) => Some(
+                    write_change(
                         tx,
                         id,
                         attempt.from_version,
                         change,
                         [(REQUIRED, &sealed_required), (INJECTED, &sealed_injected)],
                         actor,
-                    )?;
-                    Some((row, tx.secrets(id)?))
-                }
+                    )?
+                    .version,
+                ),
                 None => None,
             };
             tx.finish_attempt(attempt.id, now, finish)?;
@@ -185,8 +199,7 @@ impl Store {
                 }
             }
             Ok(written)
-        })?;
-        written.map(|(row, secrets)| self.record(row, secrets)).transpose()
+        })
     }
 
     /// The system's newest attempts, newest first.
@@ -230,7 +243,7 @@ mod tests {
 
     fn started(begin: Begin) -> Attempt {
         match begin {
-            Begin::Started(attempt) => attempt,
+            Begin::Started { attempt, .. } => attempt,
             other => panic!("not started: {other:?}"),
         }
     }
@@ -239,8 +252,8 @@ mod tests {
     fn an_attempt_is_journaled_with_its_lease_and_finished_with_its_result() {
         let (_dir, store) = store();
         let ttl = Duration::from_secs(30);
-        let attempt = started(store.begin_refresh("crm", "a", ttl, 1, None).unwrap());
-        assert_eq!(store.begin_refresh("crm", "b", ttl, 1, None).unwrap(), {
+        let attempt = started(store.begin_refresh("crm", "a", ttl, 1, None, true).unwrap());
+        assert_eq!(store.begin_refresh("crm", "b", ttl, 1, None, true).unwrap(), {
             let lease = store.lease("crm").unwrap().unwrap();
             assert_eq!(lease.holder, "a");
             Begin::Held(lease)
@@ -261,7 +274,8 @@ mod tests {
             event: Some(("refreshed".into(), serde_json::json!({}))),
             ..Default::default()
         };
-        let record = store.finish_refresh(&attempt, &finish, "engine").unwrap().unwrap();
+        assert_eq!(store.finish_refresh(&attempt, &finish, "engine").unwrap(), Some(2));
+        let record = store.get("crm").unwrap().unwrap();
         assert_eq!(record.injected["t"].expose(), "new");
         assert_eq!(record.summary.version, 2);
         let journaled = &store.attempts("crm", 5).unwrap()[0];
@@ -270,11 +284,11 @@ mod tests {
         assert_eq!(store.lease("crm").unwrap(), None, "released with the result");
         assert!(store.audit("crm").unwrap().iter().any(|e| e.action == "refreshed"));
         // A second holder may now start; a known-dead holder's lease can be taken over.
-        let b = started(store.begin_refresh("crm", "b", ttl, 2, None).unwrap());
+        let b = started(store.begin_refresh("crm", "b", ttl, 2, None, true).unwrap());
         assert_eq!(b.from_version, 2);
-        started(store.begin_refresh("crm", "c", ttl, 2, Some("b")).unwrap());
+        started(store.begin_refresh("crm", "c", ttl, 2, Some("b"), true).unwrap());
         assert_eq!(
-            store.begin_refresh("crm", "c", ttl, 1, None).unwrap(),
+            store.begin_refresh("crm", "c", ttl, 1, None, true).unwrap(),
             Begin::Moved { version: 2 },
             "an attempt never starts from an old version"
         );
@@ -284,8 +298,9 @@ mod tests {
     #[test]
     fn a_result_against_a_changed_system_is_refused_and_nothing_is_marked_finished() {
         let (_dir, store) = store();
-        let attempt =
-            started(store.begin_refresh("crm", "a", Duration::from_secs(30), 1, None).unwrap());
+        let attempt = started(
+            store.begin_refresh("crm", "a", Duration::from_secs(30), 1, None, true).unwrap(),
+        );
         store.update("crm", 1, Change::default(), "someone").unwrap();
         let finish = Finish {
             outcome: "renewed".into(),

@@ -40,6 +40,8 @@ impl SqliteBackend {
         let fail = database_error(path);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut connection = Connection::open_with_flags(path, flags).map_err(&fail)?;
+        // Every statement the store runs fits, so none is parsed twice.
+        connection.set_prepared_statement_cache_capacity(64);
         connection.busy_timeout(Duration::from_secs(30)).map_err(&fail)?;
         connection
             .execute_batch(
@@ -144,6 +146,12 @@ fn audit_row(r: &Row<'_>) -> rusqlite::Result<(String, i64, String, String, Stri
 }
 
 impl SqliteTx<'_> {
+    /// Runs a statement through the connection's statement cache: the hot path of the refresh
+    /// engine runs the same dozen statements thousands of times.
+    fn run(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.tx.prepare_cached(sql)?.execute(params)
+    }
+
     fn fail(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         database_error(self.path)
     }
@@ -161,7 +169,8 @@ impl SqliteTx<'_> {
 
 impl Tx for SqliteTx<'_> {
     fn system(&mut self, id: &str) -> Result<Option<SystemRow>> {
-        self.tx.query_row(sql::SYSTEM, [id], system_row).optional().map_err(self.fail())
+        let mut query = self.tx.prepare_cached(sql::SYSTEM).map_err(self.fail())?;
+        query.query_row([id], system_row).optional().map_err(self.fail())
     }
 
     fn systems(&mut self) -> Result<Vec<SystemRow>> {
@@ -176,8 +185,7 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_system(&mut self, s: &SystemRow) -> Result<bool> {
         let changed = self
-            .tx
-            .execute(
+            .run(
                 sql::INSERT_SYSTEM,
                 params![
                     s.id,
@@ -199,8 +207,7 @@ impl Tx for SqliteTx<'_> {
 
     fn update_system(&mut self, s: &SystemRow, expected: i64) -> Result<bool> {
         let changed = self
-            .tx
-            .execute(
+            .run(
                 sql::UPDATE_SYSTEM,
                 params![
                     s.scheme,
@@ -221,39 +228,37 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn delete_system(&mut self, id: &str) -> Result<bool> {
-        self.tx.execute(sql::DELETE_SECRETS_OF, [id]).map_err(self.fail())?;
-        Ok(self.tx.execute(sql::DELETE_SYSTEM, [id]).map_err(self.fail())? == 1)
+        self.run(sql::DELETE_SECRETS_OF, [id]).map_err(self.fail())?;
+        Ok(self.run(sql::DELETE_SYSTEM, [id]).map_err(self.fail())? == 1)
     }
 
     fn delete_secrets(&mut self, id: &str, kind: &str) -> Result<()> {
-        self.tx.execute(sql::DELETE_SECRETS_KIND, [id, kind]).map(drop).map_err(self.fail())
+        self.run(sql::DELETE_SECRETS_KIND, [id, kind]).map(drop).map_err(self.fail())
     }
 
     fn put_secret(&mut self, s: &SecretRow) -> Result<()> {
-        self.tx
-            .execute(
-                sql::PUT_SECRET,
-                params![
-                    s.system_id,
-                    s.kind,
-                    s.name,
-                    s.sealed.key_id,
-                    s.sealed.nonce,
-                    s.sealed.ciphertext
-                ],
-            )
-            .map(drop)
-            .map_err(self.fail())
+        self.run(
+            sql::PUT_SECRET,
+            params![
+                s.system_id,
+                s.kind,
+                s.name,
+                s.sealed.key_id,
+                s.sealed.nonce,
+                s.sealed.ciphertext
+            ],
+        )
+        .map(drop)
+        .map_err(self.fail())
     }
 
     fn append_audit(&mut self, e: &AuditEntry) -> Result<()> {
-        self.tx
-            .execute(
-                sql::APPEND_AUDIT,
-                params![e.system_id, e.at, e.actor, e.action, e.detail.to_string()],
-            )
-            .map(drop)
-            .map_err(self.fail())
+        self.run(
+            sql::APPEND_AUDIT,
+            params![e.system_id, e.at, e.actor, e.action, e.detail.to_string()],
+        )
+        .map(drop)
+        .map_err(self.fail())
     }
 
     fn audit(&mut self, id: &str) -> Result<Vec<AuditEntry>> {
@@ -272,20 +277,19 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn try_lease(&mut self, id: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool> {
-        let changed = self
-            .tx
-            .execute(sql::TRY_LEASE, params![id, holder, until_ms, now_ms])
-            .map_err(self.fail())?;
+        let changed =
+            self.run(sql::TRY_LEASE, params![id, holder, until_ms, now_ms]).map_err(self.fail())?;
         Ok(changed == 1)
     }
 
     fn release_lease(&mut self, id: &str, holder: &str) -> Result<()> {
-        self.tx.execute(sql::RELEASE_LEASE, [id, holder]).map(drop).map_err(self.fail())
+        self.run(sql::RELEASE_LEASE, [id, holder]).map(drop).map_err(self.fail())
     }
 
     fn lease(&mut self, id: &str) -> Result<Option<Lease>> {
-        self.tx
-            .query_row(sql::LEASE, [id], |r| Ok(Lease { holder: r.get(0)?, until_ms: r.get(1)? }))
+        let mut query = self.tx.prepare_cached(sql::LEASE).map_err(self.fail())?;
+        query
+            .query_row([id], |r| Ok(Lease { holder: r.get(0)?, until_ms: r.get(1)? }))
             .optional()
             .map_err(self.fail())
     }
@@ -328,7 +332,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn prune_attempts(&mut self, id: &str, below: i64) -> Result<()> {
-        self.tx.execute(sql::PRUNE_ATTEMPTS, params![id, below]).map(drop).map_err(self.fail())
+        self.run(sql::PRUNE_ATTEMPTS, params![id, below]).map(drop).map_err(self.fail())
     }
 }
 

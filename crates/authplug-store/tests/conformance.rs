@@ -26,6 +26,7 @@ conformance!(
     a_ciphertext_moved_to_another_row_is_refused,
     a_tampered_byte_is_refused,
     an_older_binary_refuses_a_newer_schema,
+    a_store_of_schema_1_is_migrated_keeping_everything,
     no_secret_value_is_stored_in_clear,
     rotating_the_key_reseals_everything_and_retires_the_old_key,
     bundles_restore_into_another_store,
@@ -222,8 +223,24 @@ fn an_older_binary_refuses_a_newer_schema(kind: Kind) {
     backend.open().create(system("s", &[]), "t").unwrap();
     backend.raw("UPDATE authplug_meta SET value = '99' WHERE key = 'schema_version'");
     let error = backend.open_with(Keyring::fixed(vec![backend.key.clone()])).unwrap_err();
-    assert_eq!(error, StoreError::SchemaTooNew { found: 99, known: 1 });
+    assert_eq!(error, StoreError::SchemaTooNew { found: 99, known: 2 });
     assert!(error.to_string().contains("upgrade authplug"));
+}
+
+/// A store written by the authplug before the refresh journal (schema 1) opens, gains the
+/// journal, and keeps its systems.
+fn a_store_of_schema_1_is_migrated_keeping_everything(kind: Kind) {
+    let backend = Backend::new(kind);
+    backend.open().create(system("s", &[("api_key", "kept-value-1f2e")]), "t").unwrap();
+    backend.raw("DROP TABLE refresh_attempts");
+    backend.raw("UPDATE authplug_meta SET value = '1' WHERE key = 'schema_version'");
+    let store = backend.open();
+    assert_eq!(store.get("s").unwrap().unwrap().injected["api_key"].expose(), "kept-value-1f2e");
+    let begin = store
+        .begin_refresh("s", "holder", std::time::Duration::from_secs(5), 1, None, true)
+        .unwrap();
+    assert!(matches!(begin, authplug_store::Begin::Started { .. }), "{begin:?}");
+    assert_eq!(store.attempts("s", 5).unwrap().len(), 1);
 }
 
 fn no_secret_value_is_stored_in_clear(kind: Kind) {
