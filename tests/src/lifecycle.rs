@@ -24,6 +24,8 @@ pub struct Lab {
     pub proxy: FaultProxy,
     pub host: PluginHost,
     pub location: Location,
+    /// Where connectors' token requests go: the proxy, or the provider itself.
+    token_url: String,
     dir: tempfile::TempDir,
 }
 
@@ -38,7 +40,14 @@ impl Lab {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let location = Location::Sqlite(dir.path().join("store.sqlite3"));
-        Self::with(dir, location)
+        Self::with(dir, location, true)
+    }
+
+    /// A lab on a SQLite store whose systems talk to the provider directly (benchmarks).
+    pub fn sqlite_direct() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::Sqlite(dir.path().join("store.sqlite3"));
+        Self::with(dir, location, false)
     }
 
     /// A lab on a fresh database of the PostgreSQL server `cargo xtask test` started.
@@ -49,14 +58,17 @@ impl Lab {
         let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
         client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
         let base = admin.rsplit_once('/').unwrap().0;
-        Self::with(tempfile::tempdir().unwrap(), Location::Postgres(format!("{base}/{name}")))
+        Self::with(tempfile::tempdir().unwrap(), Location::Postgres(format!("{base}/{name}")), true)
     }
 
-    fn with(dir: tempfile::TempDir, location: Location) -> Self {
+    fn with(dir: tempfile::TempDir, location: Location, through_proxy: bool) -> Self {
         let provider = OidcProvider::start();
         let upstream = provider.issuer.trim_start_matches("http://").to_owned();
+        let proxy = FaultProxy::refresh_grants(&upstream);
+        let token_url = if through_proxy { proxy.url() } else { provider.issuer.clone() };
         let lab = Self {
-            proxy: FaultProxy::refresh_grants(&upstream),
+            proxy,
+            token_url: format!("{token_url}/token"),
             provider,
             host: PluginHost::load(&["oauth2_scheme"]),
             location,
@@ -78,7 +90,7 @@ impl Lab {
     pub fn parameters(&self) -> BTreeMap<String, serde_json::Value> {
         serde_json::from_value(serde_json::json!({
             "login_url": format!("{}/auth", self.provider.issuer),
-            "token_url": format!("{}/token", self.proxy.url()),
+            "token_url": self.token_url,
             "scopes": ["openid", "offline_access"],
         }))
         .unwrap()

@@ -390,6 +390,9 @@ fn bench(bench_args: Vec<String>) -> Result {
     command.args(&bench_args);
     command.env("AUTHPLUG_BENCH_PLUGIN", plugins.join(library_file("api-key")));
     command.env("AUTHPLUG_BENCH_PLUGIN_DIR", &plugins);
+    // The end-to-end benches run against oidc-provider with the release plugins.
+    command.env("AUTHPLUG_TEST_PLUGIN_DIR", &plugins);
+    command.env("AUTHPLUG_TEST_PEERS_DIR", peers::install_node_peers(&root())?);
     postgres.set_env(&mut command);
     let outcome = status(command);
     postgres.stop();
