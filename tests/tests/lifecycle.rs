@@ -392,3 +392,25 @@ fn refresh_due_refreshes_what_is_due_or_idle_and_signs_its_events() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("signing secret"), "{}", stderr(&output));
 }
+
+#[test]
+fn a_caller_that_goes_away_does_not_cancel_a_refresh_in_flight() {
+    let lab = Lab::sqlite();
+    let engine = lab.engine(EngineConfig::default(), Duration::from_secs(10), Events::default());
+    lab.make_due(SYSTEM);
+    // The provider takes 500 ms to answer; the caller gives up after 50 ms.
+    lab.proxy.push_faults([Fault::SlowAnswer(Duration::from_millis(500))]);
+    let gave_up = lab.host.block_on(async {
+        tokio::time::timeout(Duration::from_millis(50), engine.token(SYSTEM)).await.is_err()
+    });
+    assert!(gave_up);
+    // The refresh went on: the next caller shares it and gets the rotated token, stored.
+    let token = lab.host.block_on(engine.token(SYSTEM)).unwrap();
+    assert!(token.refreshed);
+    assert_eq!(lab.proxy.forwarded(), 1, "one refresh grant, not a second with the old token");
+    let stored = lab.store().get(SYSTEM).unwrap().unwrap();
+    assert_eq!(stored.injected, token.injected);
+    assert!(!lab.store().attempts(SYSTEM, 1).unwrap()[0].interrupted_in_flight());
+    // And the grant is alive.
+    lab.host.block_on(engine.refresh(SYSTEM)).unwrap();
+}

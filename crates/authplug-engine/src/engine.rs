@@ -26,7 +26,8 @@ pub struct Token {
     /// Unix seconds.
     pub expires_at: Option<i64>,
     pub version: i64,
-    /// Whether this call refreshed (or waited for a refresh that another caller made).
+    /// Whether the secrets were renewed during this call (by it, or by another caller it waited
+    /// for).
     pub refreshed: bool,
 }
 
@@ -99,7 +100,7 @@ impl Engine {
 
     /// The system's injected secrets, refreshed first if they are due. Secrets that are still
     /// valid are returned even when a refresh fails transiently.
-    pub async fn token(&self, id: &str) -> Result<Token, EngineError> {
+    pub async fn token(self: &Arc<Self>, id: &str) -> Result<Token, EngineError> {
         match self.single_flight(id, Want::Fresh).await {
             Err(EngineError::Unavailable { still_valid: Some(token), system, reason, .. }) => {
                 tracing::warn!(%system, %reason, "refresh failed; handing out the stored secrets, still valid");
@@ -110,7 +111,7 @@ impl Engine {
     }
 
     /// Forces a refresh, unless one that finished after this call began is shared instead.
-    pub async fn refresh(&self, id: &str) -> Result<Token, EngineError> {
+    pub async fn refresh(self: &Arc<Self>, id: &str) -> Result<Token, EngineError> {
         let seen = self.get(id).await?.summary.version;
         self.single_flight(id, Want::Newer(seen)).await
     }
@@ -227,25 +228,47 @@ impl Engine {
     }
 
     /// One caller per system at a time in this process; the others wait and then see its result.
-    async fn single_flight(&self, id: &str, want: Want) -> Result<Token, EngineError> {
-        let flight = {
-            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-            flights.entry(id.to_owned()).or_default().clone()
-        };
-        let result = {
-            let _turn = flight.lock().await;
-            self.ensure(id, want).await
-        };
-        drop(flight);
-        // Forget the entry when nobody else holds it (cloning needs this lock, so no race).
-        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-        if flights.get(id).is_some_and(|f| Arc::strong_count(f) == 1) {
-            flights.remove(id);
-        }
-        result
+    /// The work runs in its own task: a caller that goes away (a closed request) never cancels a
+    /// refresh between its request and storing its answer.
+    async fn single_flight(self: &Arc<Self>, id: &str, want: Want) -> Result<Token, EngineError> {
+        let engine = self.clone();
+        let id = id.to_owned();
+        let asked_at = now_secs();
+        tokio::spawn(async move {
+            let flight = {
+                let mut flights = engine.flights.lock().unwrap_or_else(|p| p.into_inner());
+                flights.entry(id.clone()).or_default().clone()
+            };
+            let result = {
+                // Waiting for another caller's turn: a refresh it finished counts as ours.
+                let (_turn, shared_since) = match flight.try_lock() {
+                    Ok(turn) => (turn, None),
+                    Err(_) => (flight.lock().await, Some(asked_at)),
+                };
+                engine.ensure(&id, want, shared_since).await
+            };
+            drop(flight);
+            // Forget the entry when nobody else holds it (cloning needs this lock, so no race).
+            let mut flights = engine.flights.lock().unwrap_or_else(|p| p.into_inner());
+            if flights.get(&id).is_some_and(|f| Arc::strong_count(f) == 1) {
+                flights.remove(&id);
+            }
+            result
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(EngineError::Store(authplug_store::StoreError::Database(
+                "a refresh task ended abnormally".into(),
+            )))
+        })
     }
 
-    async fn ensure(&self, id: &str, want: Want) -> Result<Token, EngineError> {
+    async fn ensure(
+        &self,
+        id: &str,
+        want: Want,
+        shared_since: Option<i64>,
+    ) -> Result<Token, EngineError> {
         let deadline = Instant::now() + self.config.wait_for_other;
         let mut stale_holder: Option<String> = None;
         let mut waited = false;
@@ -269,7 +292,10 @@ impl Engine {
                     return Ok(Token::from_record(record, true));
                 }
                 Want::Fresh if !self.is_due(summary, scheme, now) => {
-                    return Ok(Token::from_record(record, waited));
+                    let renewed = waited
+                        || shared_since
+                            .is_some_and(|at| summary.last_refresh_at.is_some_and(|t| t >= at));
+                    return Ok(Token::from_record(record, renewed));
                 }
                 _ => {}
             }

@@ -15,9 +15,13 @@ use std::time::Duration;
 
 use crate::server::{read_request, write_response, Request, Response};
 
-/// What to do with a selected request instead of forwarding it.
+/// What to do with a selected request instead of forwarding it (or, for `SlowAnswer`, on
+/// the way back).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
+    /// Forward the request, then hold the server's answer this long before relaying it (a slow
+    /// provider: the refresh token is consumed while the client waits).
+    SlowAnswer(Duration),
     /// Hold the connection without answering for this long, then close it (a hung server: the
     /// client's timeout should fire first).
     Hang(Duration),
@@ -146,17 +150,26 @@ fn handle(
     if selected {
         counters.selected.fetch_add(1, Ordering::SeqCst);
         let fault = faults.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-        if let Some(fault) = fault {
-            counters.faulted.fetch_add(1, Ordering::SeqCst);
-            return inject(stream, fault);
+        match fault {
+            Some(Fault::SlowAnswer(delay)) => {
+                counters.forwarded.fetch_add(1, Ordering::SeqCst);
+                return forward(stream, upstream, &request, &target, delay);
+            }
+            Some(fault) => {
+                counters.faulted.fetch_add(1, Ordering::SeqCst);
+                return inject(stream, fault);
+            }
+            None => {
+                counters.forwarded.fetch_add(1, Ordering::SeqCst);
+            }
         }
-        counters.forwarded.fetch_add(1, Ordering::SeqCst);
     }
-    forward(stream, upstream, &request, &target);
+    forward(stream, upstream, &request, &target, Duration::ZERO);
 }
 
 fn inject(mut stream: TcpStream, fault: Fault) {
     match fault {
+        Fault::SlowAnswer(_) => unreachable!("forwarded, not injected"),
         Fault::Hang(duration) => {
             std::thread::sleep(duration);
         }
@@ -185,8 +198,14 @@ fn inject(mut stream: TcpStream, fault: Fault) {
     }
 }
 
-/// Sends the request upstream with `Connection: close` and relays the raw answer.
-fn forward(mut client: TcpStream, upstream: &str, request: &Request, target: &str) {
+/// Sends the request upstream with `Connection: close` and relays the raw answer after `delay`.
+fn forward(
+    mut client: TcpStream,
+    upstream: &str,
+    request: &Request,
+    target: &str,
+    delay: Duration,
+) {
     let Ok(mut server) = TcpStream::connect(upstream) else {
         write_response(client, &Response::text(502, "upstream unreachable"));
         return;
@@ -204,6 +223,7 @@ fn forward(mut client: TcpStream, upstream: &str, request: &Request, target: &st
     let mut answer = Vec::new();
     let _ = server.set_read_timeout(Some(Duration::from_secs(30)));
     let _ = server.read_to_end(&mut answer);
+    std::thread::sleep(delay);
     let _ = client.write_all(&answer);
     let _ = client.flush();
 }
