@@ -17,7 +17,8 @@ fn main() {
     }
     let grants: usize =
         std::env::var("AUTHPLUG_BENCH_GRANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
-    let concurrency = 16;
+    let concurrency: usize =
+        std::env::var("AUTHPLUG_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
     let lab = Lab::sqlite_direct();
     let started = Instant::now();
     let loop_tokens: Vec<String> =
