@@ -8,9 +8,9 @@ pub struct EngineConfig {
     /// Refresh this long before expiry when the scheme declares no margin. Either margin is
     /// capped at half the credential's lifetime, so short-lived tokens are not always "due".
     pub default_margin: Duration,
-    /// How long a refresh lease lasts. It must outlast the longest refresh (the transport's
-    /// timeout, and the waits between attempts within one call), or a second instance could
-    /// start while the first is still waiting for its answer.
+    /// How long a refresh lease lasts. It is renewed at each attempt and again as the request
+    /// leaves (and a holder whose lease lapsed is refused then), so it must outlast one attempt:
+    /// the transport's timeout, with room for clock differences between hosts.
     pub lease_ttl: Duration,
     /// How long a caller waits for another instance's refresh before giving up.
     pub wait_for_other: Duration,

@@ -17,6 +17,9 @@ use crate::events::{Event, EventKind, Events};
 use crate::journal::Journal;
 use crate::{EngineConfig, EngineError, Holder};
 
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER_SECS: u64 = 3600;
+
 /// A system's injected secrets, fresh enough to use.
 #[derive(Debug, Clone)]
 pub struct Token {
@@ -49,10 +52,11 @@ impl Token {
 enum Want {
     /// Fresh secrets: refresh only if due.
     Fresh,
-    /// A refresh newer than the version the caller saw (an operator's `refresh`).
-    Newer(i64),
+    /// A refresh newer than the one the caller saw (its `last_refresh_at`): an operator's
+    /// `refresh`.
+    Newer(Option<i64>),
     /// A keep-alive refresh of an idle credential, unless someone refreshed meanwhile.
-    KeepAlive(i64),
+    KeepAlive(Option<i64>),
 }
 
 /// The credential lifecycle engine. Share it in an `Arc`.
@@ -112,7 +116,7 @@ impl Engine {
 
     /// Forces a refresh, unless one that finished after this call began is shared instead.
     pub async fn refresh(self: &Arc<Self>, id: &str) -> Result<Token, EngineError> {
-        let seen = self.get(id).await?.summary.version;
+        let seen = self.get(id).await?.summary.last_refresh_at;
         self.single_flight(id, Want::Newer(seen)).await
     }
 
@@ -165,7 +169,7 @@ impl Engine {
             if self.is_due(&summary, scheme, now) {
                 work.push((summary.id, Want::Fresh));
             } else if self.needs_keepalive(&summary, now) {
-                work.push((summary.id, Want::KeepAlive(summary.version)));
+                work.push((summary.id, Want::KeepAlive(summary.last_refresh_at)));
             }
         }
         let limit = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
@@ -234,6 +238,7 @@ impl Engine {
         let engine = self.clone();
         let id = id.to_owned();
         let asked_at = now_secs();
+        let deadline = Instant::now() + self.config.wait_for_other;
         tokio::spawn(async move {
             let flight = {
                 let mut flights = engine.flights.lock().unwrap_or_else(|p| p.into_inner());
@@ -241,11 +246,22 @@ impl Engine {
             };
             let result = {
                 // Waiting for another caller's turn: a refresh it finished counts as ours.
-                let (_turn, shared_since) = match flight.try_lock() {
-                    Ok(turn) => (turn, None),
-                    Err(_) => (flight.lock().await, Some(asked_at)),
+                let turn = match flight.try_lock() {
+                    Ok(turn) => Some((turn, None)),
+                    Err(_) => tokio::time::timeout_at(deadline.into(), flight.lock())
+                        .await
+                        .ok()
+                        .map(|turn| (turn, Some(asked_at))),
                 };
-                engine.ensure(&id, want, shared_since).await
+                match turn {
+                    Some((_turn, shared_since)) => {
+                        engine.ensure(&id, want, shared_since, deadline).await
+                    }
+                    None => Err(EngineError::Busy {
+                        system: id.clone(),
+                        holder: "another caller in this process".into(),
+                    }),
+                }
             };
             drop(flight);
             // Forget the entry when nobody else holds it (cloning needs this lock, so no race).
@@ -268,8 +284,8 @@ impl Engine {
         id: &str,
         want: Want,
         shared_since: Option<i64>,
+        deadline: Instant,
     ) -> Result<Token, EngineError> {
-        let deadline = Instant::now() + self.config.wait_for_other;
         let mut stale_holder: Option<String> = None;
         let mut waited = false;
         loop {
@@ -288,7 +304,9 @@ impl Engine {
                 })?;
             let now = now_secs();
             match want {
-                Want::Newer(seen) | Want::KeepAlive(seen) if summary.version != seen => {
+                // Renewed since the caller looked (a version that moved for a failure count does
+                // not count).
+                Want::Newer(seen) | Want::KeepAlive(seen) if summary.last_refresh_at != seen => {
                     return Ok(Token::from_record(record, true));
                 }
                 Want::Fresh if !self.is_due(summary, scheme, now) => {
@@ -329,15 +347,25 @@ impl Engine {
                 Begin::Backoff(previous) => return Err(backoff_error(record, previous)),
                 Begin::Started { attempt, previous } => {
                     let (id, holder) = (attempt.system_id.clone(), attempt.holder.clone());
-                    let result = self.run(record, scheme, attempt, previous).await;
-                    if let Err(EngineError::Store(error)) = &result {
-                        // The result could not be stored: give the lease back rather than make
-                        // everyone wait for it to lapse. The journal keeps the attempt open.
-                        tracing::error!(system = %id, %error, "refresh result not stored");
-                        let store = self.store.clone();
-                        let _ = blocking(move || Ok(store.release_lease(&id, &holder)?)).await;
+                    match self.run(record, scheme, attempt, previous).await {
+                        Ok(Some(token)) => return Ok(token),
+                        // The lease was lost between attempts: look again, from the top.
+                        Ok(None) => {
+                            waited = true;
+                            continue;
+                        }
+                        Err(error) => {
+                            // Whatever went wrong, give the lease back (a no-op if it was
+                            // released with the result) rather than make everyone wait for it
+                            // to lapse. An unstored result leaves its attempt open in the journal.
+                            if let EngineError::Store(store_error) = &error {
+                                tracing::error!(system = %id, error = %store_error, "refresh result not stored");
+                            }
+                            let store = self.store.clone();
+                            let _ = blocking(move || Ok(store.release_lease(&id, &holder)?)).await;
+                            return Err(error);
+                        }
                     }
-                    return result;
                 }
                 Begin::Moved { .. } => {
                     waited = true;
@@ -398,7 +426,7 @@ impl Engine {
         scheme: &LoadedScheme,
         first: Attempt,
         previous: Option<Attempt>,
-    ) -> Result<Token, EngineError> {
+    ) -> Result<Option<Token>, EngineError> {
         let id = record.summary.id.clone();
         let interrupted = previous.as_ref().and_then(interrupted_note);
         if let Some(note) = &interrupted {
@@ -407,7 +435,8 @@ impl Engine {
         let mut attempt = first;
         let mut number = 1u32;
         loop {
-            let journal = Arc::new(Journal::new(self.store.clone(), attempt.clone()));
+            let journal =
+                Arc::new(Journal::new(self.store.clone(), attempt.clone(), self.config.lease_ttl));
             let services = self.services.clone().with_observer(journal.clone());
             let request = RefreshRequest {
                 scheme: scheme.id().to_owned(),
@@ -436,22 +465,43 @@ impl Engine {
             });
             let retry_after = journal.retry_after();
             let answered = journal.answered_at_ms();
+            // The host scrubbed what went in; the journal scrubs what came back.
+            let outcome = match outcome {
+                Ok(RefreshOutcome::Reauthorize { reason }) => {
+                    Ok(RefreshOutcome::Reauthorize { reason: journal.scrub(reason) })
+                }
+                Ok(RefreshOutcome::Transient { reason, retry_after_secs }) => {
+                    Ok(RefreshOutcome::Transient {
+                        reason: journal.scrub(reason),
+                        retry_after_secs,
+                    })
+                }
+                Err(mut error) => {
+                    error.message = journal.scrub(error.message);
+                    Err(error)
+                }
+                renewed => renewed,
+            };
             let (reason, retry_after) = match outcome {
                 Ok(RefreshOutcome::Renewed { injected, expires_at }) => {
                     return self
                         .renewed(&record, &attempt, number, answered, injected, expires_at)
-                        .await;
+                        .await
+                        .map(Some);
                 }
                 Ok(RefreshOutcome::Reauthorize { reason }) => {
                     return self
                         .refused(&record, &attempt, number, answered, reason, interrupted)
-                        .await;
+                        .await
+                        .map(Some);
                 }
                 Ok(RefreshOutcome::Transient { reason, retry_after_secs }) => {
                     (reason, retry_after_secs.or(retry_after))
                 }
                 Err(error) if error.code == ErrorCode::Http => (error.message, retry_after),
-                Err(error) => return self.failed(&record, &attempt, number, answered, error).await,
+                Err(error) => {
+                    return self.failed(&record, &attempt, number, answered, error).await.map(Some)
+                }
             };
             let failures = record.summary.failures + i64::from(number);
             let backoff = &self.config.backoff;
@@ -460,7 +510,8 @@ impl Engine {
                 0.5 + rand::random::<f64>() / 2.0,
             );
             if let Some(seconds) = retry_after {
-                delay = delay.max(Duration::from_secs(seconds));
+                // Honoured, up to an hour: a far-future value must not park a system for days.
+                delay = delay.max(Duration::from_secs(seconds.min(MAX_RETRY_AFTER_SECS)));
             }
             let retry_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
             let again = number < backoff.attempts_per_call && delay <= backoff.max_wait_in_call;
@@ -513,10 +564,8 @@ impl Engine {
             .await?
             {
                 Begin::Started { attempt, .. } => attempt,
-                // Our lease lapsed and someone else moved on: their result is the answer.
-                Begin::Moved { .. } | Begin::Held(_) | Begin::Backoff(_) => {
-                    return Ok(Token::from_record(self.get(&id).await?, true));
-                }
+                // Our lease lapsed and someone else has it or moved on: start over.
+                Begin::Moved { .. } | Begin::Held(_) | Begin::Backoff(_) => return Ok(None),
             };
             number += 1;
         }
@@ -545,7 +594,10 @@ impl Engine {
             outcome: "renewed".into(),
             change: Some(change),
             release: true,
-            event: Some(("refreshed".into(), json!({"attempt": number, "expires_at": expires_at}))),
+            event: Some((
+                "refreshed".into(),
+                json!({"attempt": number, "expires_at": expires_at, "recovered": recovering}),
+            )),
             ..Finish::default()
         };
         let version = self.finish(attempt, finish).await?.unwrap_or(attempt.from_version + 1);
@@ -645,8 +697,9 @@ impl Engine {
         answered: Option<i64>,
         error: CallError,
     ) -> Result<Token, EngineError> {
-        let failures = record.summary.failures + 1;
-        let delay = self.config.backoff.delay(u32::try_from(failures).unwrap_or(u32::MAX), 1.0);
+        let failures = record.summary.failures + i64::from(number);
+        let jitter = 0.5 + rand::random::<f64>() / 2.0;
+        let delay = self.config.backoff.delay(u32::try_from(failures).unwrap_or(u32::MAX), jitter);
         let retry_at = now_ms() + delay.as_millis() as i64;
         let finish = Finish {
             answered_at_ms: answered,
@@ -675,12 +728,31 @@ impl Engine {
         Err(EngineError::Scheme { system: record.summary.id.clone(), error })
     }
 
-    /// Ends an attempt in the store; the system's new version if it changed.
+    /// Ends an attempt in the store; the system's new version if it changed. A store error is
+    /// retried a few times within a second or two: the result (perhaps a rotated refresh token
+    /// that exists nowhere else) is only in memory until this succeeds.
     async fn finish(&self, attempt: &Attempt, finish: Finish) -> Result<Option<i64>, EngineError> {
-        let store = self.store.clone();
-        let attempt = attempt.clone();
-        let actor = self.config.actor.clone();
-        blocking(move || Ok(store.finish_refresh(&attempt, &finish, &actor)?)).await
+        let finish = Arc::new(finish);
+        let mut wait = Duration::from_millis(50);
+        let mut tries_left = 5;
+        loop {
+            let store = self.store.clone();
+            let (owned, shared) = (attempt.clone(), finish.clone());
+            let actor = self.config.actor.clone();
+            let result = blocking(move || Ok(store.finish_refresh(&owned, &shared, &actor)?)).await;
+            tries_left -= 1;
+            match result {
+                Err(EngineError::Store(error))
+                    if tries_left > 0
+                        && !matches!(error, authplug_store::StoreError::VersionConflict { .. }) =>
+                {
+                    tracing::warn!(system = %attempt.system_id, %error, "storing a refresh result failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                other => return other,
+            }
+        }
     }
 }
 

@@ -1,50 +1,96 @@
-//! Who holds a refresh lease: `host/pid/nonce#n`. The engine can tell that a holder on its own
-//! host is dead (its process is gone) and take its lease at once instead of waiting for it to
-//! lapse; holders on other hosts are trusted until their lease expires.
+//! Who holds a refresh lease: `host/pid/scope/nonce#n`. `scope` names the boot and the PID
+//! namespace the process runs in, and `nonce` the process itself (one per process, whatever the
+//! number of engines in it). The engine tells that a holder is dead, and takes its lease at once
+//! instead of waiting for it to lapse, only when it can see that holder's process table: same
+//! host, same boot, same PID namespace, and a nonce that is not its own process's. Containers
+//! that share a hostname but not a PID namespace, or replicas that are all PID 1, are never
+//! judged dead; their leases lapse.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 /// This process's identity as a lease holder.
 #[derive(Debug)]
 pub struct Holder {
+    identity: &'static Identity,
+    next: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Identity {
     host: String,
     pid: u32,
-    base: String,
-    next: AtomicU64,
+    /// Boot id and PID namespace, hashed short; empty where /proc does not say.
+    scope: String,
+    nonce: String,
+}
+
+fn identity() -> &'static Identity {
+    static IDENTITY: OnceLock<Identity> = OnceLock::new();
+    IDENTITY.get_or_init(|| {
+        let clean = |text: String| text.trim().replace(['/', '#'], "_");
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(clean)
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown-host".into());
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let pid_ns = std::fs::read_link("/proc/self/ns/pid")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let scope = if boot.is_empty() || pid_ns.is_empty() {
+            String::new()
+        } else {
+            clean(format!(
+                "{}{}",
+                boot.trim().get(..8).unwrap_or(""),
+                pid_ns.trim_start_matches("pid:")
+            ))
+        };
+        Identity {
+            host,
+            pid: std::process::id(),
+            scope,
+            nonce: format!("{:08x}", rand::random::<u32>()),
+        }
+    })
 }
 
 impl Holder {
     pub fn new() -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .map(|h| h.trim().replace(['/', '#'], "_"))
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unknown-host".into());
-        let pid = std::process::id();
-        let nonce: u32 = rand::random();
-        let base = format!("{host}/{pid}/{nonce:08x}");
-        Self { host, pid, base, next: AtomicU64::new(1) }
+        Self { identity: identity(), next: AtomicU64::new(1) }
     }
 
-    /// A fresh holder name for one refresh, so two refreshes in this process never share a lease.
+    /// A fresh holder name for one refresh, so two refreshes never share a lease.
     pub fn next(&self) -> String {
-        format!("{}#{}", self.base, self.next.fetch_add(1, Ordering::Relaxed))
+        let id = self.identity;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // The engine's address tells two engines of one process apart.
+        format!(
+            "{}/{}/{}/{}#{:x}.{n}",
+            id.host, id.pid, id.scope, id.nonce, self as *const _ as usize
+        )
     }
 
-    /// Whether `other` is a holder on this host whose process no longer runs (or is a zombie).
+    /// Whether `other` is a holder whose process is visibly gone: same host, boot and PID
+    /// namespace, and its pid absent (or a zombie), or its pid ours but from another process.
     pub fn is_dead(&self, other: &str) -> bool {
-        let mut parts = other.splitn(3, '/');
-        let (Some(host), Some(pid), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        let id = self.identity;
+        let mut parts = other.splitn(4, '/');
+        let (Some(host), Some(pid), Some(scope), Some(rest)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return false;
         };
         let Ok(pid) = pid.parse::<u32>() else { return false };
-        if host != self.host || !std::path::Path::new("/proc/self").exists() {
+        if host != id.host || scope != id.scope || id.scope.is_empty() {
             return false;
         }
-        if pid == self.pid {
-            // Our own pid: ours unless the nonce differs (a dead process whose pid we reuse).
-            return !rest.starts_with(self.base.rsplit('/').next().unwrap_or(""));
+        if pid == id.pid {
+            // Our own pid: a live holder if the nonce is ours (this process), else a dead
+            // process whose pid we now have.
+            return !rest.starts_with(&format!("{}#", id.nonce));
         }
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => true,
@@ -68,18 +114,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_holder_knows_live_and_dead_processes_on_its_host() {
+    fn a_holder_knows_live_and_dead_processes_in_its_namespace() {
         let holder = Holder::new();
         let mine = holder.next();
         assert_ne!(mine, holder.next(), "each refresh has its own name");
         assert!(!holder.is_dead(&mine));
+        assert!(!Holder::new().is_dead(&mine), "another engine of this process is alive");
+        let id = identity();
+        if id.scope.is_empty() {
+            return; // no /proc here: nothing is ever judged dead
+        }
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        let host = &holder.host;
-        assert!(holder.is_dead(&format!("{host}/{pid}/0000#1")), "an exited process");
-        assert!(holder.is_dead(&format!("{host}/{}/ffffffff#1", holder.pid)), "a reused pid");
-        assert!(!holder.is_dead(&format!("other-host/{pid}/0000#1")), "another host's");
+        let (host, scope) = (&id.host, &id.scope);
+        assert!(holder.is_dead(&format!("{host}/{pid}/{scope}/0000#1.1")), "an exited process");
+        assert!(holder.is_dead(&format!("{host}/{}/{scope}/ffffffff#1.1", id.pid)), "a reused pid");
+        assert!(!holder.is_dead(&format!("other-host/{pid}/{scope}/0000#1.1")), "another host's");
+        assert!(
+            !holder.is_dead(&format!("{host}/{pid}/another-namespace/0000#1.1")),
+            "a process in another PID namespace is not visible, so not judged"
+        );
         assert!(!holder.is_dead("garbage"));
     }
 }

@@ -12,25 +12,38 @@ use authplug_store::{Attempt, Store};
 pub(crate) struct Journal {
     store: Arc<Store>,
     attempt: Attempt,
+    /// The lease is renewed for this long as the request leaves.
+    lease_ttl: std::time::Duration,
     sent: AtomicBool,
     retry_after: Mutex<Option<u64>>,
     answered_at_ms: AtomicI64,
+    /// Token-like values the provider sent back, scrubbed from anything the scheme says about
+    /// the attempt (the host scrubs only what went in).
+    received: Mutex<Vec<String>>,
 }
 
 impl Journal {
-    pub(crate) fn new(store: Arc<Store>, attempt: Attempt) -> Self {
+    pub(crate) fn new(store: Arc<Store>, attempt: Attempt, lease_ttl: std::time::Duration) -> Self {
         Self {
             store,
             attempt,
+            lease_ttl,
             sent: AtomicBool::new(false),
             retry_after: Mutex::new(None),
             answered_at_ms: AtomicI64::new(0),
+            received: Mutex::new(Vec::new()),
         }
     }
 
     /// When the last answer (or transport failure) came back, Unix milliseconds.
     pub(crate) fn answered_at_ms(&self) -> Option<i64> {
         Some(self.answered_at_ms.load(Ordering::SeqCst)).filter(|at| *at > 0)
+    }
+
+    /// `text` without any token-like value the provider sent during this attempt.
+    pub(crate) fn scrub(&self, text: String) -> String {
+        let received = self.received.lock().unwrap_or_else(|p| p.into_inner());
+        received.iter().fold(text, |text, value| text.replace(value.as_str(), "[redacted]"))
     }
 
     /// The provider's last `Retry-After` (429 or 503), in seconds.
@@ -47,15 +60,33 @@ impl HttpObserver for Journal {
         if self.sent.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        self.store.mark_sent(&self.attempt).map_err(|e| {
+        // Refused unless the lease is still this attempt's: a holder whose lease lapsed while
+        // it prepared the request must not send a refresh token another holder may be using.
+        self.store.mark_sent(&self.attempt, self.lease_ttl).map_err(|e| {
             self.sent.store(false, Ordering::SeqCst);
-            format!("not sent: the refresh could not be journaled first ({e})")
+            format!("not sent: the refresh could not be journaled under its lease first ({e})")
         })
     }
 
     fn answered(&self, response: &Result<HttpResponse, ErrorBody>) {
         self.answered_at_ms.store(authplug_store::now_ms(), Ordering::SeqCst);
         let Ok(response) = response else { return };
+        if let Ok(serde_json::Value::Object(fields)) =
+            serde_json::from_slice::<serde_json::Value>(&response.body)
+        {
+            let mut received = self.received.lock().unwrap_or_else(|p| p.into_inner());
+            for (name, value) in fields {
+                match value {
+                    serde_json::Value::String(value)
+                        if value.len() >= 8
+                            && ["token", "ticket", "secret"].iter().any(|k| name.contains(k)) =>
+                    {
+                        received.push(value)
+                    }
+                    _ => {}
+                }
+            }
+        }
         if response.status != 429 && response.status != 503 {
             return;
         }
@@ -81,6 +112,35 @@ pub(crate) fn parse_retry_after(value: &str, now: i64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_the_provider_sent_are_scrubbed_from_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = authplug_store::Location::Sqlite(dir.path().join("s.sqlite3"));
+        let keys =
+            authplug_store::Keyring::fixed(vec![authplug_store::MasterKey::generate().unwrap()]);
+        let store = Arc::new(Store::open(&location, keys).unwrap());
+        let attempt = Attempt {
+            id: 1,
+            system_id: "s".into(),
+            holder: "h".into(),
+            from_version: 1,
+            started_at_ms: 0,
+            sent_at_ms: None,
+            answered_at_ms: None,
+            finished_at_ms: None,
+            outcome: None,
+            detail: None,
+            retry_at_ms: None,
+        };
+        let journal = Journal::new(store, attempt, std::time::Duration::from_secs(1));
+        let body = br#"{"access_token":"at-new-123456","token_type":"Bearer","expires_in":"x"}"#;
+        journal.answered(&Ok(HttpResponse { status: 200, headers: vec![], body: body.to_vec() }));
+        assert_eq!(
+            journal.scrub("cannot parse at-new-123456 here".into()),
+            "cannot parse [redacted] here"
+        );
+    }
 
     #[test]
     fn retry_after_takes_seconds_and_http_dates() {

@@ -106,14 +106,6 @@ impl Store {
         let now = now_ms();
         let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2));
         self.tx(true, |tx| {
-            let previous = tx.attempts(id, 1)?.into_iter().next();
-            if let Some(previous) = &previous {
-                let waiting = previous.finished_at_ms.is_some()
-                    && previous.retry_at_ms.is_some_and(|at| at > now);
-                if respect_backoff && waiting && previous.holder != holder {
-                    return Ok(Begin::Backoff(previous.clone()));
-                }
-            }
             if let Some(stale) = stale_holder {
                 tx.release_lease(id, stale)?;
             }
@@ -122,12 +114,21 @@ impl Store {
                 return Ok(Begin::Held(lease));
             }
             // Read under the lease (PostgreSQL: after the upsert waited for any holder that was
-            // committing), so a result stored just before is seen.
+            // committing), so a result stored just before, and its attempt, are seen.
             let version =
                 tx.system(id)?.ok_or_else(|| crate::StoreError::NotFound(id.to_owned()))?.version;
             if version != from_version {
                 tx.release_lease(id, holder)?;
                 return Ok(Begin::Moved { version });
+            }
+            let previous = tx.attempts(id, 1)?.into_iter().next();
+            if let Some(previous) = &previous {
+                let waiting = previous.finished_at_ms.is_some()
+                    && previous.retry_at_ms.is_some_and(|at| at > now);
+                if respect_backoff && waiting && previous.holder != holder {
+                    tx.release_lease(id, holder)?;
+                    return Ok(Begin::Backoff(previous.clone()));
+                }
             }
             let attempt = tx.insert_attempt(id, holder, from_version, now)?;
             let attempt = Attempt {
@@ -147,10 +148,27 @@ impl Store {
         })
     }
 
-    /// Records, durably, that the attempt's request is leaving now. Idempotent.
-    pub fn mark_sent(&self, attempt: &Attempt) -> Result<()> {
+    /// Records, durably, that the attempt's request is leaving now, and renews the lease for
+    /// `ttl`. Refuses (and records nothing) unless the lease is still the attempt's and the
+    /// system is still at its `from_version`: a holder whose lease lapsed must not send.
+    pub fn mark_sent(&self, attempt: &Attempt, ttl: Duration) -> Result<()> {
         let now = now_ms();
-        self.tx(true, |tx| tx.mark_sent(attempt.id, now))
+        let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2));
+        let id = attempt.system_id.as_str();
+        self.tx(true, |tx| {
+            let ours =
+                tx.lease(id)?.is_some_and(|l| l.holder == attempt.holder && l.until_ms >= now);
+            let version = tx.system(id)?.map(|r| r.version);
+            if !ours || version != Some(attempt.from_version) {
+                return Err(crate::StoreError::VersionConflict {
+                    id: id.to_owned(),
+                    expected: attempt.from_version,
+                    actual: version.unwrap_or(-1),
+                });
+            }
+            tx.try_lease(id, &attempt.holder, now, until)?;
+            tx.mark_sent(attempt.id, now)
+        })
     }
 
     /// Ends an attempt: stores its change (compare-and-set at `from_version`), marks it
@@ -258,7 +276,7 @@ mod tests {
             assert_eq!(lease.holder, "a");
             Begin::Held(lease)
         });
-        store.mark_sent(&attempt).unwrap();
+        store.mark_sent(&attempt, ttl).unwrap();
         let journaled = &store.attempts("crm", 5).unwrap()[0];
         assert!(journaled.interrupted_in_flight(), "{journaled:?}");
 
@@ -293,6 +311,19 @@ mod tests {
             "an attempt never starts from an old version"
         );
         assert_eq!(store.latest_attempts().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_holder_whose_lease_lapsed_may_not_send() {
+        let (_dir, store) = store();
+        let ttl = Duration::from_secs(30);
+        let attempt = started(store.begin_refresh("crm", "a", ttl, 1, None, true).unwrap());
+        // "a"'s lease is gone (lapsed, or taken as a dead holder's) and "b" has it.
+        store.release_lease("crm", "a").unwrap();
+        started(store.begin_refresh("crm", "b", Duration::from_secs(30), 1, None, true).unwrap());
+        let error = store.mark_sent(&attempt, Duration::from_secs(30)).unwrap_err();
+        assert!(matches!(error, crate::StoreError::VersionConflict { .. }), "{error}");
+        assert_eq!(store.attempts("crm", 2).unwrap()[1].sent_at_ms, None, "nothing recorded");
     }
 
     #[test]

@@ -590,6 +590,18 @@ impl Store {
 
     fn rekey(&self, id: &str, target: &str) -> Result<()> {
         self.tx(true, |tx| {
+            // Lock the system row first (a same-version write), so a concurrent refresh that
+            // stores new secrets either commits before these are read or waits until the rekey
+            // commits; re-sealing never writes an older value over a newer one (PostgreSQL runs
+            // writes under READ COMMITTED; SQLite's write transactions are serial anyway).
+            let Some(row) = tx.system(id)? else { return Ok(()) };
+            if !tx.update_system(&row, row.version)? {
+                return Err(StoreError::VersionConflict {
+                    id: id.to_owned(),
+                    expected: row.version,
+                    actual: tx.system(id)?.map(|r| r.version).unwrap_or(-1),
+                });
+            }
             let mut moved = 0;
             for row in tx.secrets(id)? {
                 if row.sealed.key_id == target {
