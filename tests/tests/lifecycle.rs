@@ -391,6 +391,15 @@ fn refresh_due_refreshes_what_is_due_or_idle_and_signs_its_events() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("signing secret"), "{}", stderr(&output));
+    let output = lab
+        .command()
+        .args(["refresh", SYSTEM])
+        .env("AUTHPLUG_WEBHOOK_URL", "hooks.example.test/authplug")
+        .env("AUTHPLUG_WEBHOOK_SECRET", "cli-whsec")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--webhook-url must be"), "{}", stderr(&output));
 }
 
 #[test]

@@ -68,6 +68,13 @@ fn engine(
 
 fn webhook(args: &EngineArgs) -> Result<Option<Webhook>, Failure> {
     let Some(url) = &args.webhook_url else { return Ok(None) };
+    let host = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    if host.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
+        return Err(Failure::new(
+            Code::BadInput,
+            "--webhook-url must be an http:// or https:// URL with a host",
+        ));
+    }
     let secret = match (&args.webhook_secret_file, std::env::var("AUTHPLUG_WEBHOOK_SECRET")) {
         (Some(path), _) => {
             std::fs::read_to_string(path).map(|text| text.trim().to_owned()).map_err(|e| {
