@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use authplug_host::{
-    CallError, HostServices, LoadOptions, LoadedScheme, Registry, Transport, TransportConfig,
+    HostServices, LoadOptions, LoadedScheme, Registry, Transport, TransportConfig,
 };
 
 use authplug_protocol::Secret;
@@ -87,13 +87,22 @@ pub fn secrets(pairs: &[(&str, &str)]) -> BTreeMap<String, Secret> {
     pairs.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect()
 }
 
+/// A SQLite store in a fresh temporary folder, sealed by a generated key (keep the folder).
+pub fn temp_store() -> (tempfile::TempDir, authplug_store::Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let location = authplug_store::Location::Sqlite(dir.path().join("store.sqlite3"));
+    let keys = authplug_store::Keyring::fixed(vec![authplug_store::MasterKey::generate().unwrap()]);
+    let store = authplug_store::Store::open(&location, keys).unwrap();
+    (dir, store)
+}
+
 /// Connector parameters from a JSON object.
 pub fn parameters(value: serde_json::Value) -> BTreeMap<String, serde_json::Value> {
     serde_json::from_value(value).unwrap()
 }
 
 /// Asserts that neither the error's text nor its `Debug` quotes any of `values`.
-pub fn no_secret_in(error: &CallError, values: &[&str]) {
+pub fn no_secret_in(error: &(impl std::fmt::Display + std::fmt::Debug), values: &[&str]) {
     let text = format!("{error} {error:?}");
     for value in values {
         assert!(!text.contains(value), "{value} leaked: {text}");

@@ -34,10 +34,7 @@ fn the_engine_renews_a_tripletex_session_before_its_date() {
     else {
         panic!("one step");
     };
-    let dir = tempfile::tempdir().unwrap();
-    let location = authplug_store::Location::Sqlite(dir.path().join("store.sqlite3"));
-    let keys = authplug_store::Keyring::fixed(vec![authplug_store::MasterKey::generate().unwrap()]);
-    let store = authplug_store::Store::open(&location, keys).unwrap();
+    let (_dir, store) = tests::host::temp_store();
     store
         .create(
             authplug_store::NewSystem {

@@ -11,7 +11,6 @@ use authplug_protocol::{ErrorCode, RefreshOutcome, RefreshRequest, Secret};
 use authplug_store::{
     now_ms, now_secs, Attempt, Begin, Change, Finish, State, Store, SystemRecord, SystemSummary,
 };
-use serde_json::json;
 
 use crate::events::{Event, EventKind, Events};
 use crate::journal::Journal;
@@ -96,10 +95,6 @@ impl Engine {
 
     pub fn events(&self) -> &Events {
         &self.events
-    }
-
-    pub fn config(&self) -> &EngineConfig {
-        &self.config
     }
 
     /// The system's injected secrets, refreshed first if they are due. Secrets that are still
@@ -402,10 +397,11 @@ impl Engine {
             tokio::time::sleep(self.config.poll + jitter).await;
             let store = self.store.clone();
             let id_owned = id.to_owned();
+            // The version and the lease only: no secret is decrypted while polling.
             let (current, lease) = blocking(move || {
-                let record =
-                    store.get(&id_owned)?.ok_or(EngineError::NotFound(id_owned.clone()))?;
-                Ok((record.summary.version, store.lease(&id_owned)?))
+                let version =
+                    store.version(&id_owned)?.ok_or(EngineError::NotFound(id_owned.clone()))?;
+                Ok((version, store.lease(&id_owned)?))
             })
             .await?;
             let free = match &lease {
@@ -466,22 +462,7 @@ impl Engine {
             let retry_after = journal.retry_after();
             let answered = journal.answered_at_ms();
             // The host scrubbed what went in; the journal scrubs what came back.
-            let outcome = match outcome {
-                Ok(RefreshOutcome::Reauthorize { reason }) => {
-                    Ok(RefreshOutcome::Reauthorize { reason: journal.scrub(reason) })
-                }
-                Ok(RefreshOutcome::Transient { reason, retry_after_secs }) => {
-                    Ok(RefreshOutcome::Transient {
-                        reason: journal.scrub(reason),
-                        retry_after_secs,
-                    })
-                }
-                Err(mut error) => {
-                    error.message = journal.scrub(error.message);
-                    Err(error)
-                }
-                renewed => renewed,
-            };
+            let outcome = journal.scrub_outcome(outcome);
             let (reason, retry_after) = match outcome {
                 Ok(RefreshOutcome::Renewed { injected, expires_at }) => {
                     return self
@@ -505,18 +486,14 @@ impl Engine {
             };
             let failures = record.summary.failures + i64::from(number);
             let backoff = &self.config.backoff;
-            let mut delay = backoff.delay(
-                u32::try_from(failures).unwrap_or(u32::MAX),
-                0.5 + rand::random::<f64>() / 2.0,
-            );
+            let mut delay = backoff.next_delay(failures);
             if let Some(seconds) = retry_after {
                 // Honoured, up to an hour: a far-future value must not park a system for days.
                 delay = delay.max(Duration::from_secs(seconds.min(MAX_RETRY_AFTER_SECS)));
             }
             let retry_at = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
             let again = number < backoff.attempts_per_call && delay <= backoff.max_wait_in_call;
-            let mut event = Event::new(EventKind::RefreshFailed, &id, scheme.id(), &attempt.holder);
-            event.attempt = Some(number);
+            let mut event = attempt_event(EventKind::RefreshFailed, &record, &attempt, number);
             event.reason = Some(reason.clone());
             event.retry_in_ms = Some(delay.as_millis() as u64);
             event.retry_after_secs = retry_after;
@@ -531,11 +508,7 @@ impl Engine {
                 // that tells waiting instances to look again).
                 change: (!again).then(|| Change { failures: Some(failures), ..Change::default() }),
                 release: !again,
-                event: Some((
-                    "refresh_failed".into(),
-                    json!({"attempt": number, "reason": reason, "retry_in_ms": event.retry_in_ms,
-                           "retry_after_secs": retry_after}),
-                )),
+                event: Some(event.audit_line()),
             };
             let stored = self.finish(&attempt, finish).await?;
             self.events.emit(event);
@@ -589,37 +562,31 @@ impl Engine {
             failures: Some(0),
             ..Change::default()
         };
+        let mut event = attempt_event(EventKind::Refreshed, record, attempt, number);
+        event.expires_at = expires_at;
+        event.failures = 0;
+        let recovered = recovering.then(|| {
+            let mut recovered = attempt_event(EventKind::Recovered, record, attempt, number);
+            recovered.expires_at = expires_at;
+            recovered.reason =
+                Some(format!("refreshed after {} failed attempts", record.summary.failures));
+            recovered
+        });
         let finish = Finish {
             answered_at_ms: answered,
             outcome: "renewed".into(),
             change: Some(change),
             release: true,
-            event: Some((
-                "refreshed".into(),
-                json!({"attempt": number, "expires_at": expires_at, "recovered": recovering}),
-            )),
+            event: Some({
+                let (action, mut detail) = event.audit_line();
+                detail["recovered"] = recovering.into();
+                (action, detail)
+            }),
             ..Finish::default()
         };
         let version = self.finish(attempt, finish).await?.unwrap_or(attempt.from_version + 1);
-        let mut event = Event::new(
-            EventKind::Refreshed,
-            &record.summary.id,
-            &record.summary.scheme,
-            &attempt.holder,
-        );
-        event.attempt = Some(number);
-        event.expires_at = expires_at;
-        self.events.emit(event.clone());
-        if recovering {
-            let mut recovered = Event::new(
-                EventKind::Recovered,
-                &record.summary.id,
-                &record.summary.scheme,
-                &attempt.holder,
-            );
-            recovered.expires_at = expires_at;
-            recovered.reason =
-                Some(format!("refreshed after {} failed attempts", record.summary.failures));
+        self.events.emit(event);
+        if let Some(recovered) = recovered {
             self.events.emit(recovered);
         }
         Ok(Token {
@@ -660,6 +627,9 @@ impl Engine {
             None => reason,
         };
         let failures = record.summary.failures + 1;
+        let mut event = attempt_event(EventKind::NeedsReauth, record, attempt, number);
+        event.reason = Some(reason.clone());
+        event.failures = failures;
         let finish = Finish {
             answered_at_ms: answered,
             outcome: "reauthorize".into(),
@@ -670,19 +640,10 @@ impl Engine {
                 ..Change::default()
             }),
             release: true,
-            event: Some(("needs_reauth".into(), json!({"attempt": number, "reason": reason}))),
+            event: Some(event.audit_line()),
             ..Finish::default()
         };
         self.finish(attempt, finish).await?;
-        let mut event = Event::new(
-            EventKind::NeedsReauth,
-            &record.summary.id,
-            &record.summary.scheme,
-            &attempt.holder,
-        );
-        event.attempt = Some(number);
-        event.reason = Some(reason.clone());
-        event.failures = failures;
         self.events.emit(event);
         Err(EngineError::NeedsReauth { system: record.summary.id.clone(), reason })
     }
@@ -698,9 +659,12 @@ impl Engine {
         error: CallError,
     ) -> Result<Token, EngineError> {
         let failures = record.summary.failures + i64::from(number);
-        let jitter = 0.5 + rand::random::<f64>() / 2.0;
-        let delay = self.config.backoff.delay(u32::try_from(failures).unwrap_or(u32::MAX), jitter);
+        let delay = self.config.backoff.next_delay(failures);
         let retry_at = now_ms() + delay.as_millis() as i64;
+        let mut event = attempt_event(EventKind::RefreshFailed, record, attempt, number);
+        event.reason = Some(error.to_string());
+        event.retry_in_ms = Some(delay.as_millis() as u64);
+        event.failures = failures;
         let finish = Finish {
             answered_at_ms: answered,
             outcome: "failed".into(),
@@ -708,22 +672,9 @@ impl Engine {
             retry_at_ms: Some(retry_at),
             change: Some(Change { failures: Some(failures), ..Change::default() }),
             release: true,
-            event: Some((
-                "refresh_failed".into(),
-                json!({"attempt": number, "reason": error.to_string()}),
-            )),
+            event: Some(event.audit_line()),
         };
         self.finish(attempt, finish).await?;
-        let mut event = Event::new(
-            EventKind::RefreshFailed,
-            &record.summary.id,
-            &record.summary.scheme,
-            &attempt.holder,
-        );
-        event.attempt = Some(number);
-        event.reason = Some(error.to_string());
-        event.retry_in_ms = Some(delay.as_millis() as u64);
-        event.failures = failures;
         self.events.emit(event);
         Err(EngineError::Scheme { system: record.summary.id.clone(), error })
     }
@@ -754,6 +705,14 @@ impl Engine {
             }
         }
     }
+}
+
+/// An event about one attempt of a refresh call.
+fn attempt_event(kind: EventKind, record: &SystemRecord, attempt: &Attempt, number: u32) -> Event {
+    let mut event = Event::new(kind, &record.summary.id, &record.summary.scheme, &attempt.holder);
+    event.attempt = Some(number);
+    event.failures = record.summary.failures;
+    event
 }
 
 /// A note for the operator when the previous attempt died in flight.

@@ -86,6 +86,13 @@ impl Event {
     }
 }
 
+impl Event {
+    /// The event as an audit line `(action, detail)`, written with the transition it reports.
+    pub(crate) fn audit_line(&self) -> (String, serde_json::Value) {
+        (self.kind.as_str().to_owned(), serde_json::to_value(self).expect("events serialise"))
+    }
+}
+
 /// Where events go: the log, an optional webhook, and in-process listeners.
 #[derive(Debug, Default)]
 pub struct Events {

@@ -4,8 +4,8 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use authplug_host::HttpObserver;
-use authplug_protocol::{ErrorBody, HttpRequest, HttpResponse};
+use authplug_host::{CallError, HttpObserver};
+use authplug_protocol::{ErrorBody, HttpRequest, HttpResponse, RefreshOutcome, Secret};
 use authplug_store::{Attempt, Store};
 
 #[derive(Debug)]
@@ -19,7 +19,7 @@ pub(crate) struct Journal {
     answered_at_ms: AtomicI64,
     /// Token-like values the provider sent back, scrubbed from anything the scheme says about
     /// the attempt (the host scrubs only what went in).
-    received: Mutex<Vec<String>>,
+    received: Mutex<Vec<Secret>>,
 }
 
 impl Journal {
@@ -43,7 +43,27 @@ impl Journal {
     /// `text` without any token-like value the provider sent during this attempt.
     pub(crate) fn scrub(&self, text: String) -> String {
         let received = self.received.lock().unwrap_or_else(|p| p.into_inner());
-        received.iter().fold(text, |text, value| text.replace(value.as_str(), "[redacted]"))
+        received.iter().fold(text, |text, value| text.replace(value.expose(), "[redacted]"))
+    }
+
+    /// The scheme's answer with every reason and message scrubbed by [`Journal::scrub`].
+    pub(crate) fn scrub_outcome(
+        &self,
+        outcome: Result<RefreshOutcome, CallError>,
+    ) -> Result<RefreshOutcome, CallError> {
+        match outcome {
+            Ok(RefreshOutcome::Reauthorize { reason }) => {
+                Ok(RefreshOutcome::Reauthorize { reason: self.scrub(reason) })
+            }
+            Ok(RefreshOutcome::Transient { reason, retry_after_secs }) => {
+                Ok(RefreshOutcome::Transient { reason: self.scrub(reason), retry_after_secs })
+            }
+            Err(mut error) => {
+                error.message = self.scrub(error.message);
+                Err(error)
+            }
+            renewed => renewed,
+        }
     }
 
     /// The provider's last `Retry-After` (429 or 503), in seconds.
@@ -81,7 +101,7 @@ impl HttpObserver for Journal {
                         if value.len() >= 8
                             && ["token", "ticket", "secret"].iter().any(|k| name.contains(k)) =>
                     {
-                        received.push(value)
+                        received.push(Secret::new(value))
                     }
                     _ => {}
                 }
@@ -120,19 +140,7 @@ mod tests {
         let keys =
             authplug_store::Keyring::fixed(vec![authplug_store::MasterKey::generate().unwrap()]);
         let store = Arc::new(Store::open(&location, keys).unwrap());
-        let attempt = Attempt {
-            id: 1,
-            system_id: "s".into(),
-            holder: "h".into(),
-            from_version: 1,
-            started_at_ms: 0,
-            sent_at_ms: None,
-            answered_at_ms: None,
-            finished_at_ms: None,
-            outcome: None,
-            detail: None,
-            retry_at_ms: None,
-        };
+        let attempt = Attempt::started(1, "s", "h", 1, 0);
         let journal = Journal::new(store, attempt, std::time::Duration::from_secs(1));
         let body = br#"{"access_token":"at-new-123456","token_type":"Bearer","expires_in":"x"}"#;
         journal.answered(&Ok(HttpResponse { status: 200, headers: vec![], body: body.to_vec() }));

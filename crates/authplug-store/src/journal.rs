@@ -45,6 +45,29 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// A new attempt as journaled when it starts: nothing sent, nothing finished.
+    pub fn started(
+        id: i64,
+        system_id: &str,
+        holder: &str,
+        from_version: i64,
+        started_at_ms: i64,
+    ) -> Self {
+        Self {
+            id,
+            system_id: system_id.to_owned(),
+            holder: holder.to_owned(),
+            from_version,
+            started_at_ms,
+            sent_at_ms: None,
+            answered_at_ms: None,
+            finished_at_ms: None,
+            outcome: None,
+            detail: None,
+            retry_at_ms: None,
+        }
+    }
+
     /// The request left and no result was ever recorded: whoever made it died (or lost the
     /// store) while the provider may already have rotated the refresh token.
     pub fn interrupted_in_flight(&self) -> bool {
@@ -131,19 +154,7 @@ impl Store {
                 }
             }
             let attempt = tx.insert_attempt(id, holder, from_version, now)?;
-            let attempt = Attempt {
-                id: attempt,
-                system_id: id.to_owned(),
-                holder: holder.to_owned(),
-                from_version,
-                started_at_ms: now,
-                sent_at_ms: None,
-                answered_at_ms: None,
-                finished_at_ms: None,
-                outcome: None,
-                detail: None,
-                retry_at_ms: None,
-            };
+            let attempt = Attempt::started(attempt, id, holder, from_version, now);
             Ok(Begin::Started { attempt, previous })
         })
     }

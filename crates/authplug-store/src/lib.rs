@@ -461,6 +461,11 @@ impl Store {
         found.map(|(row, secrets)| self.record(row, secrets)).transpose()
     }
 
+    /// The system's version, or `None`: a cheap read for callers that wait for a change.
+    pub fn version(&self, id: &str) -> Result<Option<i64>> {
+        self.tx(false, |tx| Ok(tx.system(id)?.map(|row| row.version)))
+    }
+
     /// Metadata of every system, by id; no value is decrypted.
     pub fn list(&self) -> Result<Vec<SystemSummary>> {
         let rows = self.tx(false, |tx| {
