@@ -1,8 +1,18 @@
 //! The SQLite backend: one file, WAL journal, `synchronous=FULL`, and immediate transactions for
 //! writes, so that several processes on one machine can share it without lost updates.
+//!
+//! Transactions of concurrent callers in one process are committed as a group: the caller that
+//! finds the connection free opens a transaction, every caller that queued behind it runs its
+//! body in that transaction under its own savepoint, and the last one in the queue commits for
+//! all. One fsync then makes a whole batch durable, instead of one fsync per caller in turn,
+//! which is what bounded the refresh engine (three journaled writes per refresh). Nobody is told
+//! "done" before the commit that holds their writes has returned, and a body that fails is rolled
+//! back to its savepoint without touching the others.
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
@@ -14,7 +24,28 @@ use crate::{
 };
 
 pub(crate) struct SqliteBackend {
-    connection: Mutex<Connection>,
+    state: Mutex<Group>,
+    /// Signalled whenever a batch has been committed or rolled back.
+    settled: Condvar,
+    /// Callers waiting for `state`: while there are some, the open batch stays open for them.
+    queued: AtomicUsize,
+    path: PathBuf,
+}
+
+/// At most this many callers share one commit, so a steady stream of callers cannot keep a
+/// batch (and its earliest members) waiting forever.
+const MAX_BATCH: usize = 64;
+
+/// The connection and the batch bookkeeping, behind one mutex.
+struct Group {
+    connection: Connection,
+    /// The batch whose transaction is open, and how many callers it holds.
+    open: Option<(u64, usize)>,
+    next_batch: u64,
+    /// The newest batch that has settled (committed or rolled back); batches settle in order.
+    settled: u64,
+    /// Batches whose commit failed: the error, and how many members have yet to read it.
+    failed: HashMap<u64, (StoreError, usize)>,
 }
 
 fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -61,7 +92,18 @@ impl SqliteBackend {
             StoreError::Database(m) => StoreError::Database(m),
             other => other,
         })?;
-        Ok(Self { connection: Mutex::new(connection) })
+        Ok(Self {
+            state: Mutex::new(Group {
+                connection,
+                open: None,
+                next_batch: 1,
+                settled: 0,
+                failed: HashMap::new(),
+            }),
+            settled: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            path: path.to_owned(),
+        })
     }
 }
 
@@ -100,19 +142,149 @@ impl Backend for SqliteBackend {
         write: bool,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
-        let mut connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
-        let path = connection.path().map(std::path::PathBuf::from).unwrap_or_default();
-        let behavior =
-            if write { TransactionBehavior::Immediate } else { TransactionBehavior::Deferred };
-        let tx = connection.transaction_with_behavior(behavior).map_err(|e| classify(&path, e))?;
-        let mut wrapped = SqliteTx { tx: &tx, path: &path };
-        body(&mut wrapped)?;
-        tx.commit().map_err(|e| classify(&path, e))
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let mut group = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        let path = self.path.as_path();
+        if group.open.is_none() {
+            if !write && self.queued.load(Ordering::SeqCst) == 0 {
+                // A lone reader needs no batch: a deferred transaction of its own.
+                return read_alone(&mut group.connection, path, body);
+            }
+            group.connection.execute_batch("BEGIN IMMEDIATE").map_err(|e| classify(path, e))?;
+            let batch = group.next_batch;
+            group.next_batch += 1;
+            group.open = Some((batch, 0));
+        }
+        let (batch, members) = group.open.as_mut().expect("a batch is open");
+        *members += 1;
+        let batch = *batch;
+
+        let outcome = run_in_savepoint(&group.connection, path, body);
+        if group.connection.is_autocommit() {
+            // SQLite rolled the whole transaction back (a full disk, an I/O error): the batch is
+            // lost for every member, whose writes must not be reported as done.
+            let error = match &outcome {
+                Ok(Err(e)) => e.clone(),
+                _ => StoreError::Database(format!("{}: transaction rolled back", path.display())),
+            };
+            self.settle(&mut group, batch, Err(error));
+        } else {
+            let members = group.open.map_or(0, |(_, n)| n);
+            if self.queued.load(Ordering::SeqCst) == 0 || members >= MAX_BATCH {
+                let committed = group.connection.execute_batch("COMMIT");
+                let result = committed.map_err(|e| classify(path, e));
+                if result.is_err() {
+                    // A failed COMMIT may leave the transaction open; nothing of it may stay.
+                    let _ = group.connection.execute_batch("ROLLBACK");
+                }
+                self.settle(&mut group, batch, result);
+            }
+        }
+        let own = match outcome {
+            Ok(own) => own,
+            Err(panic) => {
+                self.forget(&mut group, batch);
+                drop(group);
+                std::panic::resume_unwind(panic)
+            }
+        };
+        if let Err(error) = own {
+            // This body's writes were rolled back to its savepoint: nothing to wait for.
+            self.forget(&mut group, batch);
+            return Err(error);
+        }
+        while group.settled < batch {
+            group = self.settled.wait(group).unwrap_or_else(|p| p.into_inner());
+        }
+        match group.failed.get_mut(&batch) {
+            None => Ok(()),
+            Some((error, readers)) => {
+                let error = error.clone();
+                *readers -= 1;
+                if *readers == 0 {
+                    group.failed.remove(&batch);
+                }
+                Err(error)
+            }
+        }
     }
 }
 
+impl SqliteBackend {
+    /// Records how `batch` ended and wakes its members.
+    fn settle(&self, group: &mut MutexGuard<'_, Group>, batch: u64, result: Result<()>) {
+        let members = group.open.take().map_or(0, |(_, n)| n);
+        if let Err(error) = result {
+            group.failed.insert(batch, (error, members));
+        }
+        group.settled = batch;
+        self.settled.notify_all();
+    }
+
+    /// A member that will not wait for its batch's outcome (its own body failed).
+    fn forget(&self, group: &mut MutexGuard<'_, Group>, batch: u64) {
+        if let Some((open, members)) = group.open.as_mut() {
+            if *open == batch {
+                *members -= 1;
+                return;
+            }
+        }
+        if let Some((_, readers)) = group.failed.get_mut(&batch) {
+            *readers -= 1;
+            if *readers == 0 {
+                group.failed.remove(&batch);
+            }
+        }
+    }
+}
+
+/// A read with no batch open: its own deferred transaction, committed at once.
+fn read_alone(
+    connection: &mut Connection,
+    path: &Path,
+    body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+) -> Result<()> {
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Deferred)
+        .map_err(|e| classify(path, e))?;
+    body(&mut SqliteTx { tx: &tx, path })?;
+    tx.commit().map_err(|e| classify(path, e))
+}
+
+type Panic = Box<dyn std::any::Any + Send>;
+
+/// Runs `body` under a savepoint of the open transaction: released when it succeeds, rolled
+/// back when it fails or panics (the panic is handed back, to be resumed once the batch is
+/// settled, so that the other members are not left waiting).
+fn run_in_savepoint(
+    connection: &Connection,
+    path: &Path,
+    body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+) -> std::result::Result<Result<()>, Panic> {
+    if let Err(e) = connection.execute_batch("SAVEPOINT member") {
+        return Ok(Err(classify(path, e)));
+    }
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        body(&mut SqliteTx { tx: connection, path })
+    }));
+    let end = match &outcome {
+        Ok(Ok(())) => "RELEASE member",
+        _ => "ROLLBACK TO member; RELEASE member",
+    };
+    if !connection.is_autocommit() {
+        if let Err(e) = connection.execute_batch(end) {
+            // The savepoint's fate is unknown: give up the whole transaction rather than commit
+            // writes whose caller was told they failed.
+            let _ = connection.execute_batch("ROLLBACK");
+            return Ok(Err(classify(path, e)));
+        }
+    }
+    outcome
+}
+
 struct SqliteTx<'a> {
-    tx: &'a rusqlite::Transaction<'a>,
+    tx: &'a Connection,
     path: &'a Path,
 }
 

@@ -31,7 +31,66 @@ conformance!(
     rotating_the_key_reseals_everything_and_retires_the_old_key,
     bundles_restore_into_another_store,
     a_running_instance_follows_a_rotation_made_by_another,
+    concurrent_callers_in_one_process_each_get_their_own_outcome,
 );
+
+/// Eight threads at once (SQLite groups their commits): every creation of a fresh id and every
+/// compare-and-set that won is kept, and every duplicate id or lost race fails alone, without
+/// taking the writes it shared a commit with down with it.
+fn concurrent_callers_in_one_process_each_get_their_own_outcome(kind: Kind) {
+    const THREADS: usize = 8;
+    const EACH: usize = 25;
+    let backend = Backend::new(kind);
+    let store = backend.open();
+    store.create(system("shared", &[("counter", "0")]), "test").unwrap();
+    let outcomes: Vec<(usize, usize, usize)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let store = &store;
+                scope.spawn(move || {
+                    let (mut created, mut duplicates, mut increments) = (0, 0, 0);
+                    for i in 0..EACH {
+                        // Thread t creates its own ids and retries thread t-1's: one wins.
+                        for owner in [t, (t + THREADS - 1) % THREADS] {
+                            match store.create(system(&format!("s-{owner}-{i}"), &[]), "test") {
+                                Ok(_) => created += 1,
+                                Err(StoreError::Exists(_)) => duplicates += 1,
+                                Err(other) => panic!("{other}"),
+                            }
+                        }
+                        loop {
+                            let record = store.get("shared").unwrap().unwrap();
+                            let next =
+                                exposed(&record.injected)["counter"].parse::<usize>().unwrap() + 1;
+                            let change = Change {
+                                injected: Some(secrets(&[("counter", &next.to_string())])),
+                                ..Change::default()
+                            };
+                            match store.update("shared", record.summary.version, change, "test") {
+                                Ok(_) => break increments += 1,
+                                Err(StoreError::VersionConflict { .. }) => continue,
+                                Err(other) => panic!("{other}"),
+                            }
+                        }
+                    }
+                    (created, duplicates, increments)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let created: usize = outcomes.iter().map(|o| o.0).sum();
+    let duplicates: usize = outcomes.iter().map(|o| o.1).sum();
+    let increments: usize = outcomes.iter().map(|o| o.2).sum();
+    assert_eq!((created, duplicates), (THREADS * EACH, THREADS * EACH));
+    assert_eq!(increments, THREADS * EACH);
+    drop(store);
+    let store = backend.open();
+    assert_eq!(store.list().unwrap().len(), 1 + THREADS * EACH, "every creation is durable");
+    let shared = store.get("shared").unwrap().unwrap();
+    assert_eq!(exposed(&shared.injected)["counter"], (THREADS * EACH).to_string());
+    assert_eq!(shared.summary.version, 1 + (THREADS * EACH) as i64, "no update lost or doubled");
+}
 
 fn created_systems_read_back_with_their_secrets(kind: Kind) {
     let backend = Backend::new(kind);

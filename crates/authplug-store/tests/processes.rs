@@ -25,29 +25,18 @@ fn child_process() {
     match role.as_str() {
         // Increments the counter of system `s` `AUTHPLUG_STORE_COUNT` times (forever if unset) by
         // compare-and-set, printing `commit: <version> <counter>` after each commit.
+        // With AUTHPLUG_STORE_THREADS, that many threads do so at once (their commits are then
+        // grouped), each `AUTHPLUG_STORE_COUNT` times.
         "increment" => {
             let count: Option<u64> =
                 std::env::var("AUTHPLUG_STORE_COUNT").ok().map(|c| c.parse().unwrap());
-            let mut done = 0;
-            while count.is_none_or(|c| done < c) {
-                let record = store.get("s").unwrap().unwrap();
-                let next: u64 = record.injected["counter"].expose().parse::<u64>().unwrap() + 1;
-                let change = Change {
-                    injected: Some(secrets(&[
-                        ("counter", &next.to_string()),
-                        ("token", &format!("token-{next}")),
-                    ])),
-                    ..Change::default()
-                };
-                match store.update("s", record.summary.version, change, "child") {
-                    Ok(updated) => {
-                        println!("commit: {} {next}", updated.summary.version);
-                        done += 1;
-                    }
-                    Err(StoreError::VersionConflict { .. }) => continue,
-                    Err(other) => panic!("{other}"),
+            let threads: usize =
+                std::env::var("AUTHPLUG_STORE_THREADS").map_or(1, |t| t.parse().unwrap());
+            std::thread::scope(|scope| {
+                for _ in 0..threads {
+                    scope.spawn(|| increment(&store, count));
                 }
-            }
+            });
         }
         "rotate" => {
             let rotation =
@@ -58,13 +47,43 @@ fn child_process() {
     }
 }
 
-fn child(backend: &Backend, key_file: &Path, role: &str, count: Option<u64>) -> Child {
+fn increment(store: &Store, count: Option<u64>) {
+    let mut done = 0;
+    while count.is_none_or(|c| done < c) {
+        let record = store.get("s").unwrap().unwrap();
+        let next: u64 = record.injected["counter"].expose().parse::<u64>().unwrap() + 1;
+        let change = Change {
+            injected: Some(secrets(&[
+                ("counter", &next.to_string()),
+                ("token", &format!("token-{next}")),
+            ])),
+            ..Change::default()
+        };
+        match store.update("s", record.summary.version, change, "child") {
+            Ok(updated) => {
+                println!("commit: {} {next}", updated.summary.version);
+                done += 1;
+            }
+            Err(StoreError::VersionConflict { .. }) => continue,
+            Err(other) => panic!("{other}"),
+        }
+    }
+}
+
+fn child(
+    backend: &Backend,
+    key_file: &Path,
+    role: &str,
+    count: Option<u64>,
+    threads: usize,
+) -> Child {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args(["child_process", "--exact", "--nocapture", "--test-threads=1"])
         .env(ROLE, role)
         .env("AUTHPLUG_STORE_LOCATION", backend.location_text())
         .env("AUTHPLUG_STORE_KEY_FILE", key_file)
+        .env("AUTHPLUG_STORE_THREADS", threads.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if let Some(count) = count {
@@ -98,8 +117,8 @@ fn two_processes_lose_no_update(kind: Kind) {
     const EACH: u64 = 1000;
     let (backend, key_file, store) = setup(kind);
     let children = [
-        child(&backend, &key_file, "increment", Some(EACH)),
-        child(&backend, &key_file, "increment", Some(EACH)),
+        child(&backend, &key_file, "increment", Some(EACH), 1),
+        child(&backend, &key_file, "increment", Some(EACH), 1),
     ];
     let mut all = Vec::new();
     for mut process in children {
@@ -124,7 +143,8 @@ fn two_processes_lose_no_update(kind: Kind) {
 fn killed_writers_lose_nothing_committed(kind: Kind) {
     let (backend, key_file, _store) = setup(kind);
     for round in 0..50 {
-        let mut process = child(&backend, &key_file, "increment", None);
+        // Four writer threads, so that commits are grouped when the kill lands.
+        let mut process = child(&backend, &key_file, "increment", None, 4);
         let mut reader = BufReader::new(process.stdout.take().unwrap());
         let mut lines = Vec::new();
         // Synchronise on the first commit, then kill at a random moment of the writing.
@@ -167,7 +187,7 @@ fn killed_rotations_lose_nothing(kind: Kind) {
     drop(store);
     let mut interrupted = 0;
     for round in 0..50 {
-        let mut process = child(&backend, &key_file, "rotate", None);
+        let mut process = child(&backend, &key_file, "rotate", None, 1);
         std::thread::sleep(Duration::from_millis(support::random_below(60)));
         process.kill().unwrap();
         process.wait().unwrap();
