@@ -3,12 +3,19 @@
 // Minimal oidc-provider (panva) peer on 127.0.0.1 with auto-approving interactions.
 // node op.mjs [port]
 import Provider from 'oidc-provider';
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
+import LRU from 'oidc-provider/lib/helpers/lru.js';
 
 const PORT = Number(process.argv[2] || 3000);
 const ISSUER = `http://127.0.0.1:${PORT}`;
 const API = 'https://api.example.test'; // resource indicator: an identifier only, never contacted
+// authplug addition: OIDC_STORE_SIZE enlarges the built-in memory adapter's LRU (1000 objects,
+// about 150 grants) so that a benchmark can hold 10,000 live grants. Same adapter code otherwise.
+const STORE_SIZE = Number(process.env.OIDC_STORE_SIZE || 0);
+const storage = STORE_SIZE > 0 ? new LRU({ maxSize: STORE_SIZE }) : undefined;
 
 const provider = new Provider(ISSUER, {
+  ...(storage ? { adapter: (model) => new MemoryAdapter(model, storage) } : {}),
   clients: [
     { // confidential web client (HubSpot/Zoho-like): code + PKCE + refresh + client_credentials
       client_id: 'app', client_secret: 'app-secret',

@@ -40,14 +40,17 @@ impl Lab {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let location = Location::Sqlite(dir.path().join("store.sqlite3"));
-        Self::with(dir, location, true)
+        Self::with(dir, location, true, None, None)
     }
 
-    /// A lab on a SQLite store whose systems talk to the provider directly (benchmarks).
-    pub fn sqlite_direct() -> Self {
+    /// A lab for benchmarks: a SQLite store whose systems talk to the provider directly, and a
+    /// provider with room for `grants` live grants, on `provider_cpus` if given.
+    pub fn bench(grants: usize, provider_cpus: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let location = Location::Sqlite(dir.path().join("store.sqlite3"));
-        Self::with(dir, location, false)
+        // A grant, its session, code, interaction and every refresh token it was given: 20 objects
+        // each leaves room for several rotations.
+        Self::with(dir, location, false, Some(20 * grants + 1000), provider_cpus)
     }
 
     /// A lab on a fresh database of the PostgreSQL server `cargo xtask test` started.
@@ -58,11 +61,18 @@ impl Lab {
         let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
         client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
         let base = admin.rsplit_once('/').unwrap().0;
-        Self::with(tempfile::tempdir().unwrap(), Location::Postgres(format!("{base}/{name}")), true)
+        let location = Location::Postgres(format!("{base}/{name}"));
+        Self::with(tempfile::tempdir().unwrap(), location, true, None, None)
     }
 
-    fn with(dir: tempfile::TempDir, location: Location, through_proxy: bool) -> Self {
-        let provider = OidcProvider::start();
+    fn with(
+        dir: tempfile::TempDir,
+        location: Location,
+        through_proxy: bool,
+        objects: Option<usize>,
+        provider_cpus: Option<&str>,
+    ) -> Self {
+        let provider = OidcProvider::start_with(objects, provider_cpus);
         let upstream = provider.issuer.trim_start_matches("http://").to_owned();
         let proxy = FaultProxy::refresh_grants(&upstream);
         let token_url = if through_proxy { proxy.url() } else { provider.issuer.clone() };

@@ -17,12 +17,31 @@ pub struct OidcProvider {
 impl OidcProvider {
     /// Starts the peer on a free port and waits for its `ready` line.
     pub fn start() -> Self {
+        Self::start_with(None, None)
+    }
+
+    /// Starts the peer with room for `objects` grants, tokens and sessions in its memory adapter
+    /// (its default holds 1000, about 150 grants), and if `cpus` is given (a `taskset` list) on
+    /// those CPUs only: for benchmarks over thousands of grants that must not share CPUs with
+    /// the client, as a real provider would not.
+    pub fn start_with(objects: Option<usize>, cpus: Option<&str>) -> Self {
         let dir =
             std::path::PathBuf::from(std::env::var_os("AUTHPLUG_TEST_PEERS_DIR").expect(
                 "AUTHPLUG_TEST_PEERS_DIR is not set: run the tests with `cargo xtask test`",
             ));
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut child = Command::new("node")
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut pinned = Command::new("taskset");
+                pinned.args(["-c", cpus, "node"]);
+                pinned
+            }
+            None => Command::new("node"),
+        };
+        if let Some(objects) = objects {
+            command.env("OIDC_STORE_SIZE", objects.to_string());
+        }
+        let mut child = command
             .arg("oidc-provider.mjs")
             .arg(port.to_string())
             .current_dir(&dir)
@@ -39,6 +58,11 @@ impl OidcProvider {
             }
         }
         Self { child, issuer: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// The server's process id (for benchmarks that read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The connector manifest's `oauth2` block for this server.
