@@ -112,6 +112,30 @@ pub struct EngineArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check connector folders against their schemes, like a compiler: every `$SECRET(x)` must
+    /// be injected by the scheme or declared (`extra_secrets`, `use_webhook_secret`,
+    /// `requires_service_api_access`); every `$ENV(x)` and `{{@ x @}}` declared in
+    /// `additional_parameters`, a datatype's `parameters`, or provided by the platform; every
+    /// manifest field the scheme needs present.
+    ///
+    /// Findings are printed as `file:line:column: error|warning: message`. Exit code 0 when no
+    /// error was found (warnings allowed unless --deny-warnings), 2 otherwise: use it in CI.
+    ///
+    /// Example: authplug check connectors/*
+    #[command(verbatim_doc_comment)]
+    Check {
+        /// Connector folders (each holding a manifest.json and templates/).
+        #[arg(value_name = "CONNECTOR_DIR", required = true)]
+        connectors: Vec<PathBuf>,
+
+        /// Print JSON: {"connectors": [{"connector", "scheme", "findings": [...]}], "errors", "warnings"}.
+        #[arg(long)]
+        json: bool,
+
+        /// Fail (exit code 2) on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
     /// Print a system's injected secrets, refreshed first if they are due: for scripts.
     ///
     /// Text output is NAME=value lines; --secret prints one value alone; --json an object.

@@ -1,6 +1,7 @@
 //! `authplug`: the command line of the authplug runtime.
 
 mod cli;
+mod connector;
 mod exit;
 mod lifecycle;
 mod plugins;
@@ -51,6 +52,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             schemes::show(&registry, id, *json)
         }
         Command::Docs { output, schemes } => schemes::docs(&registry, output.as_deref(), schemes),
+        Command::Check { connectors, json, deny_warnings } => {
+            connector::check(&registry, connectors, *json, *deny_warnings)
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::cli::PluginArgs;
 use crate::exit::{Code, Failure};
 
 /// Prints refusals as warnings on stderr; called before any listing.
-fn warn_refusals(registry: &Registry) {
+pub fn warn_refusals(registry: &Registry) {
     for refusal in registry.refusals() {
         eprintln!("warning: {refusal}");
     }

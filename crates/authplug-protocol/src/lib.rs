@@ -95,6 +95,48 @@ pub struct SchemeDescriptor {
     /// How the credentials are kept valid. Since 1.2.
     #[serde(default)]
     pub refresh: RefreshPolicy,
+    /// The connector manifest fields the scheme reads (`authplug check` reports the ones a
+    /// connector lacks). Since 1.3.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifest_fields: Vec<ManifestField>,
+}
+
+/// A field of the connector manifest that a scheme reads, e.g. `oauth2.token_url`. Since 1.3.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestField {
+    /// The dotted path in `manifest.json`, e.g. `oauth2.token_url`.
+    pub path: String,
+    pub description: String,
+    /// The scheme cannot work without it: a connector lacking it fails `authplug check`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub required: bool,
+    /// What the scheme uses when the field is absent, in words (`authCode`, or "the
+    /// environment's /login/.well-known/jwks"): a connector lacking it gets a warning, since
+    /// other tools may not share the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+impl ManifestField {
+    /// A field the scheme cannot work without.
+    pub fn required(path: &str, description: &str) -> Self {
+        Self { path: path.into(), description: description.into(), required: true, default: None }
+    }
+
+    /// A field the scheme reads if present and otherwise does without.
+    pub fn optional(path: &str, description: &str) -> Self {
+        Self { path: path.into(), description: description.into(), required: false, default: None }
+    }
+
+    /// A field with a documented default used when it is absent.
+    pub fn defaulted(path: &str, description: &str, default: &str) -> Self {
+        Self {
+            path: path.into(),
+            description: description.into(),
+            required: false,
+            default: Some(default.into()),
+        }
+    }
 }
 
 /// One `(auth, auth_variant)` pair of a connector manifest.

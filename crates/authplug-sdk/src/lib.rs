@@ -27,8 +27,8 @@ pub mod oauth;
 pub use authplug_protocol as protocol;
 pub use authplug_protocol::{
     ApplyRequest, ApplyResponse, AuthPair, ErrorBody, ErrorCode, HttpRequest, HttpResponse,
-    InjectedSecret, OnboardRequest, OnboardStep, RefreshOutcome, RefreshPolicy, RefreshRequest,
-    RequiredSecret, Resume, SchemeDescriptor, Secret, Source, ValueType,
+    InjectedSecret, ManifestField, OnboardRequest, OnboardStep, RefreshOutcome, RefreshPolicy,
+    RefreshRequest, RequiredSecret, Resume, SchemeDescriptor, Secret, Source, ValueType,
 };
 pub use host::{Host, HostCall, HostHttp, HostHttpError};
 /// The `oauth2` crate the SDK's [`HostHttp`] implements `SyncHttpClient` for: use this one, so the
@@ -139,7 +139,7 @@ pub mod prelude {
     pub use crate::required_secret;
     pub use crate::{
         ApplyRequest, ApplyResponse, AuthPair, Error, ErrorCode, Host, InjectedSecret,
-        OnboardRequest, OnboardStep, RefreshOutcome, RefreshPolicy, RefreshRequest, RequiredSecret,
-        Resume, Scheme, SchemeDescriptor, Secret, Source, ValueType,
+        ManifestField, OnboardRequest, OnboardStep, RefreshOutcome, RefreshPolicy, RefreshRequest,
+        RequiredSecret, Resume, Scheme, SchemeDescriptor, Secret, Source, ValueType,
     };
 }

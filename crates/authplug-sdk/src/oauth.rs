@@ -26,7 +26,7 @@ use oauth2::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, ErrorCode, Host, OnboardStep, RefreshOutcome, Resume, Secret};
+use crate::{Error, ErrorCode, Host, ManifestField, OnboardStep, RefreshOutcome, Resume, Secret};
 
 /// A token endpoint's answer, with the provider's extra fields `EF`
 /// ([`oauth2::EmptyExtraTokenFields`] when there are none).
@@ -88,6 +88,24 @@ type FlowClient<EF> = oauth2::Client<
 
 fn invalid(message: String) -> Error {
     Error::new(ErrorCode::InvalidInput, message)
+}
+
+/// The manifest's `oauth2` block as [`AuthCodeFlow::from_parameters`] reads it, for scheme
+/// descriptors (`authplug check` holds connectors to it).
+pub fn manifest_fields() -> Vec<ManifestField> {
+    vec![
+        ManifestField::required("oauth2.login_url", "The provider's authorization endpoint."),
+        ManifestField::required("oauth2.token_url", "The provider's token endpoint."),
+        ManifestField::optional("oauth2.scopes", "The scopes asked for at consent."),
+        ManifestField::optional(
+            "oauth2.optional_scopes",
+            "Scopes asked for too, which the user may decline.",
+        ),
+        ManifestField::optional(
+            "oauth2.client_auth",
+            "How the client authenticates at the token endpoint: `basic` (the default) or `form`.",
+        ),
+    ]
 }
 
 impl AuthCodeFlow {

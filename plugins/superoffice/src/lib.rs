@@ -87,6 +87,15 @@ impl Scheme for SuperOffice {
                 "A full connector example with custom Superoffice authentication could be found in `Superoffice connector's playground branch <https://github.com/sesam-io/superoffice-connector/tree/playground>`__ in the `Manifest <https://github.com/sesam-io/superoffice-connector/blob/playground/manifest.json>`__ and `System <https://github.com/sesam-io/superoffice-connector/blob/playground/templates/system.json>`__.".into(),
             ],
             refresh: RefreshPolicy { renews: true, margin_secs: Some(1800) },
+            manifest_fields: [
+                oauth::manifest_fields(),
+                vec![ManifestField::defaulted(
+                    "oauth2.jwks_uri",
+                    "Where the id_token's signing keys are published (the classic tool required it).",
+                    "the SuperOffice environment's /login/.well-known/jwks",
+                )],
+            ]
+            .concat(),
             ..SchemeDescriptor::default()
         }
     }

@@ -1,0 +1,18 @@
+//! Connector folders as the integration platform knows them: a `manifest.json` naming the
+//! authentication scheme and the templates, and `templates/*.json` that reference secrets
+//! (`$SECRET(name)`, `secret('name')`), environment variables (`$ENV(name)`) and expansion-time
+//! variables (`{{@ name @}}`). See `shared/spec/sesam-connectors.md`.
+//!
+//! This crate reads folders and judges them; it knows nothing of plugins or stores. The schemes
+//! it checks against are plain [`SchemeDescriptor`](authplug_protocol::SchemeDescriptor)s, as
+//! the host's registry has them.
+
+mod check;
+mod error;
+mod manifest;
+mod template;
+
+pub use check::{check, Finding, Report, Severity, PLATFORM_VARIABLES};
+pub use error::ConnectorError;
+pub use manifest::{Connector, Datatype, Manifest};
+pub use template::{scan, Reference, ReferenceKind};

@@ -1,0 +1,266 @@
+//! `manifest.json`: every field the format documents, typed, and every other field kept as it
+//! was (real manifests carry fields no document names).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ConnectorError;
+use crate::template::{scan, Reference};
+
+/// A connector's `manifest.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// `oauth2` or `api_key`; absent for connectors of public APIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    /// Refines `auth`: `superoffice-ticket`, `jwt`, `tripletex`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_variant: Option<String>,
+    /// `login_url`, `token_url`, `scopes`, ... for OAuth2 schemes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<serde_json::Map<String, Value>>,
+    /// `login_url`, `jwt_header_key`, `refresh_url` for the JWT scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<serde_json::Map<String, Value>>,
+    /// The system template's path. The manifests spell it `system-template`, the documentation
+    /// `system_template`: both are read.
+    #[serde(
+        default,
+        rename = "system-template",
+        alias = "system_template",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub system_template: Option<String>,
+    #[serde(default)]
+    pub datatypes: BTreeMap<String, Datatype>,
+    /// Keys that become environment variables (`$ENV(key)`) when the templates are expanded.
+    #[serde(default)]
+    pub additional_parameters: BTreeMap<String, Value>,
+    /// The connector expects a secret `webhook_secret`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_webhook_secret: bool,
+    /// The connector expects a secret `service_jwt` and an environment variable `service_url`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requires_service_api_access: bool,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// authplug's extension: secrets the user supplies beyond what the scheme injects, by name,
+    /// each `{"description": ...}` (e.g. PowerOffice Go's `application_key`). Other tools ignore
+    /// it like any unknown field.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_secrets: BTreeMap<String, Value>,
+    /// Every field not named above, kept as it was.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+/// One entry of `datatypes`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Datatype {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Variables of this datatype's template expansion.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_frequency: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_interval: Option<Value>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+/// A connector folder, read.
+#[derive(Debug, Clone)]
+pub struct Connector {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// The manifest as JSON, for dotted-path lookups (`oauth2.token_url`).
+    pub raw: Value,
+    text: String,
+}
+
+/// The file name of a connector's manifest.
+pub const MANIFEST: &str = "manifest.json";
+
+impl Connector {
+    /// Reads `dir/manifest.json`. Malformed JSON and fields of the wrong type are named with
+    /// their line and column.
+    pub fn load(dir: &Path) -> Result<Self, ConnectorError> {
+        let path = dir.join(MANIFEST);
+        let text = std::fs::read_to_string(&path).map_err(|e| ConnectorError::Unreadable {
+            path: path.clone(),
+            reason: if e.kind() == std::io::ErrorKind::NotFound {
+                "not found: a connector folder holds a manifest.json".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+        Self::parse(dir, text)
+    }
+
+    /// Reads a manifest given as text, for a connector in `dir`.
+    pub fn parse(dir: &Path, text: String) -> Result<Self, ConnectorError> {
+        let path = dir.join(MANIFEST);
+        let malformed = |e: serde_json::Error| ConnectorError::Malformed {
+            path: path.clone(),
+            line: e.line(),
+            column: e.column(),
+            reason: describe(&e),
+        };
+        let raw: Value = serde_json::from_str(&text).map_err(malformed)?;
+        if !raw.is_object() {
+            return Err(ConnectorError::Malformed {
+                path,
+                line: 1,
+                column: 1,
+                reason: "a manifest is a JSON object".into(),
+            });
+        }
+        let manifest: Manifest = serde_json::from_str(&text).map_err(malformed)?;
+        Ok(Self { dir: dir.to_owned(), manifest, raw, text })
+    }
+
+    /// The connector's name: its folder's name.
+    pub fn name(&self) -> String {
+        let name = self.dir.canonicalize().ok().and_then(|d| d.file_name().map(|n| n.to_owned()));
+        name.or_else(|| self.dir.file_name().map(|n| n.to_owned()))
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The value at a dotted path of the manifest (`oauth2.token_url`), if present.
+    pub fn field(&self, path: &str) -> Option<&Value> {
+        path.split('.').try_fold(&self.raw, |value, key| value.get(key))
+    }
+
+    /// Where a dotted path's key is written in `manifest.json` (line, column), or for a missing
+    /// one, the nearest enclosing key that is there; `(1, 1)` at worst.
+    pub fn locate(&self, path: &str) -> (usize, usize) {
+        let mut from = 0;
+        let mut found = (1, 1);
+        'keys: for key in path.split('.') {
+            let needle = format!("\"{key}\"");
+            // The first occurrence written as a key (followed by `:`), not as a value.
+            let mut search = from;
+            while let Some(at) = self.text[search..].find(&needle).map(|i| i + search) {
+                search = at + needle.len();
+                if self.text[search..].trim_start().starts_with(':') {
+                    found = line_column(&self.text, at);
+                    from = search;
+                    continue 'keys;
+                }
+            }
+            break;
+        }
+        found
+    }
+
+    /// The templates the platform expands: the system template (datatype `None`) and each
+    /// datatype's, as `(datatype, path relative to the folder)`.
+    pub fn templates(&self) -> Vec<(Option<&str>, &str)> {
+        let system = self.manifest.system_template.as_deref().map(|t| (None, t));
+        let datatypes = self
+            .manifest
+            .datatypes
+            .iter()
+            .filter_map(|(name, d)| d.template.as_deref().map(|t| (Some(name.as_str()), t)));
+        system.into_iter().chain(datatypes).collect()
+    }
+
+    /// Reads a template and lists its references.
+    pub fn references(&self, template: &str) -> Result<Vec<Reference>, ConnectorError> {
+        let path = self.dir.join(template);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ConnectorError::Unreadable { path, reason: e.to_string() })?;
+        Ok(scan(&text))
+    }
+
+    /// The scheme parameters the manifest gives: the entries of its `oauth2` and `jwt` blocks.
+    pub fn scheme_parameters(&self) -> BTreeMap<String, Value> {
+        let blocks = [&self.manifest.oauth2, &self.manifest.jwt];
+        blocks.into_iter().flatten().flatten().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// serde's message without its trailing " at line L column C" (the place is said once, in front).
+fn describe(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Connector, ConnectorError> {
+        Connector::parse(Path::new("conn"), text.to_owned())
+    }
+
+    #[test]
+    fn documented_fields_are_typed_and_unknown_ones_kept() {
+        let connector = parse(
+            r#"{"auth": "oauth2", "oauth2": {"token_url": "https://t"}, "system_template": "templates/system.json",
+                "datatypes": {"a": {"template": "templates/a.json", "parameters": {"p": 1}, "color": "red"}},
+                "future_field": [1, 2]}"#,
+        )
+        .unwrap();
+        let manifest = &connector.manifest;
+        assert_eq!(manifest.auth.as_deref(), Some("oauth2"));
+        assert_eq!(manifest.system_template.as_deref(), Some("templates/system.json"));
+        assert_eq!(manifest.other["future_field"], serde_json::json!([1, 2]));
+        assert_eq!(manifest.datatypes["a"].other["color"], "red");
+        assert_eq!(connector.field("oauth2.token_url"), Some(&Value::from("https://t")));
+        assert_eq!(connector.field("oauth2.login_url"), None);
+        // Written back, nothing is lost and the manifest's own spelling is used.
+        let written = serde_json::to_value(manifest).unwrap();
+        assert_eq!(written["future_field"], serde_json::json!([1, 2]));
+        assert_eq!(written["system-template"], "templates/system.json");
+    }
+
+    #[test]
+    fn malformed_json_is_named_with_its_place() {
+        let error = parse("{\n  \"auth\": \"oauth2\",\n  \"datatypes\": {,}\n}").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "conn/manifest.json:3:17: key must be a string",
+            "the file, line and column of the fault, once"
+        );
+        let error = parse("{\"datatypes\": []}").unwrap_err();
+        assert!(error.to_string().starts_with("conn/manifest.json:1:"), "{error}");
+        assert!(error.to_string().contains("invalid type"), "{error}");
+        assert!(parse("[1]").unwrap_err().to_string().contains("a manifest is a JSON object"));
+    }
+
+    #[test]
+    fn keys_are_located_or_their_nearest_parent() {
+        let connector = parse(
+            "{\n  \"auth_variant\": \"jwt\",\n  \"jwt\": {\n    \"login_url\": \"x\"\n  }\n}",
+        )
+        .unwrap();
+        assert_eq!(connector.locate("jwt.login_url"), (4, 5));
+        assert_eq!(connector.locate("jwt.jwt_header_key"), (3, 3));
+        assert_eq!(connector.locate("oauth2.token_url"), (1, 1));
+    }
+}
