@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod desk;
 pub mod host;
 pub mod lifecycle;
 pub mod oidc;

@@ -1,38 +1,21 @@
 //! `authplug check` over the seven real connectors as they are, and over broken copies of them:
 //! a connector developer's CI step.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
+use tests::desk::{copy_connector, real_connector};
 use tests::{authplug, plugin_dir, shared_dir, stderr, stdout};
 
 fn connector(name: &str) -> PathBuf {
-    shared_dir().join("connectors").join(name)
+    real_connector(name)
 }
 
 /// A copy of a real connector, with its manifest changed by `edit`.
 fn broken_copy(name: &str, edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&connector(name), dir.path());
-    let path = dir.path().join("manifest.json");
-    let mut manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    edit(&mut manifest);
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+    copy_connector(name, dir.path(), edit);
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn check(args: &[&str]) -> (Option<i32>, String, String) {

@@ -45,6 +45,60 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The options of `authplug connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The connector folder (manifest.json and templates/).
+    #[arg(value_name = "CONNECTOR_DIR")]
+    pub dir: PathBuf,
+
+    /// The id to store the system under (e.g. hubspot-acme).
+    #[arg(long, value_name = "ID")]
+    pub system: String,
+
+    /// A secret, NAME=VALUE; repeat for several.
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    pub secrets: Vec<String>,
+
+    /// A file of secrets, in .authconfig's format (JSON, or key=value lines).
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
+
+    /// A scheme parameter, KEY=VALUE (JSON values allowed), over the manifest's; repeat for
+    /// several (e.g. --param environment=test for Tripletex).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+
+    /// The loopback port of the OAuth2 callback.
+    #[arg(long, default_value_t = 8765)]
+    pub port: u16,
+
+    /// The redirect URI registered with the provider (a loopback http:// address), instead of
+    /// http://127.0.0.1:PORT/callback.
+    #[arg(long, value_name = "URI")]
+    pub redirect_uri: Option<String>,
+
+    /// Print the consent address instead of opening a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// Never prompt: fail (exit code 2) when a secret is missing.
+    #[arg(long)]
+    pub no_prompt: bool,
+
+    /// How long to wait for the consent's callback, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+
+    /// Onboard an existing system again (after "needs re-authorisation"), replacing its secrets.
+    #[arg(long)]
+    pub replace: bool,
+
+    /// Print the stored system as JSON (names, never values).
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Where plugins come from and how strictly they are judged.
 #[derive(Debug, Args)]
 pub struct PluginArgs {
@@ -112,6 +166,22 @@ pub struct EngineArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Onboard a connector: check its folder, gather the secrets its scheme requires, run the
+    /// scheme's onboarding (an OAuth2 consent in the browser, a session, a JWT login, ...) and
+    /// store the result as system ID.
+    ///
+    /// Secrets come from, in order: --secret NAME=VALUE, --secrets-file, environment variables
+    /// AUTHPLUG_SECRET_<NAME>, the folder's .authconfig (JSON or key=value lines, like the
+    /// classic tool's), or a prompt that does not echo (when a terminal is attached). Prefer a
+    /// file or the prompt to --secret, which other users of the machine can see.
+    ///
+    /// For an OAuth2 consent, authplug listens on http://127.0.0.1:PORT/callback (--port, or
+    /// --redirect-uri for the one registered with the provider), opens the browser (or prints
+    /// the address with --no-browser) and checks the callback's state.
+    ///
+    /// Example: authplug connect connectors/hubspot --system hubspot-acme
+    #[command(verbatim_doc_comment)]
+    Connect(ConnectArgs),
     /// Check connector folders against their schemes, like a compiler: every `$SECRET(x)` must
     /// be injected by the scheme or declared (`extra_secrets`, `use_webhook_secret`,
     /// `requires_service_api_access`); every `$ENV(x)` and `{{@ x @}}` declared in

@@ -39,6 +39,27 @@ fn engine(
 ) -> Result<Arc<Engine>, Failure> {
     let args = &cli.engine;
     let store = Arc::new(crate::store::open(&cli.store)?);
+    let services = services(args, runtime)?;
+    let events = match webhook(args)? {
+        Some(webhook) => runtime.block_on(async { Events::with_webhook(webhook) }),
+        None => Events::default(),
+    };
+    let engine_config = EngineConfig {
+        // A refresh may take the transport's timeout per attempt, plus the waits between them.
+        lease_ttl: Duration::from_secs(args.http_timeout.max(1) * 4 + 30),
+        keepalive: keepalive.map(Duration::from_secs),
+        actor: crate::store::actor(),
+        ..EngineConfig::default()
+    };
+    Ok(Arc::new(Engine::new(store, Arc::new(registry), services, engine_config, events)))
+}
+
+/// What plugins may use of the host: its HTTP transport (timeouts, SSRF guard) and the
+/// operator's secrets.
+pub fn services(
+    args: &EngineArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<HostServices, Failure> {
     let config = TransportConfig {
         timeout: Duration::from_secs(args.http_timeout.max(1)),
         allow_loopback_http: args.allow_loopback_http,
@@ -52,18 +73,7 @@ fn engine(
             OperatorSecrets::from_file(path).map_err(|e| Failure::new(Code::BadInput, e))?;
         services = services.with_operator_secrets(operator);
     }
-    let events = match webhook(args)? {
-        Some(webhook) => runtime.block_on(async { Events::with_webhook(webhook) }),
-        None => Events::default(),
-    };
-    let engine_config = EngineConfig {
-        // A refresh may take the transport's timeout per attempt, plus the waits between them.
-        lease_ttl: Duration::from_secs(args.http_timeout.max(1) * 4 + 30),
-        keepalive: keepalive.map(Duration::from_secs),
-        actor: crate::store::actor(),
-        ..EngineConfig::default()
-    };
-    Ok(Arc::new(Engine::new(store, Arc::new(registry), services, engine_config, events)))
+    Ok(services)
 }
 
 fn webhook(args: &EngineArgs) -> Result<Option<Webhook>, Failure> {
@@ -96,7 +106,7 @@ fn webhook(args: &EngineArgs) -> Result<Option<Webhook>, Failure> {
     Ok(Some(Webhook::new(url.clone(), Secret::new(secret))))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

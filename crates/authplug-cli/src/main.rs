@@ -1,6 +1,8 @@
 //! `authplug`: the command line of the authplug runtime.
 
+mod callback;
 mod cli;
+mod connect;
 mod connector;
 mod exit;
 mod lifecycle;
@@ -52,6 +54,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             schemes::show(&registry, id, *json)
         }
         Command::Docs { output, schemes } => schemes::docs(&registry, output.as_deref(), schemes),
+        Command::Connect(args) => connect::connect(cli, &registry, args),
         Command::Check { connectors, json, deny_warnings } => {
             connector::check(&registry, connectors, *json, *deny_warnings)
         }

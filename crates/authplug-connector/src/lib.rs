@@ -7,12 +7,14 @@
 //! it checks against are plain [`SchemeDescriptor`](authplug_protocol::SchemeDescriptor)s, as
 //! the host's registry has them.
 
+mod authconfig;
 mod check;
 mod error;
 mod manifest;
 mod template;
 
+pub use authconfig::{parse_authconfig, read_authconfig, AUTHCONFIG};
 pub use check::{check, Finding, Report, Severity, PLATFORM_VARIABLES};
 pub use error::ConnectorError;
-pub use manifest::{Connector, Datatype, Manifest};
+pub use manifest::{Connector, Datatype, Manifest, MANIFEST};
 pub use template::{scan, Reference, ReferenceKind};

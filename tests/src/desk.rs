@@ -1,0 +1,92 @@
+//! A connector developer's desk: copies of the real connectors to edit, a private store and
+//! master key, and `authplug` run against them with the built plugins.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use authplug_store::{Keyring, Location, Store};
+use serde_json::Value;
+
+#[derive(Debug)]
+pub struct Desk {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Desk {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Desk {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join("store.sqlite3")
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("master.key")
+    }
+
+    /// The store `authplug` wrote to.
+    pub fn store(&self) -> Store {
+        Store::open(
+            &Location::Sqlite(self.store_path()),
+            Keyring::from_file(&self.key_file()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// `authplug` on this desk's store, with the built plugins and loopback HTTP allowed.
+    pub fn authplug(&self) -> Command {
+        let mut command = Command::new(crate::authplug_bin());
+        command
+            .env("AUTHPLUG_STORE", self.store_path())
+            .env("AUTHPLUG_KEY_FILE", self.key_file())
+            .env("AUTHPLUG_PLUGIN_DIR", crate::plugin_dir())
+            .env("AUTHPLUG_ALLOW_LOOPBACK_HTTP", "1")
+            .env("AUTHPLUG_HTTP_TIMEOUT", "10")
+            .env_remove("AUTHPLUG_MASTER_KEY")
+            .env_remove("AUTHPLUG_LOG")
+            .env_remove("AUTHPLUG_OPERATOR_SECRETS");
+        command
+    }
+
+    /// A copy of the real connector `name` on the desk, its manifest changed by `edit`.
+    pub fn connector(&self, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+        let target = self.dir.path().join(name);
+        copy_connector(name, &target, edit);
+        target
+    }
+}
+
+/// The real connector `name` from the shared folder.
+pub fn real_connector(name: &str) -> PathBuf {
+    crate::shared_dir().join("connectors").join(name)
+}
+
+/// Copies the real connector `name` to `target`, its manifest changed by `edit`.
+pub fn copy_connector(name: &str, target: &Path, edit: impl FnOnce(&mut Value)) {
+    copy_dir(&real_connector(name), target);
+    let path = target.join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut manifest);
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest).unwrap()).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! `authplug connect` as a connector developer runs it: the real connector folders, their
+//! `.authconfig`, a consent in "the browser" (this test, following the redirects), and the
+//! store that results.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use serde_json::json;
+use tests::desk::Desk;
+use tests::oidc::{follow_consent, OidcProvider, REDIRECT_URI};
+
+/// A running `authplug connect`, killed (by its own id) if the test ends before it does.
+struct Running(Option<Child>);
+
+impl Running {
+    fn wait(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `authplug connect` and returns it once it printed the consent address.
+fn start_connect(desk: &Desk, args: &[&str]) -> (Running, String, Vec<String>) {
+    let mut child = desk
+        .authplug()
+        .arg("connect")
+        .args(args)
+        .arg("--no-browser")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let child = Running(Some(child));
+    let mut seen = Vec::new();
+    loop {
+        let Some(Ok(line)) = lines.next() else {
+            panic!("authplug ended before printing a consent address: {seen:?}");
+        };
+        seen.push(line.clone());
+        if let Some(url) = line.strip_prefix("  http") {
+            // Drain the rest in the background so the process never blocks on a full pipe.
+            let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+            std::mem::forget(rest);
+            return (child, format!("http{url}"), seen);
+        }
+        assert!(seen.len() < 20, "no consent address in {seen:?}");
+    }
+}
+
+#[test]
+fn hubspot_connects_through_a_real_consent_and_renders_with_the_stored_values() {
+    let provider = OidcProvider::start();
+    let desk = Desk::new();
+    let hubspot = desk.connector("hubspot", |manifest| {
+        manifest["oauth2"] = provider.oauth2_block(&["openid", "offline_access"]);
+        // crm.* come with the resource indicator
+    });
+    std::fs::write(
+        hubspot.join(".authconfig"),
+        json!({"client_id": "app", "client_secret": "app-secret"}).to_string(),
+    )
+    .unwrap();
+
+    let (child, url, progress) =
+        start_connect(&desk, &[hubspot.to_str().unwrap(), "--system", "hubspot-acme", "--json"]);
+    assert!(
+        progress[0].starts_with("[1/4] ") && progress[0].contains("scheme oauth2"),
+        "{progress:?}"
+    );
+    assert!(
+        progress[1].contains("client_id (") && progress[1].contains(".authconfig"),
+        "{progress:?}"
+    );
+    assert!(!progress.iter().any(|l| l.contains("app-secret")), "no secret in the progress");
+
+    // The browser: consent, then the redirect to authplug's loopback callback.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let query = runtime.block_on(follow_consent(&url, REDIRECT_URI));
+    let callback = reqwest::Url::parse_with_params(REDIRECT_URI, &query).unwrap();
+    let page = runtime.block_on(async { reqwest::get(callback).await.unwrap() });
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+
+    let output = child.wait();
+    assert!(output.status.success(), "connect failed: {}", output.status);
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        printed["injected"],
+        json!([
+            "oauth_access_token",
+            "oauth_client_id",
+            "oauth_client_secret",
+            "oauth_refresh_token"
+        ])
+    );
+
+    let record = desk.store().get("hubspot-acme").unwrap().expect("stored");
+    let names: Vec<&String> = record.injected.keys().collect();
+    assert_eq!(
+        names,
+        ["oauth_access_token", "oauth_client_id", "oauth_client_secret", "oauth_refresh_token"]
+    );
+    assert_eq!(record.injected["oauth_client_secret"].expose(), "app-secret");
+    assert!(!record.injected["oauth_refresh_token"].expose().is_empty());
+    assert_eq!(record.summary.parameters["token_url"], format!("{}/token", provider.issuer));
+    assert!(record.summary.expires_at.is_some());
+}
+
+#[test]
+fn a_callback_with_the_wrong_state_is_refused_and_nothing_is_stored() {
+    let provider = OidcProvider::start();
+    let desk = Desk::new();
+    let hubspot = desk.connector("hubspot", |manifest| {
+        manifest["oauth2"] = provider.oauth2_block(&["openid", "offline_access"]);
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (child, _url, _) = start_connect(
+        &desk,
+        &[
+            hubspot.to_str().unwrap(),
+            "--system",
+            "h",
+            "--secret",
+            "client_id=app",
+            "--secret",
+            "client_secret=app-secret",
+            "--port",
+            &port.to_string(),
+        ],
+    );
+    let forged = format!("http://127.0.0.1:{port}/callback?code=stolen&state=not-the-one");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let page = runtime.block_on(async { reqwest::get(forged).await.unwrap() });
+    assert_eq!(page.status(), 400);
+    let output = child.wait();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(desk.store().get("h").unwrap().is_none(), "nothing stored");
+}
+
+#[test]
+fn a_missing_required_secret_is_named_with_where_to_put_it() {
+    let desk = Desk::new();
+    let tripletex = desk.connector("tripletex", |_| {});
+    std::fs::write(tripletex.join(".authconfig"), "consumer_token=abc\n").unwrap();
+    let output = desk
+        .authplug()
+        .args(["connect", tripletex.to_str().unwrap(), "--system", "t", "--no-prompt"])
+        .env_remove("AUTHPLUG_SECRET_EMPLOYEE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: missing required secret employee_token: {}/.authconfig lacks it, or give --secret employee_token=..., or set AUTHPLUG_SECRET_EMPLOYEE_TOKEN",
+            tripletex.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("abc"), "no value is quoted");
+}
