@@ -113,6 +113,54 @@ fn hubspot_connects_through_a_real_consent_and_renders_with_the_stored_values() 
     assert!(!record.injected["oauth_refresh_token"].expose().is_empty());
     assert_eq!(record.summary.parameters["token_url"], format!("{}/token", provider.issuer));
     assert!(record.summary.expires_at.is_some());
+
+    // Render: the system template for a local run, with the stored values.
+    let out = desk.dir.path().join("build");
+    let rendered = desk
+        .authplug()
+        .args([
+            "render",
+            hubspot.to_str().unwrap(),
+            "--system",
+            "hubspot-acme",
+            "--reveal",
+            "--output",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+    let system: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("system.json")).unwrap()).unwrap();
+    assert_eq!(system["_id"], "hubspot-acme");
+    for (field, secret) in [
+        ("access_token", "oauth_access_token"),
+        ("client_id", "oauth_client_id"),
+        ("client_secret", "oauth_client_secret"),
+        ("refresh_token", "oauth_refresh_token"),
+    ] {
+        assert!(
+            system["oauth2"][field] == record.injected[secret].expose(),
+            "oauth2.{field} holds the stored {secret}"
+        );
+    }
+    assert_eq!(system["oauth2"]["token_url"], format!("{}/token", provider.issuer));
+    // Runtime Jinja is the runtime's.
+    assert_eq!(system["operations"]["account-list"]["id_expression"], "{{ portalId }}");
+    let contact: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("contact.json")).unwrap()).unwrap();
+    assert!(contact.to_string().contains("hubspot-acme"), "datatype templates are rendered too");
+
+    // Without --reveal, nothing secret is printed.
+    let masked = desk
+        .authplug()
+        .args(["render", hubspot.to_str().unwrap(), "--system", "hubspot-acme"])
+        .output()
+        .unwrap();
+    assert!(masked.status.success());
+    let masked: serde_json::Value = serde_json::from_slice(&masked.stdout).unwrap();
+    assert_eq!(masked["oauth2"]["refresh_token"], "********");
+    assert_eq!(masked["oauth2"]["client_secret"], "********");
 }
 
 #[test]

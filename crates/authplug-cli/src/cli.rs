@@ -99,6 +99,30 @@ pub struct ConnectArgs {
     pub json: bool,
 }
 
+/// The options of `authplug render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The connector folder.
+    #[arg(value_name = "CONNECTOR_DIR")]
+    pub dir: PathBuf,
+
+    /// The stored system whose secrets and parameters fill the templates.
+    #[arg(long, value_name = "ID")]
+    pub system: String,
+
+    /// Write secret values instead of ******** (recorded in the audit trail; files 0600).
+    #[arg(long)]
+    pub reveal: bool,
+
+    /// Write system.json and <datatype>.json here instead of printing system.json.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// A value for $ENV(KEY), over the stored one; repeat for several.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+}
+
 /// Where plugins come from and how strictly they are judged.
 #[derive(Debug, Args)]
 pub struct PluginArgs {
@@ -182,6 +206,15 @@ pub enum Command {
     /// Example: authplug connect connectors/hubspot --system hubspot-acme
     #[command(verbatim_doc_comment)]
     Connect(ConnectArgs),
+    /// Render a connector's templates for a stored system, for a local run: `{{@ x @}}`
+    /// expanded as the platform does (runtime `{{ }}` left alone), `$SECRET(x)` and `$ENV(x)`
+    /// resolved from the stored system (secret values masked unless --reveal).
+    ///
+    /// Prints the system template; --output DIR writes system.json and one file per datatype.
+    ///
+    /// Example: authplug render connectors/hubspot --system hubspot-acme --reveal --output build/
+    #[command(verbatim_doc_comment)]
+    Render(RenderArgs),
     /// Check connector folders against their schemes, like a compiler: every `$SECRET(x)` must
     /// be injected by the scheme or declared (`extra_secrets`, `use_webhook_secret`,
     /// `requires_service_api_access`); every `$ENV(x)` and `{{@ x @}}` declared in

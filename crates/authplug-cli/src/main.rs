@@ -7,6 +7,7 @@ mod connector;
 mod exit;
 mod lifecycle;
 mod plugins;
+mod render;
 mod schemes;
 mod store;
 
@@ -36,11 +37,15 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         }
         Command::Store { command } => return store::store(&cli.store, command),
         Command::Status { json } => return lifecycle::status(cli, *json),
+        Command::Render(args) => return render::render(cli, args),
         _ => {}
     }
     let registry = plugins::load(&cli.plugins)?;
     match &cli.command {
-        Command::Systems { .. } | Command::Store { .. } | Command::Status { .. } => {
+        Command::Systems { .. }
+        | Command::Store { .. }
+        | Command::Status { .. }
+        | Command::Render(_) => {
             unreachable!("handled above")
         }
         Command::Token { system, secret, json } => {

@@ -11,10 +11,12 @@ mod authconfig;
 mod check;
 mod error;
 mod manifest;
+mod render;
 mod template;
 
 pub use authconfig::{parse_authconfig, read_authconfig, AUTHCONFIG};
 pub use check::{check, Finding, Report, Severity, PLATFORM_VARIABLES};
 pub use error::ConnectorError;
 pub use manifest::{Connector, Datatype, Manifest, MANIFEST};
+pub use render::{expand, resolve, variables, RenderError, Resolver};
 pub use template::{scan, Reference, ReferenceKind};

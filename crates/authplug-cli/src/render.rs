@@ -1,0 +1,135 @@
+//! `authplug render DIR --system ID`: the connector's templates as the platform would run them
+//! for this system, for a local run. Secret values are masked unless --reveal (which is
+//! audited).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use authplug_connector::{expand, resolve, variables, Connector, Resolver, PLATFORM_VARIABLES};
+use authplug_store::StoreError;
+use serde_json::{json, Value};
+
+use crate::cli::{Cli, RenderArgs};
+use crate::exit::{Code, Failure};
+
+const MASK: &str = "********";
+
+pub fn render(cli: &Cli, args: &RenderArgs) -> Result<(), Failure> {
+    let bad = |message: String| Failure::new(Code::BadInput, message);
+    let connector = Connector::load(&args.dir).map_err(|e| bad(e.to_string()))?;
+    let store = crate::store::open(&cli.store)?;
+    let record =
+        store.get(&args.system)?.ok_or_else(|| StoreError::NotFound(args.system.clone()))?;
+    if args.reveal {
+        // Audited before anything is printed.
+        let names = &record.summary.secret_names;
+        store.record_event(
+            &args.system,
+            &crate::store::actor(),
+            "revealed",
+            json!({"secrets": names, "by": "render"}),
+        )?;
+    }
+
+    // The system's secrets (injected, and the user's own such as webhook_secret), and its
+    // environment: stored parameters the connector may read as $ENV, then --env.
+    let secrets: BTreeMap<&str, &str> = record
+        .required
+        .iter()
+        .chain(&record.injected)
+        .map(|(name, secret)| (name.as_str(), secret.expose()))
+        .collect();
+    let manifest = &connector.manifest;
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in &record.summary.parameters {
+        let wanted = manifest.additional_parameters.contains_key(key)
+            || PLATFORM_VARIABLES.contains(&key.as_str());
+        if wanted {
+            env.insert(
+                key.clone(),
+                value.as_str().map_or_else(|| value.to_string(), str::to_owned),
+            );
+        }
+    }
+    for pair in &args.env {
+        let (key, value) =
+            pair.split_once('=').ok_or_else(|| bad(format!("--env {pair}: expected KEY=VALUE")))?;
+        env.insert(key.to_owned(), value.to_owned());
+    }
+    let secret = |name: &str| {
+        secrets
+            .get(name)
+            .map(|value| if args.reveal { (*value).to_owned() } else { MASK.to_owned() })
+    };
+    let env_value = |name: &str| env.get(name).cloned();
+    let resolver = Resolver { secret: &secret, env: &env_value };
+
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    let mut unresolved: Vec<String> = Vec::new();
+    for (datatype, template) in connector.templates() {
+        let datatype_entry = datatype
+            .and_then(|d| manifest.datatypes.get_key_value(d))
+            .map(|(k, v)| (k.as_str(), v));
+        let text = std::fs::read_to_string(args.dir.join(template))
+            .map_err(|e| bad(format!("{}: {e}", args.dir.join(template).display())))?;
+        let place = args.dir.join(template).display().to_string();
+        let vars = variables(&connector, &args.system, datatype_entry);
+        let expanded = expand(&place, &text, &vars).map_err(|e| bad(e.to_string()))?;
+        let (resolved, missing) =
+            resolve(&place, &expanded, &resolver).map_err(|e| bad(e.to_string()))?;
+        if let Err(e) = serde_json::from_str::<Value>(&resolved) {
+            return Err(bad(format!("{place}: the rendered template is not JSON ({e})")));
+        }
+        unresolved.extend(missing);
+        let name = datatype.map_or_else(|| "system.json".to_owned(), |d| format!("{d}.json"));
+        outputs.push((name, resolved));
+    }
+    unresolved.sort();
+    unresolved.dedup();
+    if !unresolved.is_empty() {
+        let first = &unresolved[0];
+        eprintln!(
+            "warning: left {} as written: the system has no value for {} (give --env {first}=...)",
+            unresolved.iter().map(|n| format!("$ENV({n})")).collect::<Vec<_>>().join(", "),
+            if unresolved.len() == 1 { "it" } else { "them" }
+        );
+    }
+    if !args.reveal {
+        eprintln!("(secret values masked; --reveal writes them and records it in the audit trail)");
+    }
+    match &args.output {
+        None => {
+            let (_, system) =
+                outputs.first().filter(|(n, _)| n == "system.json").ok_or_else(|| {
+                    bad(format!(
+                        "{}: the manifest has no system-template",
+                        args.dir.join("manifest.json").display()
+                    ))
+                })?;
+            print!("{system}");
+            if !system.ends_with('\n') {
+                println!();
+            }
+        }
+        Some(out) => {
+            std::fs::create_dir_all(out)
+                .map_err(|e| Failure::new(Code::Failure, format!("{}: {e}", out.display())))?;
+            for (name, text) in &outputs {
+                write(&out.join(name), text, args.reveal)?;
+            }
+            eprintln!("wrote {} file(s) to {}", outputs.len(), out.display());
+        }
+    }
+    Ok(())
+}
+
+/// Rendered files with revealed secrets are written readable by their owner only.
+fn write(path: &Path, text: &str, private: bool) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| Failure::new(Code::Failure, format!("{}: {e}", path.display()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, if private { 0o600 } else { 0o644 });
+    use std::io::Write;
+    options.open(path).and_then(|mut f| f.write_all(text.as_bytes())).map_err(fail)
+}
