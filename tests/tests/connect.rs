@@ -216,3 +216,116 @@ fn a_missing_required_secret_is_named_with_where_to_put_it() {
     );
     assert!(!stderr.contains("abc"), "no value is quoted");
 }
+
+const CONSUMER: &str = "consumer-6f1d2c3b-secret";
+const EMPLOYEE: &str = "employee-9a8b7c6d-secret";
+
+#[test]
+fn tripletex_connects_from_its_authconfig_lines() {
+    let fake = authplug_testkit::tripletex::Tripletex::start(CONSUMER, EMPLOYEE);
+    let desk = Desk::new();
+    let tripletex = desk.connector("tripletex", |_| {});
+    std::fs::write(
+        tripletex.join(".authconfig"),
+        format!("# the classic tool's format\nCONSUMER_TOKEN={CONSUMER}\nemployee_token={EMPLOYEE}\nbase_url={}\n", fake.base_url()),
+    )
+    .unwrap();
+    let output = desk
+        .authplug()
+        .args(["connect", tripletex.to_str().unwrap(), "--system", "tripletex-acme", "--no-prompt"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains(CONSUMER) && !stderr.contains(EMPLOYEE), "no secret in the progress");
+    assert_eq!(fake.sessions_created(), 1, "onboarding proved the tokens with a session");
+    let record = desk.store().get("tripletex-acme").unwrap().unwrap();
+    assert_eq!(record.injected["consumer_token"].expose(), CONSUMER);
+    assert_eq!(record.injected["employee_token"].expose(), EMPLOYEE);
+    assert_eq!(record.summary.parameters["base_url"], fake.base_url());
+    // The manifest asks for a webhook secret: one was generated (the user gave none).
+    assert_eq!(record.required["webhook_secret"].expose().len(), 64);
+    assert!(stderr.contains("webhook_secret (generated)"), "{stderr}");
+}
+
+#[test]
+fn webcrm_connects_from_its_authconfig_json() {
+    const APP_TOKEN: &str = "0a1b2c3d-webcrm-application-token";
+    let fake = authplug_testkit::webcrm::WebCrm::start(APP_TOKEN);
+    let desk = Desk::new();
+    let webcrm =
+        desk.connector("webcrm", |manifest| manifest["jwt"]["login_url"] = fake.login_url().into());
+    std::fs::write(webcrm.join(".authconfig"), json!({"API_KEY": APP_TOKEN}).to_string()).unwrap();
+    let output = desk
+        .authplug()
+        .args(["connect", webcrm.to_str().unwrap(), "--system", "webcrm-acme", "--no-prompt"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // The check's warning is shown, and does not stop the connection.
+    assert!(stderr.contains("warning: `jwt.jwt_header_key` is missing"), "{stderr}");
+    assert_eq!(fake.logins(), 1);
+    let record = desk.store().get("webcrm-acme").unwrap().unwrap();
+    assert!(record.injected["jwt_access_token"].expose().starts_with("ey"), "a JWT");
+    assert!(record.summary.expires_at.is_some());
+}
+
+#[test]
+fn superoffice_connects_through_its_consent_from_its_authconfig() {
+    use authplug_testkit::superoffice::{keys, SuperOffice};
+    const CLIENT_ID: &str = "so-client-8d2f";
+    const APP_TOKEN: &str = "so-app-token-3c1e9b0a-secret";
+    const TENANT: &str = "Cust12345";
+    let fake = SuperOffice::start(CLIENT_ID, APP_TOKEN, TENANT);
+    let desk = Desk::new();
+    let superoffice =
+        desk.connector("superoffice", |manifest| manifest["oauth2"] = fake.oauth2_block());
+    std::fs::write(
+        superoffice.join(".authconfig"),
+        json!({"client_id": CLIENT_ID, "client_secret": APP_TOKEN, "account_id": TENANT})
+            .to_string(),
+    )
+    .unwrap();
+    // The partner's private key is the operator's, not the connector developer's.
+    let operator = desk.dir.path().join("operator.json");
+    std::fs::write(
+        &operator,
+        json!({"superoffice": {"partner_private_key": keys().partner_pem()}}).to_string(),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = port.to_string();
+    let (child, url, _) = start_connect(
+        &desk,
+        &[
+            superoffice.to_str().unwrap(),
+            "--system",
+            "superoffice-acme",
+            "--port",
+            &port,
+            "--operator-secrets",
+            operator.to_str().unwrap(),
+        ],
+    );
+    let query = fake.consent(&url);
+    let callback =
+        reqwest::Url::parse_with_params(&format!("http://127.0.0.1:{port}/callback"), &query)
+            .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(runtime.block_on(async { reqwest::get(callback).await.unwrap().status() }), 200);
+    let output = child.wait();
+    assert!(output.status.success());
+    let record = desk.store().get("superoffice-acme").unwrap().unwrap();
+    assert!(!record.injected["so_ticket"].expose().is_empty());
+    assert_eq!(record.injected["SO-Apptoken"].expose(), APP_TOKEN);
+    assert_eq!(record.summary.parameters["account_id"], TENANT);
+    assert!(
+        record.summary.parameters["base_url"].as_str().unwrap().starts_with("http://127.0.0.1"),
+        "the tenant's API host"
+    );
+    assert!(
+        !record.required.contains_key("partner_private_key"),
+        "the operator's key is not stored with the system"
+    );
+}
