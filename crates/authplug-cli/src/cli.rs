@@ -123,6 +123,54 @@ pub struct RenderArgs {
     pub env: Vec<String>,
 }
 
+/// The options of `authplug push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The stored system.
+    pub system: String,
+
+    /// The node's base URL (https://, or http:// to this machine).
+    #[arg(long, value_name = "URL", env = "AUTHPLUG_NODE_URL")]
+    pub node: String,
+
+    /// The node's JWT. Prefer AUTHPLUG_NODE_JWT: arguments are visible to other users.
+    #[arg(long, value_name = "TOKEN")]
+    pub jwt: Option<String>,
+
+    /// Show the names that would be pushed, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Replace the system's secrets on the node (PUT) instead of adding to them (POST).
+    #[arg(long)]
+    pub replace: bool,
+
+    /// Print what was pushed as JSON (names only).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The options of `authplug request`.
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// The stored system.
+    pub system: String,
+
+    /// GET, POST, PUT, PATCH, DELETE, ...
+    pub method: String,
+
+    /// The full URL.
+    pub url: String,
+
+    /// An extra header, 'Name: value'; repeat for several.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// The request body.
+    #[arg(short = 'd', long, value_name = "BODY")]
+    pub data: Option<String>,
+}
+
 /// Where plugins come from and how strictly they are judged.
 #[derive(Debug, Args)]
 pub struct PluginArgs {
@@ -215,6 +263,21 @@ pub enum Command {
     /// Example: authplug render connectors/hubspot --system hubspot-acme --reveal --output build/
     #[command(verbatim_doc_comment)]
     Render(RenderArgs),
+    /// Push a system's injected secrets to an integration node (refreshed first if due), and
+    /// merge its environment variables (token_url, base_url, account_id) into the node's.
+    ///
+    /// Secrets are added or overwritten (POST); --replace replaces the system's whole set (PUT).
+    /// The node's token comes from AUTHPLUG_NODE_JWT (or --jwt, which other users can see).
+    ///
+    /// Example: AUTHPLUG_NODE_JWT=... authplug push hubspot-acme --node https://node.example/
+    #[command(verbatim_doc_comment)]
+    Push(PushArgs),
+    /// Send one request with a system's credentials applied by its scheme (refreshed first if
+    /// due): a quick check that they work. The body goes to stdout, the status to stderr.
+    ///
+    /// Example: authplug request hubspot-acme GET https://api.hubapi.com/account-info/v3/details
+    #[command(verbatim_doc_comment)]
+    Request(RequestArgs),
     /// Check connector folders against their schemes, like a compiler: every `$SECRET(x)` must
     /// be injected by the scheme or declared (`extra_secrets`, `use_webhook_secret`,
     /// `requires_service_api_access`); every `$ENV(x)` and `{{@ x @}}` declared in

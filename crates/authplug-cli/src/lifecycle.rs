@@ -114,7 +114,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// Runs `work` with the engine, then waits for webhook deliveries before returning.
-fn with_engine<T>(
+pub fn with_engine<T>(
     cli: &Cli,
     registry: Registry,
     keepalive: Option<u64>,

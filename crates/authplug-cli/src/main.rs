@@ -7,7 +7,9 @@ mod connector;
 mod exit;
 mod lifecycle;
 mod plugins;
+mod push;
 mod render;
+mod request;
 mod schemes;
 mod store;
 
@@ -60,6 +62,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         }
         Command::Docs { output, schemes } => schemes::docs(&registry, output.as_deref(), schemes),
         Command::Connect(args) => connect::connect(cli, &registry, args),
+        Command::Push(args) => push::push(cli, registry, args),
+        Command::Request(args) => request::request(cli, registry, args),
         Command::Check { connectors, json, deny_warnings } => {
             connector::check(&registry, connectors, *json, *deny_warnings)
         }

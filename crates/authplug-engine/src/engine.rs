@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authplug_host::{CallError, HostServices, LoadedScheme, Registry};
-use authplug_protocol::{ErrorCode, RefreshOutcome, RefreshRequest, Secret};
+use authplug_protocol::{
+    ApplyRequest, ApplyResponse, ErrorCode, RefreshOutcome, RefreshRequest, Secret,
+};
 use authplug_store::{
     now_ms, now_secs, Attempt, Begin, Change, Finish, State, Store, SystemRecord, SystemSummary,
 };
@@ -107,6 +109,42 @@ impl Engine {
             }
             other => other,
         }
+    }
+
+    /// What one outbound request of the system needs (the scheme's apply step: headers, query
+    /// parameters), from secrets refreshed first if they are due. Callers that hold this never
+    /// hold the long-lived secrets themselves.
+    pub async fn authorize(
+        self: &Arc<Self>,
+        id: &str,
+    ) -> Result<(Token, ApplyResponse), EngineError> {
+        let token = self.token(id).await?;
+        let record = self.get(id).await?;
+        let request = ApplyRequest {
+            scheme: token.scheme.clone(),
+            injected: token.injected.clone(),
+            parameters: record.summary.parameters,
+        };
+        let (registry, services) = (self.registry.clone(), self.services.clone());
+        let (scheme_id, system) = (token.scheme.clone(), id.to_owned());
+        let applied = tokio::task::spawn_blocking(move || match registry.get(&scheme_id) {
+            Some(scheme) => scheme
+                .apply(request, &services)
+                .map_err(|error| EngineError::Scheme { system, error }),
+            None => Err(EngineError::SchemeNotLoaded { system, scheme: scheme_id }),
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(EngineError::Scheme {
+                system: id.to_owned(),
+                error: CallError {
+                    scheme: token.scheme.clone(),
+                    code: ErrorCode::Internal,
+                    message: "the apply thread ended abnormally".into(),
+                },
+            })
+        })?;
+        Ok((token, applied))
     }
 
     /// Forces a refresh, unless one that finished after this call began is shared instead.
