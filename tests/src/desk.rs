@@ -43,6 +43,12 @@ impl Desk {
     /// `authplug` on this desk's store, with the built plugins and loopback HTTP allowed.
     pub fn authplug(&self) -> Command {
         let mut command = Command::new(crate::authplug_bin());
+        self.environment(&mut command);
+        command
+    }
+
+    /// The environment `authplug` needs for this desk (also for a shell that runs it).
+    pub fn environment(&self, command: &mut Command) {
         command
             .env("AUTHPLUG_STORE", self.store_path())
             .env("AUTHPLUG_KEY_FILE", self.key_file())
@@ -52,7 +58,6 @@ impl Desk {
             .env_remove("AUTHPLUG_MASTER_KEY")
             .env_remove("AUTHPLUG_LOG")
             .env_remove("AUTHPLUG_OPERATOR_SECRETS");
-        command
     }
 
     /// A copy of the real connector `name` on the desk, its manifest changed by `edit`.

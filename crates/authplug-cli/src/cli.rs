@@ -78,8 +78,9 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "URI")]
     pub redirect_uri: Option<String>,
 
-    /// Print the consent address instead of opening a browser.
-    #[arg(long)]
+    /// Print the consent address instead of opening a browser (for a browser on another
+    /// machine, or over SSH).
+    #[arg(long, env = "AUTHPLUG_NO_BROWSER", value_parser = BoolishValueParser::new())]
     pub no_browser: bool,
 
     /// Never prompt: fail (exit code 2) when a secret is missing.

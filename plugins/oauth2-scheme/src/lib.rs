@@ -87,6 +87,24 @@ impl Scheme for OAuth2 {
             Err(outcome) => outcome,
         })
     }
+
+    /// RFC 6750: the access token as a bearer credential in the `Authorization` header.
+    fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {
+        let token = request
+            .injected
+            .get(ACCESS_TOKEN)
+            .filter(|t| !t.expose().is_empty())
+            .ok_or_else(|| {
+                Error::new(ErrorCode::InvalidInput, "the secret `oauth_access_token` is missing")
+            })?;
+        Ok(ApplyResponse {
+            headers: vec![(
+                "Authorization".into(),
+                Secret::new(format!("Bearer {}", token.expose())),
+            )],
+            query: vec![],
+        })
+    }
 }
 
 fn credentials(required: &BTreeMap<String, Secret>) -> Result<ClientCredentials<'_>, Error> {
@@ -113,3 +131,30 @@ fn injected(
 
 authplug_sdk::register_scheme!(OAuth2);
 authplug_sdk::export_plugin!();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_host(_: &str, _: &str) -> Result<String, String> {
+        panic!("applying a token never calls the host")
+    }
+
+    #[test]
+    fn the_access_token_is_applied_as_a_bearer_credential() {
+        let host = Host::new(&no_host);
+        let injected = BTreeMap::from([(ACCESS_TOKEN.to_owned(), Secret::new("at-1"))]);
+        let applied = OAuth2
+            .apply(ApplyRequest { scheme: ID.into(), injected, parameters: BTreeMap::new() }, &host)
+            .unwrap();
+        assert_eq!(applied.headers.len(), 1);
+        assert_eq!(applied.headers[0].0, "Authorization");
+        assert_eq!(applied.headers[0].1.expose(), "Bearer at-1");
+        let missing = ApplyRequest {
+            scheme: ID.into(),
+            injected: BTreeMap::new(),
+            parameters: BTreeMap::new(),
+        };
+        assert_eq!(OAuth2.apply(missing, &host).unwrap_err().code, ErrorCode::InvalidInput);
+    }
+}
