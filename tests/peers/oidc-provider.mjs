@@ -25,6 +25,13 @@ const provider = new Provider(ISSUER, {
       token_endpoint_auth_method: 'client_secret_basic', // or client_secret_post
       scope: 'openid offline_access crm.read crm.write',
     },
+    { // authplug addition: a native app (RFC 8252), whose loopback redirect may use any port, as
+      // `authplug connect --port` does; lets tests listen on free ports side by side
+      client_id: 'native', client_secret: 'native-secret', application_type: 'native',
+      redirect_uris: ['http://127.0.0.1/callback'],
+      grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
     { // public client (PKCE mandatory, RT always rotated)
       client_id: 'cli', token_endpoint_auth_method: 'none',
       redirect_uris: ['http://127.0.0.1:8765/callback'],

@@ -7,7 +7,7 @@ use std::process::{Child, Stdio};
 
 use serde_json::json;
 use tests::desk::Desk;
-use tests::oidc::{follow_consent, OidcProvider, REDIRECT_URI};
+use tests::oidc::{follow_consent, OidcProvider};
 
 /// A running `authplug connect`, killed (by its own id) if the test ends before it does.
 struct Running(Option<Child>);
@@ -56,6 +56,11 @@ fn start_connect(desk: &Desk, args: &[&str]) -> (Running, String, Vec<String>) {
     }
 }
 
+/// A free loopback port for a callback listener (oidc-provider's `native` client accepts any).
+fn free_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string()
+}
+
 #[test]
 fn hubspot_connects_through_a_real_consent_and_renders_with_the_stored_values() {
     let provider = OidcProvider::start();
@@ -66,12 +71,16 @@ fn hubspot_connects_through_a_real_consent_and_renders_with_the_stored_values() 
     });
     std::fs::write(
         hubspot.join(".authconfig"),
-        json!({"client_id": "app", "client_secret": "app-secret"}).to_string(),
+        json!({"client_id": "native", "client_secret": "native-secret"}).to_string(),
     )
     .unwrap();
+    let port = free_port();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
 
-    let (child, url, progress) =
-        start_connect(&desk, &[hubspot.to_str().unwrap(), "--system", "hubspot-acme", "--json"]);
+    let (child, url, progress) = start_connect(
+        &desk,
+        &[hubspot.to_str().unwrap(), "--system", "hubspot-acme", "--json", "--port", &port],
+    );
     assert!(
         progress[0].starts_with("[1/4] ") && progress[0].contains("scheme oauth2"),
         "{progress:?}"
@@ -80,12 +89,12 @@ fn hubspot_connects_through_a_real_consent_and_renders_with_the_stored_values() 
         progress[1].contains("client_id (") && progress[1].contains(".authconfig"),
         "{progress:?}"
     );
-    assert!(!progress.iter().any(|l| l.contains("app-secret")), "no secret in the progress");
+    assert!(!progress.iter().any(|l| l.contains("native-secret")), "no secret in the progress");
 
     // The browser: consent, then the redirect to authplug's loopback callback.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let query = runtime.block_on(follow_consent(&url, REDIRECT_URI));
-    let callback = reqwest::Url::parse_with_params(REDIRECT_URI, &query).unwrap();
+    let query = runtime.block_on(follow_consent(&url, &redirect));
+    let callback = reqwest::Url::parse_with_params(&redirect, &query).unwrap();
     let page = runtime.block_on(async { reqwest::get(callback).await.unwrap() });
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["cache-control"], "no-store");
@@ -109,7 +118,7 @@ fn hubspot_connects_through_a_real_consent_and_renders_with_the_stored_values() 
         names,
         ["oauth_access_token", "oauth_client_id", "oauth_client_secret", "oauth_refresh_token"]
     );
-    assert_eq!(record.injected["oauth_client_secret"].expose(), "app-secret");
+    assert_eq!(record.injected["oauth_client_secret"].expose(), "native-secret");
     assert!(!record.injected["oauth_refresh_token"].expose().is_empty());
     assert_eq!(record.summary.parameters["token_url"], format!("{}/token", provider.issuer));
     assert!(record.summary.expires_at.is_some());
@@ -328,4 +337,97 @@ fn superoffice_connects_through_its_consent_from_its_authconfig() {
         !record.required.contains_key("partner_private_key"),
         "the operator's key is not stored with the system"
     );
+}
+
+/// The browser: the consent, then the redirect to authplug's loopback callback.
+fn consent(url: &str, redirect: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let query = runtime.block_on(follow_consent(url, redirect));
+    let callback = reqwest::Url::parse_with_params(redirect, &query).unwrap();
+    assert_eq!(runtime.block_on(async { reqwest::get(callback).await.unwrap().status() }), 200);
+}
+
+#[test]
+fn the_tenant_is_read_into_account_id_from_the_identity_url_or_the_token() {
+    let provider = OidcProvider::start();
+    let desk = Desk::new();
+    // An identity endpoint that answers only the new access token.
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let log = seen.clone();
+    let identity = authplug_testkit::FakeServer::start(move |request| {
+        let token = request.header("authorization").unwrap_or_default().to_owned();
+        log.lock().unwrap().push(token.clone());
+        if token.starts_with("Bearer ey") {
+            authplug_testkit::Response::json(200, &json!({"hub_id": 4711, "user": "alice"}))
+        } else {
+            authplug_testkit::Response::json(401, &json!({}))
+        }
+    });
+    for (system, extra, expected) in [
+        (
+            "by-identity",
+            json!({"identity_url": format!("{}/oauth/v1/access-tokens", identity.url()), "tenant_id_expression": "{{ hub_id }}"}),
+            "4711",
+        ),
+        ("by-claims", json!({"tenant_id_expression": "sub"}), "alice"),
+    ] {
+        let hubspot = desk.dir.path().join(system);
+        tests::desk::copy_connector("hubspot", &hubspot, |manifest| {
+            let mut block = provider.oauth2_block(&["openid", "offline_access"]);
+            block.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            manifest["oauth2"] = block;
+        });
+        let port = free_port();
+        let (child, url, _) = start_connect(
+            &desk,
+            &[
+                hubspot.to_str().unwrap(),
+                "--system",
+                system,
+                "--port",
+                &port,
+                "--secret",
+                "client_id=native",
+                "--secret",
+                "client_secret=native-secret",
+            ],
+        );
+        consent(&url, &format!("http://127.0.0.1:{port}/callback"));
+        let output = child.wait();
+        assert!(output.status.success(), "{system}");
+        let record = desk.store().get(system).unwrap().unwrap();
+        assert_eq!(record.summary.parameters["account_id"], expected, "{system}");
+    }
+    assert_eq!(seen.lock().unwrap().len(), 1, "the identity endpoint was asked once");
+}
+
+#[test]
+fn a_consent_never_completed_times_out_cleanly() {
+    let provider = OidcProvider::start();
+    let desk = Desk::new();
+    let hubspot = desk.connector("hubspot", |manifest| {
+        manifest["oauth2"] = provider.oauth2_block(&["openid", "offline_access"]);
+    });
+    let port = free_port();
+    let (child, _url, _) = start_connect(
+        &desk,
+        &[
+            hubspot.to_str().unwrap(),
+            "--system",
+            "h",
+            "--port",
+            &port,
+            "--timeout",
+            "1",
+            "--secret",
+            "client_id=native",
+            "--secret",
+            "client_secret=native-secret",
+        ],
+    );
+    let output = child.wait();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(desk.store().get("h").unwrap().is_none());
+    // The listener is gone with the process.
+    assert!(std::net::TcpListener::bind(format!("127.0.0.1:{port}")).is_ok());
 }

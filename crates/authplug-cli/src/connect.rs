@@ -162,6 +162,16 @@ pub fn connect(cli: &Cli, registry: &Registry, args: &ConnectArgs) -> Result<(),
     // the manifest's scheme block with what onboarding learned, and what the connector declared.
     let mut stored_parameters = parameters;
     stored_parameters.extend(outputs);
+    if let Some(tenant) = tenant(cli, &runtime, &connector, &injected)? {
+        match stored_parameters.get("account_id").and_then(Value::as_str) {
+            Some(given) if given != tenant => eprintln!(
+                "warning: the provider names tenant {tenant}, not the account_id given ({given}); keeping {tenant}"
+            ),
+            _ => {}
+        }
+        eprintln!("  tenant: account_id = {tenant}");
+        stored_parameters.insert("account_id".into(), Value::from(tenant));
+    }
     let extra_names: Vec<&String> = extras.keys().collect();
     stored_parameters.insert(
         CONNECTOR_PARAMETER.into(),
@@ -227,6 +237,65 @@ pub fn connect(cli: &Cli, registry: &Registry, args: &ConnectArgs) -> Result<(),
         }))?;
     }
     Ok(())
+}
+
+/// The tenant, by the manifest's `oauth2.tenant_id_expression`: read from the answer of its
+/// `identity_url` (called with the new access token), or else from the access token's claims.
+fn tenant(
+    cli: &Cli,
+    runtime: &tokio::runtime::Runtime,
+    connector: &Connector,
+    injected: &BTreeMap<String, Secret>,
+) -> Result<Option<String>, Failure> {
+    let Some(expression) = connector.field("oauth2.tenant_id_expression").and_then(Value::as_str)
+    else {
+        return Ok(None);
+    };
+    let Some(token) = injected.get("oauth_access_token") else { return Ok(None) };
+    let (document, source) = match connector.field("oauth2.identity_url").and_then(Value::as_str) {
+        Some(url) => {
+            let transport = crate::lifecycle::transport(&cli.engine, runtime)?;
+            let request = authplug_protocol::HttpRequest {
+                method: "GET".into(),
+                url: url.to_owned(),
+                headers: vec![
+                    ("Authorization".into(), format!("Bearer {}", token.expose())),
+                    ("Accept".into(), "application/json".into()),
+                ],
+                body: Vec::new(),
+            };
+            let answer = transport.execute_blocking(request).map_err(|e| {
+                Failure::new(Code::Failure, format!("identity_url {url}: {}", e.message))
+            })?;
+            if !(200..300).contains(&answer.status) {
+                return Err(Failure::new(
+                    Code::Failure,
+                    format!("identity_url {url} answered HTTP {}: the tenant is unknown; nothing was stored", answer.status),
+                ));
+            }
+            let document = serde_json::from_slice(&answer.body).map_err(|_| {
+                Failure::new(
+                    Code::Failure,
+                    format!("identity_url {url} did not answer JSON; nothing was stored"),
+                )
+            })?;
+            (document, format!("the answer of {url}"))
+        }
+        None => match authplug_connector::jwt_claims(token.expose()) {
+            Some(claims) => (claims, "the access token's claims".to_owned()),
+            None => {
+                eprintln!("warning: tenant_id_expression without identity_url, and the access token is not a JWT: account_id not set");
+                return Ok(None);
+            }
+        },
+    };
+    match authplug_connector::tenant_from(expression, &document) {
+        Some(tenant) => Ok(Some(tenant)),
+        None => {
+            eprintln!("warning: tenant_id_expression `{expression}` finds nothing in {source}: account_id not set");
+            Ok(None)
+        }
+    }
 }
 
 fn absolute(dir: &Path) -> String {

@@ -60,20 +60,28 @@ pub fn services(
     args: &EngineArgs,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<HostServices, Failure> {
-    let config = TransportConfig {
-        timeout: Duration::from_secs(args.http_timeout.max(1)),
-        allow_loopback_http: args.allow_loopback_http,
-        ..TransportConfig::default()
-    };
-    let transport = Transport::new(config, runtime.handle().clone())
-        .map_err(|e| Failure::new(Code::Failure, e))?;
-    let mut services = HostServices::new(Arc::new(transport));
+    let mut services = HostServices::new(transport(args, runtime)?);
     if let Some(path) = &args.operator_secrets {
         let operator =
             OperatorSecrets::from_file(path).map_err(|e| Failure::new(Code::BadInput, e))?;
         services = services.with_operator_secrets(operator);
     }
     Ok(services)
+}
+
+/// The host's HTTP transport: timeouts, and the guard against private addresses.
+pub fn transport(
+    args: &EngineArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Arc<Transport>, Failure> {
+    let config = TransportConfig {
+        timeout: Duration::from_secs(args.http_timeout.max(1)),
+        allow_loopback_http: args.allow_loopback_http,
+        ..TransportConfig::default()
+    };
+    Transport::new(config, runtime.handle().clone())
+        .map(Arc::new)
+        .map_err(|e| Failure::new(Code::Failure, e))
 }
 
 fn webhook(args: &EngineArgs) -> Result<Option<Webhook>, Failure> {

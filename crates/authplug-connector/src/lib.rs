@@ -13,6 +13,7 @@ mod error;
 mod manifest;
 mod render;
 mod template;
+mod tenant;
 
 pub use authconfig::{parse_authconfig, read_authconfig, AUTHCONFIG};
 pub use check::{check, Finding, Report, Severity, PLATFORM_VARIABLES};
@@ -20,3 +21,4 @@ pub use error::ConnectorError;
 pub use manifest::{Connector, Datatype, Manifest, MANIFEST};
 pub use render::{expand, resolve, variables, RenderError, Resolver};
 pub use template::{scan, Reference, ReferenceKind};
+pub use tenant::{jwt_claims, tenant_from};
