@@ -172,6 +172,45 @@ pub struct RequestArgs {
     pub data: Option<String>,
 }
 
+/// The options of `authplug serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", env = "AUTHPLUG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// The API tokens file. Default: $XDG_CONFIG_HOME/authplug/tokens.json.
+    #[arg(long, value_name = "FILE", env = "AUTHPLUG_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Seconds between two checks of every system for a due refresh.
+    #[arg(long, value_name = "SECS", env = "AUTHPLUG_SWEEP_INTERVAL", default_value_t = 30)]
+    pub sweep_interval: u64,
+
+    /// Refreshes a sweep runs at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub sweep_concurrency: usize,
+
+    /// Also refresh systems idle for this many seconds (providers that expire unused tokens).
+    #[arg(long, value_name = "SECS", env = "AUTHPLUG_KEEPALIVE")]
+    pub keepalive: Option<u64>,
+}
+
+/// The options of `authplug api-token`.
+#[derive(Debug, Args)]
+pub struct ApiTokenArgs {
+    /// A name for the token's holder (in the audit trail).
+    pub name: String,
+
+    /// What the token may do; repeat for several.
+    #[arg(long = "scope", value_name = "SCOPE", required = true)]
+    pub scopes: Vec<String>,
+
+    /// The tokens file. Default: $XDG_CONFIG_HOME/authplug/tokens.json.
+    #[arg(long, value_name = "FILE", env = "AUTHPLUG_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+}
+
 /// Where plugins come from and how strictly they are judged.
 #[derive(Debug, Args)]
 pub struct PluginArgs {
@@ -279,6 +318,25 @@ pub enum Command {
     /// Example: authplug request hubspot-acme GET https://api.hubapi.com/account-info/v3/details
     #[command(verbatim_doc_comment)]
     Request(RequestArgs),
+    /// Run the long-running host: refresh due systems in the background and serve fresh
+    /// credentials over HTTP (/v1/systems, /v1/systems/ID/secrets, /v1/systems/ID/authorize;
+    /// /healthz and /readyz for probes) to callers with API tokens.
+    ///
+    /// Tokens come from the tokens file (`authplug api-token`) and AUTHPLUG_ADMIN_TOKEN. SIGTERM
+    /// or Ctrl-C stops it gracefully.
+    ///
+    /// Example: AUTHPLUG_ADMIN_TOKEN=... authplug serve --listen 127.0.0.1:8080
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
+    /// Create an API token for `authplug serve`: printed once, stored hashed with its scopes.
+    ///
+    /// Scopes: admin; secrets:SYSTEM (its secrets, less refresh tokens and copied confidential
+    /// inputs); long-lived:SYSTEM (those too); authorize:SYSTEM (one request's headers only).
+    /// SYSTEM may be * for every system.
+    ///
+    /// Example: authplug api-token worker-1 --scope authorize:hubspot-acme
+    #[command(name = "api-token", verbatim_doc_comment)]
+    ApiToken(ApiTokenArgs),
     /// Check connector folders against their schemes, like a compiler: every `$SECRET(x)` must
     /// be injected by the scheme or declared (`extra_secrets`, `use_webhook_secret`,
     /// `requires_service_api_access`); every `$ENV(x)` and `{{@ x @}}` declared in

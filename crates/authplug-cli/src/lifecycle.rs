@@ -31,7 +31,7 @@ impl From<EngineError> for Failure {
 }
 
 /// The engine over the store, the loaded schemes and the host's transport, on `runtime`.
-fn engine(
+pub fn engine(
     cli: &Cli,
     registry: Registry,
     runtime: &tokio::runtime::Runtime,

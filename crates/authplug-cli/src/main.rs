@@ -11,6 +11,7 @@ mod push;
 mod render;
 mod request;
 mod schemes;
+mod serve;
 mod store;
 
 use std::process::ExitCode;
@@ -40,6 +41,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Store { command } => return store::store(&cli.store, command),
         Command::Status { json } => return lifecycle::status(cli, *json),
         Command::Render(args) => return render::render(cli, args),
+        Command::ApiToken(args) => return serve::api_token(args),
         _ => {}
     }
     let registry = plugins::load(&cli.plugins)?;
@@ -47,7 +49,8 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Systems { .. }
         | Command::Store { .. }
         | Command::Status { .. }
-        | Command::Render(_) => {
+        | Command::Render(_)
+        | Command::ApiToken(_) => {
             unreachable!("handled above")
         }
         Command::Token { system, secret, json } => {
@@ -64,6 +67,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Command::Connect(args) => connect::connect(cli, &registry, args),
         Command::Push(args) => push::push(cli, registry, args),
         Command::Request(args) => request::request(cli, registry, args),
+        Command::Serve(args) => serve::serve(cli, registry, args),
         Command::Check { connectors, json, deny_warnings } => {
             connector::check(&registry, connectors, *json, *deny_warnings)
         }

@@ -95,6 +95,10 @@ impl Engine {
         &self.store
     }
 
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     pub fn events(&self) -> &Events {
         &self.events
     }

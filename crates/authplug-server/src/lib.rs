@@ -1,0 +1,50 @@
+//! `authplug serve`: the long-running host. It runs the lifecycle engine's sweep in the
+//! background and serves fresh credentials over HTTP to the workers that run connectors, each
+//! caller limited by the scopes of its API token.
+//!
+//! The API lives under `/v1`; `/healthz` and `/readyz` are for the platform's probes. Every
+//! answer carries `Cache-Control: no-store`, and no answer carries a secret unless the caller's
+//! token grants it.
+
+mod auth;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authplug_engine::Engine;
+
+pub use auth::{hash_token, new_token, Scope, TokenEntry, Tokens};
+pub use routes::router;
+
+/// What the routes share.
+#[derive(Debug)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub tokens: Tokens,
+}
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// How often every system is checked for a due refresh.
+    pub sweep_interval: Duration,
+    pub sweep_concurrency: usize,
+}
+
+/// Sweeps every `interval`: due systems are refreshed before any worker asks for them.
+pub async fn sweep_forever(engine: Arc<Engine>, options: ServeOptions) {
+    let mut ticks = tokio::time::interval(options.sweep_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match engine.sweep(options.sweep_concurrency).await {
+            Ok(results) if !results.is_empty() => {
+                let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+                tracing::info!(refreshed = results.len() - failed, failed, "sweep");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "sweep failed"),
+        }
+    }
+}

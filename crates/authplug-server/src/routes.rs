@@ -1,0 +1,290 @@
+//! The HTTP API. Every route but the probes wants `Authorization: Bearer <token>`; a missing or
+//! unknown token is 401, a token without the scope 403. Errors are `{"error", "message"}` and
+//! never carry a secret.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use authplug_engine::EngineError;
+use authplug_protocol::Source;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::AppState;
+
+/// The routes, with `Cache-Control: no-store` on every answer.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/systems", get(list))
+        .route("/v1/systems/{id}", get(show).delete(delete))
+        .route("/v1/systems/{id}/secrets", get(secrets))
+        .route("/v1/systems/{id}/authorize", post(authorize))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(axum::middleware::map_response(no_store))
+        .with_state(state)
+}
+
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status, Json(json!({"error": self.code, "message": self.message})))
+                .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        let (status, code) = match &error {
+            EngineError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            EngineError::NeedsReauth { .. } => (StatusCode::CONFLICT, "needs_reauth"),
+            EngineError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            EngineError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            EngineError::SchemeNotLoaded { .. } | EngineError::CannotRenew { .. } => {
+                (StatusCode::CONFLICT, "cannot_serve")
+            }
+            EngineError::Store(_) | EngineError::Scheme { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        ApiError::new(status, code, error.to_string())
+    }
+}
+
+impl From<authplug_store::StoreError> for ApiError {
+    fn from(error: authplug_store::StoreError) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", error.to_string())
+    }
+}
+
+/// The caller behind the request's bearer token.
+fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a bearer token is required")
+        })?;
+    state
+        .tokens
+        .caller(token.trim())
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))
+}
+
+fn forbidden(caller: &Caller, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("token {} may not {what}", caller.name),
+    )
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready when the store answers and schemes are loaded.
+async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let engine = state.engine.clone();
+    let systems = tokio::task::spawn_blocking(move || engine.store().list().map(|l| l.len()))
+        .await
+        .map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the store check failed")
+        })?
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()))?;
+    let schemes: Vec<String> =
+        state.engine.registry().schemes().map(|s| s.id().to_owned()).collect();
+    if schemes.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "no scheme is loaded",
+        ));
+    }
+    Ok(Json(json!({"ready": true, "schemes": schemes, "systems": systems})))
+}
+
+fn summary_json(summary: &authplug_store::SystemSummary) -> Value {
+    json!({
+        "id": summary.id,
+        "scheme": summary.scheme,
+        "state": summary.state.as_str(),
+        "state_reason": summary.state_reason,
+        "expires_at": summary.expires_at,
+        "last_refresh_at": summary.last_refresh_at,
+        "failures": summary.failures,
+        "version": summary.version,
+        "secret_names": summary.secret_names,
+    })
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let caller = caller(&state, &headers)?;
+    if !caller.is_admin() {
+        return Err(forbidden(&caller, "list systems"));
+    }
+    let engine = state.engine.clone();
+    let systems =
+        tokio::task::spawn_blocking(move || engine.store().list()).await.map_err(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the listing failed")
+        })??;
+    Ok(Json(json!({"systems": systems.iter().map(summary_json).collect::<Vec<_>>()})))
+}
+
+async fn show(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = caller(&state, &headers)?;
+    if !caller.may_see(&id) {
+        return Err(forbidden(&caller, &format!("see system {id}")));
+    }
+    let engine = state.engine.clone();
+    let found = id.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        engine.store().get(&found).map(|r| r.map(|r| r.summary))
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the read failed"))??
+    .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no system {id}")))?;
+    Ok(Json(summary_json(&summary)))
+}
+
+async fn delete(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let caller = caller(&state, &headers)?;
+    if !caller.is_admin() {
+        return Err(forbidden(&caller, "delete systems"));
+    }
+    let engine = state.engine.clone();
+    let actor = format!("api:{}", caller.name);
+    let target = id.clone();
+    let deleted = tokio::task::spawn_blocking(move || engine.store().delete(&target, &actor))
+        .await
+        .map_err(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the delete failed")
+        })??;
+    if deleted {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no system {id}")))
+    }
+}
+
+/// Secrets that outlive an access token: refresh tokens, and copies of the user's confidential
+/// inputs (client secrets, API keys, consumer tokens). Only `long-lived:` scopes read them; a
+/// worker that needs them for a call asks `authorize` instead.
+fn long_lived(state: &AppState, scheme: &str, name: &str) -> bool {
+    if name.contains("refresh_token") {
+        return true;
+    }
+    state.engine.registry().get(scheme).is_some_and(|s| {
+        let descriptor = s.descriptor();
+        descriptor.injected.iter().any(|i| {
+            i.name == name
+                && matches!(&i.source, Source::Copied { from }
+                    if descriptor.required.iter().any(|r| r.name == *from && r.secret))
+        })
+    })
+}
+
+async fn secrets(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = caller(&state, &headers)?;
+    if !caller.may_read(&id) {
+        return Err(forbidden(&caller, &format!("read the secrets of {id}")));
+    }
+    let token = state.engine.token(&id).await?;
+    let full = caller.may_read_long_lived(&id);
+    let mut given: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut withheld = Vec::new();
+    for (name, value) in &token.injected {
+        if full || !long_lived(&state, &token.scheme, name) {
+            given.insert(name, value.expose());
+        } else {
+            withheld.push(name.as_str());
+        }
+    }
+    // Every secret read is audited: who, which names.
+    let engine = state.engine.clone();
+    let (system, actor) = (id.clone(), format!("api:{}", caller.name));
+    let names: Vec<String> = given.keys().map(|n| n.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        engine.store().record_event(&system, &actor, "secrets_read", json!({"secrets": names}))
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the audit failed")
+    })??;
+    Ok(Json(json!({
+        "system": id,
+        "scheme": token.scheme,
+        "expires_at": token.expires_at,
+        "refreshed": token.refreshed,
+        "secrets": given,
+        "withheld": withheld,
+    })))
+}
+
+async fn authorize(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = caller(&state, &headers)?;
+    if !caller.may_authorize(&id) {
+        return Err(forbidden(&caller, &format!("authorize requests of {id}")));
+    }
+    let (token, applied) = state.engine.authorize(&id).await?;
+    let pairs = |list: &[(String, authplug_protocol::Secret)]| -> Vec<Value> {
+        list.iter().map(|(k, v)| json!([k, v.expose()])).collect()
+    };
+    Ok(Json(json!({
+        "system": id,
+        "expires_at": token.expires_at,
+        "headers": pairs(&applied.headers),
+        "query": pairs(&applied.query),
+    })))
+}

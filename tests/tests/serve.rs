@@ -1,0 +1,242 @@
+//! `authplug serve` as an operator runs it: started on a fresh store with the built plugins,
+//! probed, and called by workers with tokens of different scopes, against oidc-provider.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tests::lifecycle::{Lab, SYSTEM};
+
+/// A running server, stopped by its own id when dropped; its stderr is collected.
+struct Server {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    ready_after: Duration,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(lab: &Lab, tokens: &std::path::Path) -> Self {
+        let started = Instant::now();
+        let mut child = lab
+            .command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--tokens-file"])
+            .arg(tokens)
+            .env_remove("AUTHPLUG_ADMIN_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = lines.next().expect("serve says where it listens").unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_owned();
+            }
+        };
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            lines.map_while(Result::ok).for_each(|l| sink.lock().unwrap().push(l))
+        });
+        // Ready: /readyz answers 200.
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let ready = runtime.block_on(async {
+            loop {
+                if let Ok(response) = reqwest::get(format!("{url}/readyz")).await {
+                    if response.status() == 200 {
+                        break serde_json::from_slice::<Value>(&response.bytes().await.unwrap())
+                            .unwrap();
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                assert!(started.elapsed() < Duration::from_secs(30), "never ready");
+            }
+        });
+        assert_eq!(ready["schemes"].as_array().unwrap().len(), 5, "every built plugin is loaded");
+        Self { child, url, log, reader: Some(reader), ready_after: started.elapsed() }
+    }
+}
+
+impl Server {
+    /// SIGTERM, as a service manager stops it: it must end by itself, successfully.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        // The log is complete once the process's stderr has closed.
+        self.reader.take().unwrap().join().unwrap();
+        status
+    }
+}
+
+fn api_token(lab: &Lab, tokens: &std::path::Path, name: &str, scopes: &[&str]) -> String {
+    let mut command = lab.command();
+    command.args(["api-token", name, "--tokens-file"]).arg(tokens);
+    for scope in scopes {
+        command.args(["--scope", scope]);
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+async fn call(method: &str, url: &str, token: Option<&str>) -> (u16, String, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method.parse().unwrap(), url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = response.bytes().await.unwrap();
+    (status, cache, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn every_route_wants_a_token_of_the_right_scope_and_secrets_stay_out_of_logs() {
+    let lab = Lab::sqlite();
+    let tokens = lab.key_file().with_file_name("tokens.json");
+    let admin = api_token(&lab, &tokens, "ops", &["admin"]);
+    let reader = api_token(&lab, &tokens, "reader", &[&format!("secrets:{SYSTEM}")]);
+    let worker = api_token(&lab, &tokens, "worker", &[&format!("authorize:{SYSTEM}")]);
+    let stranger = api_token(&lab, &tokens, "stranger", &["secrets:other", "authorize:other"]);
+    let mut server = Server::start(&lab, &tokens);
+    eprintln!(
+        "serve: /readyz answered {} ms after the process started",
+        server.ready_after.as_millis()
+    );
+    assert!(
+        server.ready_after < Duration::from_secs(2),
+        "ready within 2 s: {:?}",
+        server.ready_after
+    );
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let base = &server.url;
+    let routes = [
+        ("GET", format!("{base}/v1/systems")),
+        ("GET", format!("{base}/v1/systems/{SYSTEM}")),
+        ("GET", format!("{base}/v1/systems/{SYSTEM}/secrets")),
+        ("POST", format!("{base}/v1/systems/{SYSTEM}/authorize")),
+        ("DELETE", format!("{base}/v1/systems/{SYSTEM}")),
+    ];
+    runtime.block_on(async {
+        for (method, url) in &routes {
+            for token in [None, Some("ap_not-a-token")] {
+                let (status, cache, _) = call(method, url, token).await;
+                assert_eq!(status, 401, "{method} {url} with {token:?}");
+                assert_eq!(cache, "no-store");
+            }
+            let (status, _, body) = call(method, url, Some(&stranger)).await;
+            assert_eq!(status, 403, "{method} {url} with another system's token: {body}");
+        }
+        // Each scope exactly: the worker may authorize only, the reader may not list or delete.
+        assert_eq!(call("GET", &routes[2].1, Some(&worker)).await.0, 403);
+        assert_eq!(call("GET", &routes[0].1, Some(&reader)).await.0, 403);
+        assert_eq!(call("DELETE", &routes[4].1, Some(&reader)).await.0, 403);
+
+        let (status, cache, read) = call("GET", &routes[2].1, Some(&reader)).await;
+        assert_eq!((status, cache.as_str()), (200, "no-store"));
+        assert!(read["secrets"]["oauth_access_token"].is_string());
+        assert!(
+            read["secrets"].get("oauth_refresh_token").is_none(),
+            "refresh tokens only to long-lived scopes"
+        );
+        assert!(read["secrets"].get("oauth_client_secret").is_none());
+        assert_eq!(
+            read["withheld"],
+            serde_json::json!(["oauth_client_secret", "oauth_refresh_token"])
+        );
+        let (_, _, full) = call("GET", &routes[2].1, Some(&admin)).await;
+        assert!(full["secrets"]["oauth_refresh_token"].is_string());
+
+        let (status, _, authorized) = call("POST", &routes[3].1, Some(&worker)).await;
+        assert_eq!(status, 200, "{authorized}");
+        let access = read["secrets"]["oauth_access_token"].as_str().unwrap();
+        assert_eq!(authorized["headers"][0][0], "Authorization");
+        assert!(
+            authorized["headers"][0][1] == format!("Bearer {access}"),
+            "the bearer header of the stored token"
+        );
+        assert!(authorized.get("secrets").is_none());
+
+        let (status, _, listed) = call("GET", &routes[0].1, Some(&admin)).await;
+        assert_eq!(status, 200);
+        assert_eq!(listed["systems"][0]["id"], SYSTEM);
+        assert!(!listed.to_string().contains(access), "listings carry no value");
+    });
+
+    // Every secret read is in the audit trail, with the token's name.
+    let audit = lab.store().audit(SYSTEM).unwrap();
+    let reads: Vec<&str> =
+        audit.iter().filter(|a| a.action == "secrets_read").map(|a| a.actor.as_str()).collect();
+    assert_eq!(reads, ["api:reader", "api:ops"]);
+
+    // Nothing secret in the server's log.
+    let record = lab.store().get(SYSTEM).unwrap().unwrap();
+    let log = server.log.lock().unwrap().join("\n");
+    for (name, value) in record.injected.iter().chain(&record.required) {
+        assert!(!log.contains(value.expose()), "{name} appeared in the log");
+    }
+    for token in [&admin, &reader, &worker, &stranger] {
+        assert!(!log.contains(token.as_str()));
+    }
+
+    assert!(server.stop().success(), "a graceful stop");
+    assert!(server.log.lock().unwrap().iter().any(|l| l.contains("authplug serve: stopped")));
+}
+
+#[test]
+fn a_hundred_concurrent_reads_across_an_expiry_cause_one_refresh() {
+    let lab = Lab::sqlite();
+    let tokens = lab.key_file().with_file_name("tokens.json");
+    let reader = api_token(&lab, &tokens, "reader", &[&format!("secrets:{SYSTEM}")]);
+    let server = Server::start(&lab, &tokens);
+    let before = lab.proxy.forwarded();
+    let old = lab.store().get(SYSTEM).unwrap().unwrap().injected["oauth_access_token"]
+        .expose()
+        .to_owned();
+    lab.make_due(SYSTEM);
+    let url = format!("{}/v1/systems/{SYSTEM}/secrets", server.url);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let seen: Vec<String> = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let calls = (0..100).map(|_| {
+            let (client, url, reader) = (client.clone(), url.clone(), reader.clone());
+            tokio::spawn(async move {
+                let response = client.get(&url).bearer_auth(&reader).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+                body["secrets"]["oauth_access_token"].as_str().unwrap().to_owned()
+            })
+        });
+        let mut seen = Vec::new();
+        for call in calls.collect::<Vec<_>>() {
+            seen.push(call.await.unwrap());
+        }
+        seen
+    });
+    assert_eq!(lab.proxy.forwarded() - before, 1, "exactly one refresh grant reached the server");
+    assert!(seen.iter().all(|t| t == &seen[0]), "every caller got the same token");
+    assert!(seen[0] != old, "a new token");
+}
