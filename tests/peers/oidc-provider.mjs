@@ -28,7 +28,7 @@ const provider = new Provider(ISSUER, {
     { // authplug addition: a native app (RFC 8252), whose loopback redirect may use any port, as
       // `authplug connect --port` does; lets tests listen on free ports side by side
       client_id: 'native', client_secret: 'native-secret', application_type: 'native',
-      redirect_uris: ['http://127.0.0.1/callback'],
+      redirect_uris: ['http://127.0.0.1/callback', 'http://127.0.0.1/v1/onboarding/callback'],
       grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
     },

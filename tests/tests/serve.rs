@@ -27,11 +27,16 @@ impl Drop for Server {
 
 impl Server {
     fn start(lab: &Lab, tokens: &std::path::Path) -> Self {
+        Self::start_with(lab, tokens, &[])
+    }
+
+    fn start_with(lab: &Lab, tokens: &std::path::Path, extra: &[&str]) -> Self {
         let started = Instant::now();
         let mut child = lab
             .command()
             .args(["serve", "--listen", "127.0.0.1:0", "--tokens-file"])
             .arg(tokens)
+            .args(extra)
             .env_remove("AUTHPLUG_ADMIN_TOKEN")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -139,6 +144,7 @@ fn every_route_wants_a_token_of_the_right_scope_and_secrets_stay_out_of_logs() {
         ("GET", format!("{base}/v1/systems/{SYSTEM}/secrets")),
         ("POST", format!("{base}/v1/systems/{SYSTEM}/authorize")),
         ("DELETE", format!("{base}/v1/systems/{SYSTEM}")),
+        ("POST", format!("{base}/v1/systems/{SYSTEM}/onboard")),
     ];
     runtime.block_on(async {
         for (method, url) in &routes {
@@ -207,31 +213,70 @@ fn every_route_wants_a_token_of_the_right_scope_and_secrets_stay_out_of_logs() {
 }
 
 #[test]
-fn a_hundred_concurrent_reads_across_an_expiry_cause_one_refresh() {
+fn a_connector_onboarded_through_the_api_serves_a_hundred_reads_across_an_expiry_with_one_refresh()
+{
     let lab = Lab::sqlite();
+    // The HubSpot connector, its oauth2 block pointed at the provider (tokens through the
+    // counting proxy).
+    let connectors = lab.key_file().with_file_name("connectors");
+    tests::desk::copy_connector("hubspot", &connectors.join("hubspot"), |manifest| {
+        manifest["oauth2"] = serde_json::to_value(lab.parameters()).unwrap();
+    });
     let tokens = lab.key_file().with_file_name("tokens.json");
-    let reader = api_token(&lab, &tokens, "reader", &[&format!("secrets:{SYSTEM}")]);
-    let server = Server::start(&lab, &tokens);
-    let before = lab.proxy.forwarded();
-    let old = lab.store().get(SYSTEM).unwrap().unwrap().injected["oauth_access_token"]
-        .expose()
-        .to_owned();
-    lab.make_due(SYSTEM);
-    let url = format!("{}/v1/systems/{SYSTEM}/secrets", server.url);
+    let admin = api_token(&lab, &tokens, "ops", &["admin"]);
+    let reader = api_token(&lab, &tokens, "reader", &["secrets:crm-api"]);
+    let server = Server::start_with(&lab, &tokens, &["--connectors", connectors.to_str().unwrap()]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+
+    // Onboarding: start, the consent in "the browser", the callback to the server.
+    let started = runtime.block_on(async {
+        let response = client
+            .post(format!("{}/v1/systems/crm-api/onboard", server.url))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"connector": "hubspot", "secrets": {"client_id": "native", "client_secret": "native-secret"}}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        serde_json::from_slice::<Value>(&response.bytes().await.unwrap()).unwrap()
+    });
+    assert_eq!(started["step"], "redirect");
+    let redirect = format!("{}/v1/onboarding/callback", server.url);
+    let query =
+        runtime.block_on(tests::oidc::follow_consent(started["url"].as_str().unwrap(), &redirect));
+    let callback = reqwest::Url::parse_with_params(&redirect, &query).unwrap();
+    let page = runtime.block_on(async { reqwest::get(callback.clone()).await.unwrap() });
+    assert_eq!(page.status(), 200);
+    // The same callback again (a replay) is refused.
+    let replay = runtime.block_on(async { reqwest::get(callback).await.unwrap().status() });
+    assert_eq!(replay, 400);
+    let forged = format!("{redirect}?code=x&state=forged-state-0123456789");
+    assert_eq!(runtime.block_on(async { reqwest::get(forged).await.unwrap().status() }), 400);
+    let record = lab.store().get("crm-api").unwrap().expect("onboarded through the API");
+    assert!(record.injected.contains_key("oauth_refresh_token"));
+
+    // 100 concurrent reads across an expiry: one refresh grant at the server.
+    let before = lab.proxy.forwarded();
+    let old = record.injected["oauth_access_token"].expose().to_owned();
+    lab.make_due("crm-api");
+    let url = format!("{}/v1/systems/crm-api/secrets", server.url);
     let seen: Vec<String> = runtime.block_on(async {
-        let client = reqwest::Client::new();
-        let calls = (0..100).map(|_| {
-            let (client, url, reader) = (client.clone(), url.clone(), reader.clone());
-            tokio::spawn(async move {
-                let response = client.get(&url).bearer_auth(&reader).send().await.unwrap();
-                assert_eq!(response.status(), 200);
-                let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-                body["secrets"]["oauth_access_token"].as_str().unwrap().to_owned()
+        let calls: Vec<_> = (0..100)
+            .map(|_| {
+                let (client, url, reader) = (client.clone(), url.clone(), reader.clone());
+                tokio::spawn(async move {
+                    let response = client.get(&url).bearer_auth(&reader).send().await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    let body: Value =
+                        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+                    body["secrets"]["oauth_access_token"].as_str().unwrap().to_owned()
+                })
             })
-        });
+            .collect();
         let mut seen = Vec::new();
-        for call in calls.collect::<Vec<_>>() {
+        for call in calls {
             seen.push(call.await.unwrap());
         }
         seen

@@ -194,6 +194,15 @@ pub struct ServeArgs {
     /// Also refresh systems idle for this many seconds (providers that expire unused tokens).
     #[arg(long, value_name = "SECS", env = "AUTHPLUG_KEEPALIVE")]
     pub keepalive: Option<u64>,
+
+    /// A folder of connector folders users may onboard through the API.
+    #[arg(long, value_name = "DIR", env = "AUTHPLUG_CONNECTORS")]
+    pub connectors: Option<PathBuf>,
+
+    /// The address browsers reach this server at, for the OAuth2 callback
+    /// (PUBLIC_URL/v1/onboarding/callback). Default: http://LISTEN.
+    #[arg(long, value_name = "URL", env = "AUTHPLUG_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// The options of `authplug api-token`.

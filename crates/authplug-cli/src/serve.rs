@@ -37,7 +37,12 @@ pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Fail
     let schemes = registry.schemes().count();
     let runtime = crate::lifecycle::runtime()?;
     let engine = crate::lifecycle::engine(cli, registry, &runtime, args.keepalive)?;
-    let state = Arc::new(AppState { engine: engine.clone(), tokens });
+    let connectors = match &args.connectors {
+        Some(dir) => {
+            authplug_server::load_connectors(dir).map_err(|e| Failure::new(Code::BadInput, e))?
+        }
+        None => Default::default(),
+    };
     let options = ServeOptions {
         sweep_interval: Duration::from_secs(args.sweep_interval.max(1)),
         sweep_concurrency: args.sweep_concurrency.max(1),
@@ -47,6 +52,14 @@ pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Fail
             Failure::new(Code::Failure, format!("cannot listen on {}: {e}", args.listen))
         })?;
         let address: SocketAddr = listener.local_addr().map_err(|e| Failure::new(Code::Failure, e.to_string()))?;
+        let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+        let state = Arc::new(AppState {
+            engine: engine.clone(),
+            tokens,
+            connectors,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            pending: Default::default(),
+        });
         let sweeper = tokio::spawn(authplug_server::sweep_forever(engine.clone(), options));
         eprintln!(
             "authplug serve: listening on http://{address} ({schemes} schemes, store {}), ready in {} ms",

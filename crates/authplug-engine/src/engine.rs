@@ -95,6 +95,11 @@ impl Engine {
         &self.store
     }
 
+    /// What plugins may use of the host (for onboarding outside the engine).
+    pub fn services(&self) -> &HostServices {
+        &self.services
+    }
+
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }

@@ -7,14 +7,17 @@
 //! token grants it.
 
 mod auth;
+mod onboarding;
 mod routes;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use authplug_engine::Engine;
 
 pub use auth::{hash_token, new_token, Scope, TokenEntry, Tokens};
+pub use onboarding::{load_connectors, PendingOnboardings};
 pub use routes::router;
 
 /// What the routes share.
@@ -22,6 +25,11 @@ pub use routes::router;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub tokens: Tokens,
+    /// Connectors users may onboard, by name.
+    pub connectors: BTreeMap<String, authplug_connector::Connector>,
+    /// The address browsers reach this server at (for the OAuth2 callback).
+    pub public_url: String,
+    pub pending: PendingOnboardings,
 }
 
 /// How the server runs.

@@ -26,6 +26,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/systems/{id}", get(show).delete(delete))
         .route("/v1/systems/{id}/secrets", get(secrets))
         .route("/v1/systems/{id}/authorize", post(authorize))
+        .route("/v1/systems/{id}/onboard", post(crate::onboarding::start))
+        .route("/v1/onboarding/callback", get(crate::onboarding::callback))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(axum::middleware::map_response(no_store))
         .with_state(state)
@@ -45,7 +47,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: &str) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
 }
@@ -89,7 +95,7 @@ impl From<authplug_store::StoreError> for ApiError {
 }
 
 /// The caller behind the request's bearer token.
-fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -103,7 +109,7 @@ fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))
 }
 
-fn forbidden(caller: &Caller, what: &str) -> ApiError {
+pub(crate) fn forbidden(caller: &Caller, what: &str) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "forbidden",
