@@ -284,4 +284,22 @@ fn a_connector_onboarded_through_the_api_serves_a_hundred_reads_across_an_expiry
     assert_eq!(lab.proxy.forwarded() - before, 1, "exactly one refresh grant reached the server");
     assert!(seen.iter().all(|t| t == &seen[0]), "every caller got the same token");
     assert!(seen[0] != old, "a new token");
+
+    // The metrics saw it: one refresh, two active credentials, a hundred reads.
+    let metrics = runtime.block_on(async {
+        let response = reqwest::get(format!("{}/metrics", server.url)).await.unwrap();
+        String::from_utf8(response.bytes().await.unwrap().to_vec()).unwrap()
+    });
+    assert!(
+        metrics.contains("authplug_lifecycle_events_total{kind=\"refreshed\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("authplug_credentials{state=\"active\"} 2\n"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "authplug_http_requests_total{route=\"/v1/systems/{id}/secrets\",status=\"200\"} 100\n"
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&seen[0]) && !metrics.contains("crm-api"), "no value, no system id");
 }

@@ -59,7 +59,9 @@ pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Fail
             connectors,
             public_url: public_url.trim_end_matches('/').to_owned(),
             pending: Default::default(),
+            metrics: Default::default(),
         });
+        tokio::spawn(authplug_server::count_events(state.clone()));
         let sweeper = tokio::spawn(authplug_server::sweep_forever(engine.clone(), options));
         eprintln!(
             "authplug serve: listening on http://{address} ({schemes} schemes, store {}), ready in {} ms",

@@ -7,6 +7,7 @@
 //! token grants it.
 
 mod auth;
+mod metrics;
 mod onboarding;
 mod routes;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use authplug_engine::Engine;
 
 pub use auth::{hash_token, new_token, Scope, TokenEntry, Tokens};
+pub use metrics::Metrics;
 pub use onboarding::{load_connectors, PendingOnboardings};
 pub use routes::router;
 
@@ -30,6 +32,15 @@ pub struct AppState {
     /// The address browsers reach this server at (for the OAuth2 callback).
     pub public_url: String,
     pub pending: PendingOnboardings,
+    pub metrics: Metrics,
+}
+
+/// Counts the engine's lifecycle events for `/metrics`.
+pub async fn count_events(state: Arc<AppState>) {
+    let mut events = state.engine.events().subscribe();
+    while let Some(event) = events.recv().await {
+        state.metrics.event(event.kind.as_str());
+    }
 }
 
 /// How the server runs.

@@ -22,6 +22,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
         .route("/v1/systems", get(list))
         .route("/v1/systems/{id}", get(show).delete(delete))
         .route("/v1/systems/{id}/secrets", get(secrets))
@@ -30,7 +32,79 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/onboarding/callback", get(crate::onboarding::callback))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(axum::middleware::map_response(no_store))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), measure))
         .with_state(state)
+}
+
+/// Counts and times every request by its route pattern (never the path: it holds system ids).
+async fn measure(
+    State(state): State<Arc<AppState>>,
+    matched: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state.metrics.request(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// The OpenAPI document of these routes.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Prometheus text exposition; no secret, no system id.
+async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let engine = state.engine.clone();
+    let systems = tokio::task::spawn_blocking(move || engine.store().list())
+        .await
+        .map_err(|_| ApiError::internal("the store read failed"))??;
+    let mut states = BTreeMap::new();
+    for state_name in ["active", "needs_reauth"] {
+        states.insert(state_name.to_owned(), 0);
+    }
+    for system in &systems {
+        *states.entry(system.state.as_str().to_owned()).or_default() += 1;
+    }
+    let body = state.metrics.render(&states);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The document describes exactly the routes the router serves.
+    #[test]
+    fn the_openapi_document_describes_every_route() {
+        let document: Value = serde_json::from_str(OPENAPI).unwrap();
+        let mut described: Vec<String> = Vec::new();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for method in ["get", "post", "delete"] {
+                if item.get(method).is_some() {
+                    described.push(format!("{} {path}", method.to_uppercase()));
+                }
+            }
+        }
+        described.sort();
+        let source = include_str!("routes.rs");
+        let mut served: Vec<String> = Vec::new();
+        for line in source.lines().map(str::trim).filter(|l| l.starts_with(".route(\"")) {
+            let path = line.split('"').nth(1).unwrap();
+            let handlers = line.split_once(", ").unwrap().1;
+            for (method, call) in [("GET", "get("), ("POST", "post("), ("DELETE", "delete(")] {
+                if handlers.starts_with(call) || handlers.contains(&format!(".{call}")) {
+                    served.push(format!("{method} {path}"));
+                }
+            }
+        }
+        served.sort();
+        assert_eq!(described, served);
+    }
 }
 
 async fn no_store(mut response: Response) -> Response {

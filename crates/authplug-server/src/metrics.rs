@@ -1,0 +1,115 @@
+//! `/metrics` in the Prometheus text format: lifecycle events by kind (counted from the engine's
+//! event stream), credentials per state (read from the store at scrape time), and HTTP requests
+//! by route and status with a latency histogram. Counters are plain atomics behind one mutex:
+//! no metrics crate is needed for a dozen series.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Latency buckets, seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    events: BTreeMap<&'static str, u64>,
+    /// (route, status) -> count.
+    requests: BTreeMap<(String, u16), u64>,
+    /// route -> (bucket counts, sum of seconds, count).
+    latency: BTreeMap<String, ([u64; BUCKETS.len()], f64, u64)>,
+}
+
+impl Metrics {
+    pub fn event(&self, kind: &'static str) {
+        *self.lock().events.entry(kind).or_default() += 1;
+    }
+
+    pub fn request(&self, route: &str, status: u16, took: Duration) {
+        let mut inner = self.lock();
+        *inner.requests.entry((route.to_owned(), status)).or_default() += 1;
+        let seconds = took.as_secs_f64();
+        let (buckets, sum, count) = inner.latency.entry(route.to_owned()).or_default();
+        for (bucket, bound) in buckets.iter_mut().zip(BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        *sum += seconds;
+        *count += 1;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The exposition, with the credential counts by state given by the caller.
+    pub fn render(&self, states: &BTreeMap<String, u64>) -> String {
+        let inner = self.lock();
+        let mut out = String::new();
+        out.push_str("# HELP authplug_lifecycle_events_total Lifecycle events: refreshed, refresh_failed, needs_reauth, recovered.\n");
+        out.push_str("# TYPE authplug_lifecycle_events_total counter\n");
+        for kind in ["refreshed", "refresh_failed", "needs_reauth", "recovered"] {
+            let count = inner.events.get(kind).copied().unwrap_or(0);
+            let _ = writeln!(out, "authplug_lifecycle_events_total{{kind=\"{kind}\"}} {count}");
+        }
+        out.push_str("# HELP authplug_credentials Stored systems by lifecycle state.\n");
+        out.push_str("# TYPE authplug_credentials gauge\n");
+        for (state, count) in states {
+            let _ = writeln!(out, "authplug_credentials{{state=\"{state}\"}} {count}");
+        }
+        out.push_str("# HELP authplug_http_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE authplug_http_requests_total counter\n");
+        for ((route, status), count) in &inner.requests {
+            let _ = writeln!(
+                out,
+                "authplug_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+            );
+        }
+        out.push_str(
+            "# HELP authplug_http_request_duration_seconds HTTP request latency by route.\n",
+        );
+        out.push_str("# TYPE authplug_http_request_duration_seconds histogram\n");
+        for (route, (buckets, sum, count)) in &inner.latency {
+            for (bucket, bound) in buckets.iter().zip(BUCKETS) {
+                let _ = writeln!(out, "authplug_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {bucket}");
+            }
+            let _ = writeln!(out, "authplug_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                out,
+                "authplug_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "authplug_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_counts_and_buckets() {
+        let metrics = Metrics::default();
+        metrics.event("refreshed");
+        metrics.event("refreshed");
+        metrics.request("/v1/systems/{id}/secrets", 200, Duration::from_millis(3));
+        let text = metrics.render(&BTreeMap::from([("active".to_owned(), 2)]));
+        assert!(text.contains("authplug_lifecycle_events_total{kind=\"refreshed\"} 2\n"));
+        assert!(text.contains("authplug_lifecycle_events_total{kind=\"needs_reauth\"} 0\n"));
+        assert!(text.contains("authplug_credentials{state=\"active\"} 2\n"));
+        assert!(text.contains("le=\"0.0025\"} 0\n") && text.contains("le=\"0.005\"} 1\n"));
+        assert!(text.contains(
+            "authplug_http_requests_total{route=\"/v1/systems/{id}/secrets\",status=\"200\"} 1\n"
+        ));
+    }
+}
