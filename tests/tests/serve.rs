@@ -303,3 +303,60 @@ fn a_connector_onboarded_through_the_api_serves_a_hundred_reads_across_an_expiry
     );
     assert!(!metrics.contains(&seen[0]) && !metrics.contains("crm-api"), "no value, no system id");
 }
+
+#[test]
+fn the_readmes_first_command_serves_a_fresh_store_with_every_built_plugin() {
+    // `cargo xtask run -- serve` as a new user types it (the build is up to date), with a fresh
+    // home so that the embedded default store is new, and a free port.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let first = readme.split("```sh").nth(1).unwrap().lines().nth(1).unwrap();
+    let command = first.split("  #").next().unwrap().trim();
+    assert_eq!(command, "cargo xtask run -- serve");
+    let home = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let started = Instant::now();
+    let mut cargo = std::process::Command::new(env!("CARGO"))
+        .args(["xtask", "run", "--", "serve"])
+        .current_dir(root)
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("AUTHPLUG_LISTEN", "127.0.0.1:0")
+        .env_remove("AUTHPLUG_PLUGIN_DIR")
+        .env_remove("AUTHPLUG_STORE")
+        .env_remove("AUTHPLUG_KEY_FILE")
+        .env_remove("AUTHPLUG_MASTER_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(cargo.stderr.take().unwrap()).lines();
+    let line = loop {
+        let line = lines.next().expect("serve started").unwrap();
+        if line.contains("listening on ") {
+            break line;
+        }
+    };
+    let url =
+        line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let pid = line.split("pid ").nth(1).unwrap().split(')').next().unwrap().to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ready: Value = runtime.block_on(async {
+        let response = reqwest::get(format!("{url}/readyz")).await.unwrap();
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+    });
+    eprintln!(
+        "serve: README command to /readyz in {} ms (cargo's up-to-date check included)",
+        started.elapsed().as_millis()
+    );
+    // Stop authplug by its own id; cargo and xtask then end with its exit code.
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = cargo.wait().unwrap();
+    assert_eq!(ready["schemes"].as_array().unwrap().len(), 5, "every built plugin: {ready}");
+    assert_eq!(ready["systems"], 0, "a fresh store");
+    assert!(
+        home.path().join("data/authplug/store.sqlite3").is_file(),
+        "the embedded default store"
+    );
+    assert!(status.success(), "stopped gracefully: {status}");
+}

@@ -64,8 +64,9 @@ pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Fail
         tokio::spawn(authplug_server::count_events(state.clone()));
         let sweeper = tokio::spawn(authplug_server::sweep_forever(engine.clone(), options));
         eprintln!(
-            "authplug serve: listening on http://{address} ({schemes} schemes, store {}), ready in {} ms",
+            "authplug serve: listening on http://{address} ({schemes} schemes, store {}, pid {}), ready in {} ms",
             engine.store().location(),
+            std::process::id(),
             started.elapsed().as_millis()
         );
         let app = authplug_server::router(state);
