@@ -208,6 +208,32 @@ fn every_route_wants_a_token_of_the_right_scope_and_secrets_stay_out_of_logs() {
         assert!(!log.contains(token.as_str()));
     }
 
+    // A token added while serving works after SIGHUP reloads the configuration.
+    let late = api_token(&lab, &tokens, "late", &["admin"]);
+    assert_eq!(
+        runtime.block_on(call("GET", &routes[0].1, Some(&late))).0,
+        401,
+        "not before the reload"
+    );
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let reloaded = runtime.block_on(async {
+        // The reload is asynchronous to the signal: poll until it has happened (bounded).
+        for _ in 0..200 {
+            if call("GET", &routes[0].1, Some(&late)).await.0 == 200 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    });
+    assert!(reloaded, "the new token works after SIGHUP");
+    assert_eq!(
+        runtime.block_on(call("GET", &routes[0].1, Some(&admin))).0,
+        200,
+        "the old ones still do"
+    );
+
     assert!(server.stop().success(), "a graceful stop");
     assert!(server.log.lock().unwrap().iter().any(|l| l.contains("authplug serve: stopped")));
 }

@@ -16,11 +16,10 @@ fn tokens_file(given: &Option<PathBuf>) -> PathBuf {
     given.clone().unwrap_or_else(|| authplug_store::config_dir().join("tokens.json"))
 }
 
-pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Failure> {
-    let started = Instant::now();
-    let path = tokens_file(&args.tokens_file);
+/// The tokens file, and the admin token of the environment.
+fn load_tokens(path: &std::path::Path) -> Result<Tokens, Failure> {
     let mut tokens = if path.exists() {
-        Tokens::from_file(&path).map_err(|e| Failure::new(Code::BadInput, e))?
+        Tokens::from_file(path).map_err(|e| Failure::new(Code::BadInput, e))?
     } else {
         Tokens::default()
     };
@@ -29,6 +28,33 @@ pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Fail
             tokens = tokens.with_plain("admin (AUTHPLUG_ADMIN_TOKEN)", &admin, vec![Scope::Admin]);
         }
     }
+    Ok(tokens)
+}
+
+/// On SIGHUP, the tokens file is read again (a bad file keeps the old tokens, and says why).
+/// Plugins are never unloaded or reloaded: that takes a restart.
+async fn reload_on_hangup(
+    state: Arc<AppState>,
+    path: PathBuf,
+    mut hangups: tokio::signal::unix::Signal,
+) {
+    while hangups.recv().await.is_some() {
+        match load_tokens(&path) {
+            Ok(tokens) => {
+                *state.tokens.write().unwrap_or_else(|p| p.into_inner()) = tokens;
+                eprintln!("authplug serve: reloaded the API tokens from {}", path.display());
+            }
+            Err(failure) => {
+                eprintln!("authplug serve: kept the old API tokens: {}", failure.message)
+            }
+        }
+    }
+}
+
+pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let path = tokens_file(&args.tokens_file);
+    let tokens = load_tokens(&path)?;
     if tokens.is_empty() {
         eprintln!(
             "warning: no API token: only /healthz and /readyz will answer (set AUTHPLUG_ADMIN_TOKEN, or `authplug api-token NAME --scope ...`)"
@@ -55,13 +81,17 @@ pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Fail
         let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
         let state = Arc::new(AppState {
             engine: engine.clone(),
-            tokens,
+            tokens: std::sync::RwLock::new(tokens),
             connectors,
             public_url: public_url.trim_end_matches('/').to_owned(),
             pending: Default::default(),
             metrics: Default::default(),
         });
         tokio::spawn(authplug_server::count_events(state.clone()));
+        // Installed before the server says it listens, so that no SIGHUP finds the default action.
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| Failure::new(Code::Failure, format!("no SIGHUP handler: {e}")))?;
+        tokio::spawn(reload_on_hangup(state.clone(), path.clone(), hangups));
         let sweeper = tokio::spawn(authplug_server::sweep_forever(engine.clone(), options));
         eprintln!(
             "authplug serve: listening on http://{address} ({schemes} schemes, store {}, pid {}), ready in {} ms",

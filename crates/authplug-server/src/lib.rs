@@ -26,7 +26,8 @@ pub use routes::router;
 #[derive(Debug)]
 pub struct AppState {
     pub engine: Arc<Engine>,
-    pub tokens: Tokens,
+    /// Replaced whole when the configuration is reloaded (SIGHUP).
+    pub tokens: std::sync::RwLock<Tokens>,
     /// Connectors users may onboard, by name.
     pub connectors: BTreeMap<String, authplug_connector::Connector>,
     /// The address browsers reach this server at (for the OAuth2 callback).

@@ -179,6 +179,8 @@ pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Ap
         })?;
     state
         .tokens
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
         .caller(token.trim())
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))
 }
