@@ -31,17 +31,6 @@ fn setting(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn memory_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// User plus system CPU time of a process so far, in seconds.
 fn cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -110,8 +99,7 @@ fn main() {
         .collect();
     let rotated: Arc<Mutex<BTreeMap<usize, (String, i64)>>> = Arc::default();
     let provider_pid = lab.provider.pid().to_string();
-    let cpu = |pid: &str| cpu_seconds(pid);
-    let (own_cpu, provider_cpu) = (cpu("self"), cpu(&provider_pid));
+    let (own_cpu, provider_cpu) = (cpu_seconds("self"), cpu_seconds(&provider_pid));
     let started = Instant::now();
     lab.host.block_on(async {
         let client = reqwest::Client::new();
@@ -144,8 +132,8 @@ fn main() {
     });
     let endpoint_rate = grants as f64 / started.elapsed().as_secs_f64();
     let loop_cpu = (
-        (cpu("self") - own_cpu) / grants as f64,
-        (cpu(&provider_pid) - provider_cpu) / grants as f64,
+        (cpu_seconds("self") - own_cpu) / grants as f64,
+        (cpu_seconds(&provider_pid) - provider_cpu) / grants as f64,
     );
 
     // 2. The rotated tokens, stored as systems (not timed).
@@ -174,16 +162,16 @@ fn main() {
     // 3. The engine: every system is refreshed once (keep-alive 0 makes them all idle).
     let config = EngineConfig { keepalive: Some(Duration::ZERO), ..EngineConfig::default() };
     let engine = lab.engine(config, Duration::from_secs(30), Events::default());
-    let rss_before = memory_kib("VmRSS:");
-    let (own_cpu, provider_cpu) = (cpu("self"), cpu(&provider_pid));
+    let rss_before = authplug_testkit::process_memory_kib("VmRSS:");
+    let (own_cpu, provider_cpu) = (cpu_seconds("self"), cpu_seconds(&provider_pid));
     let started = Instant::now();
     let results = lab.host.block_on(engine.sweep(concurrency)).unwrap();
     let elapsed = started.elapsed();
     let engine_cpu = (
-        (cpu("self") - own_cpu) / grants as f64,
-        (cpu(&provider_pid) - provider_cpu) / grants as f64,
+        (cpu_seconds("self") - own_cpu) / grants as f64,
+        (cpu_seconds(&provider_pid) - provider_cpu) / grants as f64,
     );
-    let peak = memory_kib("VmHWM:");
+    let peak = authplug_testkit::process_memory_kib("VmHWM:");
     let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
     assert!(failed.is_empty(), "{} refreshes failed, first: {:?}", failed.len(), failed.first());
     // The lab's own system is swept too.

@@ -49,15 +49,11 @@ impl Desk {
 
     /// The environment `authplug` needs for this desk (also for a shell that runs it).
     pub fn environment(&self, command: &mut Command) {
-        command
-            .env("AUTHPLUG_STORE", self.store_path())
-            .env("AUTHPLUG_KEY_FILE", self.key_file())
-            .env("AUTHPLUG_PLUGIN_DIR", crate::plugin_dir())
-            .env("AUTHPLUG_ALLOW_LOOPBACK_HTTP", "1")
-            .env("AUTHPLUG_HTTP_TIMEOUT", "10")
-            .env_remove("AUTHPLUG_MASTER_KEY")
-            .env_remove("AUTHPLUG_LOG")
-            .env_remove("AUTHPLUG_OPERATOR_SECRETS");
+        crate::authplug_environment(
+            command,
+            &self.store_path().to_string_lossy(),
+            &self.key_file(),
+        );
     }
 
     /// A copy of the real connector `name` on the desk, its manifest changed by `edit`.

@@ -57,6 +57,26 @@ pub fn plugin_folder(files: &[(&Path, &str)]) -> tempfile::TempDir {
     dir
 }
 
+/// The environment of an `authplug` process on `store` with `key_file`: the built plugins,
+/// loopback HTTP allowed (the peers listen there), and nothing inherited that would change it.
+pub fn authplug_environment(command: &mut Command, store: &str, key_file: &Path) {
+    command
+        .env("AUTHPLUG_STORE", store)
+        .env("AUTHPLUG_KEY_FILE", key_file)
+        .env("AUTHPLUG_PLUGIN_DIR", plugin_dir())
+        .env("AUTHPLUG_ALLOW_LOOPBACK_HTTP", "1")
+        .env("AUTHPLUG_HTTP_TIMEOUT", "10");
+    for inherited in [
+        "AUTHPLUG_MASTER_KEY",
+        "AUTHPLUG_WEBHOOK_URL",
+        "AUTHPLUG_WEBHOOK_SECRET",
+        "AUTHPLUG_LOG",
+        "AUTHPLUG_OPERATOR_SECRETS",
+    ] {
+        command.env_remove(inherited);
+    }
+}
+
 /// Runs `authplug args` with only `plugin_dir` as its plugin folder and a clean environment.
 pub fn authplug(plugin_dir: &Path, args: &[&str]) -> Output {
     Command::new(authplug_bin())

@@ -174,16 +174,7 @@ impl Lab {
 
     /// The environment an authplug process of this lab needs.
     pub fn environment(&self, command: &mut Command) {
-        command
-            .env("AUTHPLUG_STORE", self.store_arg())
-            .env("AUTHPLUG_KEY_FILE", self.key_file())
-            .env("AUTHPLUG_PLUGIN_DIR", crate::plugin_dir())
-            .env("AUTHPLUG_ALLOW_LOOPBACK_HTTP", "1")
-            .env("AUTHPLUG_HTTP_TIMEOUT", "10")
-            .env_remove("AUTHPLUG_MASTER_KEY")
-            .env_remove("AUTHPLUG_WEBHOOK_URL")
-            .env_remove("AUTHPLUG_WEBHOOK_SECRET")
-            .env_remove("AUTHPLUG_LOG");
+        crate::authplug_environment(command, &self.store_arg(), &self.key_file());
     }
 
     pub fn run(&self, args: &[&str]) -> Output {

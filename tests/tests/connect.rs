@@ -48,8 +48,7 @@ fn start_connect(desk: &Desk, args: &[&str]) -> (Running, String, Vec<String>) {
         seen.push(line.clone());
         if let Some(url) = line.strip_prefix("  http") {
             // Drain the rest in the background so the process never blocks on a full pipe.
-            let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-            std::mem::forget(rest);
+            std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
             return (child, format!("http{url}"), seen);
         }
         assert!(seen.len() < 20, "no consent address in {seen:?}");
@@ -179,7 +178,7 @@ fn a_callback_with_the_wrong_state_is_refused_and_nothing_is_stored() {
     let hubspot = desk.connector("hubspot", |manifest| {
         manifest["oauth2"] = provider.oauth2_block(&["openid", "offline_access"]);
     });
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let (child, _url, _) = start_connect(
         &desk,
         &[
@@ -191,7 +190,7 @@ fn a_callback_with_the_wrong_state_is_refused_and_nothing_is_stored() {
             "--secret",
             "client_secret=app-secret",
             "--port",
-            &port.to_string(),
+            &port,
         ],
     );
     let forged = format!("http://127.0.0.1:{port}/callback?code=stolen&state=not-the-one");
@@ -303,8 +302,7 @@ fn superoffice_connects_through_its_consent_from_its_authconfig() {
         json!({"superoffice": {"partner_private_key": keys().partner_pem()}}).to_string(),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let port = port.to_string();
+    let port = free_port();
     let (child, url, _) = start_connect(
         &desk,
         &[

@@ -140,40 +140,11 @@ async fn respond(stream: &mut TcpStream, status: u16, message: &str) {
     let _ = stream.shutdown().await;
 }
 
-/// Decodes `a=1&b=x%20y` (application/x-www-form-urlencoded).
+/// Decodes `a=1&b=x%20y` (application/x-www-form-urlencoded), with the `url` crate's parser.
 fn form_urlencoded(query: &str) -> BTreeMap<String, String> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = match bytes.get(i..i + 3) {
-            Some([b'%', high, low]) => hex(*high).zip(hex(*low)).map(|(h, l)| h * 16 + l),
-            _ => None,
-        };
-        match (bytes[i], escaped) {
-            (_, Some(byte)) => {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-            (b'+', None) => out.push(b' '),
-            (other, None) => out.push(other),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let mut url = reqwest::Url::parse("http://callback.invalid/").expect("a constant URL parses");
+    url.set_query(Some(query));
+    url.query_pairs().into_owned().collect()
 }
 
 #[cfg(test)]

@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::Path;
 use std::time::Duration;
 
-use authplug_connector::{read_authconfig, Connector, AUTHCONFIG};
+use authplug_connector::{
+    read_authconfig, Connector, ConnectorSecret, AUTHCONFIG, CONNECTOR_PARAMETER,
+};
 use authplug_host::{LoadedScheme, Registry};
 use authplug_protocol::{OnboardRequest, OnboardStep, Resume, Secret};
 use authplug_store::{Change, NewSystem, State, StoreError};
@@ -20,8 +21,6 @@ use crate::exit::{Code, Failure};
 
 /// Non-secret inputs the classic tool read from `.authconfig`; they become parameters.
 const PARAMETER_INPUTS: &[&str] = &["account_id", "base_url"];
-/// Where the stored system remembers what came from the connector (plugins ignore it).
-pub const CONNECTOR_PARAMETER: &str = "connector";
 
 /// One input and where it came from (said in the progress line, never its value).
 struct Input {
@@ -50,14 +49,7 @@ pub fn connect(cli: &Cli, registry: &Registry, args: &ConnectArgs) -> Result<(),
     let schemes: Vec<_> = registry.schemes().map(|s| s.descriptor()).collect();
     let report = authplug_connector::check(&connector, &schemes);
     for finding in &report.findings {
-        eprintln!(
-            "{}:{}:{}: {}: {}",
-            dir.join(&finding.file).display(),
-            finding.line,
-            finding.column,
-            finding.severity,
-            finding.message
-        );
+        eprintln!("{}", crate::connector::line(dir, finding));
     }
     if report.errors() > 0 {
         return Err(Failure::new(
@@ -75,9 +67,10 @@ pub fn connect(cli: &Cli, registry: &Registry, args: &ConnectArgs) -> Result<(),
             ),
         ));
     };
-    let scheme = registry
-        .resolve(auth, manifest.auth_variant.as_deref())
-        .expect("the check resolved the scheme");
+    // The check resolved it, or reported an error above.
+    let scheme = registry.resolve(auth, manifest.auth_variant.as_deref()).ok_or_else(|| {
+        Failure::new(Code::BadInput, format!("{}: no loaded scheme serves it", dir.display()))
+    })?;
     progress.say(&format!(
         "{}: connector {}, scheme {}{}",
         dir.display(),
@@ -172,10 +165,9 @@ pub fn connect(cli: &Cli, registry: &Registry, args: &ConnectArgs) -> Result<(),
         eprintln!("  tenant: account_id = {tenant}");
         stored_parameters.insert("account_id".into(), Value::from(tenant));
     }
-    let extra_names: Vec<&String> = extras.keys().collect();
     stored_parameters.insert(
         CONNECTOR_PARAMETER.into(),
-        json!({"name": connector.name(), "dir": absolute(dir), "extra_secrets": extra_names}),
+        authplug_connector::connector_parameter(&connector, extras.keys()),
     );
     let mut all_required = required;
     all_required.extend(extras);
@@ -298,10 +290,6 @@ fn tenant(
     }
 }
 
-fn absolute(dir: &Path) -> String {
-    dir.canonicalize().unwrap_or_else(|_| dir.to_owned()).display().to_string()
-}
-
 /// The secrets the scheme requires (less the operator's) and the connector declares, and the
 /// parameters: from `--secret`, `--secrets-file`, `AUTHPLUG_SECRET_<NAME>`, `.authconfig`, or a
 /// hidden prompt, in that order.
@@ -314,10 +302,11 @@ fn gather(
     let mut sources: Vec<(String, BTreeMap<String, String>)> = Vec::new();
     let mut flags = BTreeMap::new();
     for pair in &args.secrets {
+        // Without its `=`, the argument may be a bare value: it is never quoted.
         let (name, value) = pair.split_once('=').ok_or_else(|| {
             Failure::new(
                 Code::BadInput,
-                format!("--secret {}: expected NAME=VALUE", pair.split('=').next().unwrap_or("")),
+                "--secret: expected NAME=VALUE (the argument is not shown)",
             )
         })?;
         flags.insert(name.to_owned(), value.to_owned());
@@ -334,25 +323,23 @@ fn gather(
     let authconfig =
         read_authconfig(&connector.dir).map_err(|e| Failure::new(Code::BadInput, e.to_string()))?;
 
-    // What is asked for: the scheme's user secrets, then the connector's.
-    let mut wanted: Vec<(String, bool, String)> = scheme
+    // What is asked for: the scheme's user secrets, then the connector's own.
+    let mut wanted: Vec<ConnectorSecret> = scheme
         .descriptor()
         .required
         .iter()
         .filter(|r| !r.operator)
-        .map(|r| (r.name.clone(), r.secret, r.description.clone()))
+        .map(|r| ConnectorSecret {
+            name: r.name.clone(),
+            description: r.description.clone(),
+            generated: false,
+            optional: false,
+        })
         .collect();
-    for (name, spec) in &manifest.extra_secrets {
-        let description = spec
-            .get("description")
-            .and_then(Value::as_str)
-            .unwrap_or("declared in the manifest's extra_secrets");
-        wanted.push((name.clone(), true, description.to_owned()));
-    }
-    let mut optional: Vec<&str> = Vec::new();
-    if manifest.requires_service_api_access {
-        optional.push("service_jwt");
-    }
+    wanted.extend(manifest.connector_secrets());
+    let hidden = |name: &str| {
+        scheme.descriptor().required.iter().find(|r| r.name == name).is_none_or(|r| r.secret)
+    };
 
     let lookup = |name: &str| -> Option<(String, String)> {
         for (source, values) in &sources {
@@ -370,11 +357,14 @@ fn gather(
     let mut inputs = BTreeMap::new();
     let mut missing = Vec::new();
     let interactive = std::io::stdin().is_terminal() && !args.no_prompt;
-    for (name, hidden, description) in &wanted {
+    for wanted in &wanted {
+        let name = &wanted.name;
         let found = match lookup(name) {
             Some(found) => Some(found),
+            None if wanted.generated => Some((random_hex(32)?, "generated".to_owned())),
+            None if wanted.optional => continue,
             None if interactive => {
-                prompt(name, description, *hidden)?.map(|v| (v, "prompt".to_owned()))
+                prompt(name, &wanted.description, hidden(name))?.map(|v| (v, "prompt".to_owned()))
             }
             None => None,
         };
@@ -385,18 +375,6 @@ fn gather(
             }
             None => missing.push(name.clone()),
         }
-    }
-    for name in optional {
-        if let Some((value, source)) = lookup(name) {
-            inputs.insert(name.to_owned(), Input { value: Secret::new(value), source });
-        }
-    }
-    if manifest.use_webhook_secret {
-        let input = match lookup("webhook_secret") {
-            Some((value, source)) => Input { value: Secret::new(value), source },
-            None => Input { value: Secret::new(random_hex(32)?), source: "generated".into() },
-        };
-        inputs.insert("webhook_secret".into(), input);
     }
     if !missing.is_empty() {
         let where_ = if authconfig.is_some() {

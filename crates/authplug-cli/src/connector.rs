@@ -75,7 +75,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// `dir/file:line:column: severity: message`, as compilers write them.
-fn line(dir: &Path, finding: &Finding) -> String {
+pub fn line(dir: &Path, finding: &Finding) -> String {
     format!(
         "{}:{}:{}: {}: {}",
         dir.join(&finding.file).display(),

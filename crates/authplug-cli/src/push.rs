@@ -13,8 +13,6 @@ use crate::exit::{Code, Failure};
 
 /// Parameters that go to the node as environment variables (the classic tool's set).
 const ENV_PARAMETERS: &[&str] = &["token_url", "base_url", "account_id", "service_url"];
-/// The user's own secrets a connector may read, pushed with the scheme's.
-const CONNECTOR_SECRETS: &[&str] = &["webhook_secret", "service_jwt"];
 
 pub fn push(cli: &Cli, registry: Registry, args: &PushArgs) -> Result<(), Failure> {
     let node = args.node.trim_end_matches('/').to_owned();
@@ -37,23 +35,18 @@ pub fn push(cli: &Cli, registry: Registry, args: &PushArgs) -> Result<(), Failur
             .store()
             .get(&system)?
             .ok_or_else(|| Failure::new(Code::NotFound, format!("no system `{system}`")))?;
-        // The scheme's secrets, then the user's that the connector reads.
+        // The scheme's secrets, then the user's own that the connector reads.
         let mut secrets: BTreeMap<String, Secret> = token.injected.clone();
-        let declared = record.summary.parameters.get(crate::connect::CONNECTOR_PARAMETER);
-        let extras: Vec<String> = declared
-            .and_then(|c| c.get("extra_secrets"))
-            .and_then(Value::as_array)
-            .map(|names| names.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
+        let extras = authplug_connector::stored_extras(&token.parameters);
         for (name, value) in &record.required {
-            if extras.contains(name) || CONNECTOR_SECRETS.contains(&name.as_str()) {
+            if extras.contains(name) {
                 secrets.insert(name.clone(), value.clone());
             }
         }
         let env: BTreeMap<String, String> = ENV_PARAMETERS
             .iter()
             .filter_map(|key| {
-                let value = record.summary.parameters.get(*key)?;
+                let value = token.parameters.get(*key)?;
                 Some((
                     key.to_string(),
                     value.as_str().map_or_else(|| value.to_string(), str::to_owned),

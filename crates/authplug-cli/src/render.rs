@@ -3,7 +3,6 @@
 //! audited).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use authplug_connector::{expand, resolve, variables, Connector, Resolver, PLATFORM_VARIABLES};
 use authplug_store::StoreError;
@@ -115,21 +114,11 @@ pub fn render(cli: &Cli, args: &RenderArgs) -> Result<(), Failure> {
             std::fs::create_dir_all(out)
                 .map_err(|e| Failure::new(Code::Failure, format!("{}: {e}", out.display())))?;
             for (name, text) in &outputs {
-                write(&out.join(name), text, args.reveal)?;
+                // Every rendered file is written readable by its owner only (mode 0600).
+                crate::store::write_private(&out.join(name), text.as_bytes())?;
             }
             eprintln!("wrote {} file(s) to {}", outputs.len(), out.display());
         }
     }
     Ok(())
-}
-
-/// Rendered files with revealed secrets are written readable by their owner only.
-fn write(path: &Path, text: &str, private: bool) -> Result<(), Failure> {
-    let fail = |e: std::io::Error| Failure::new(Code::Failure, format!("{}: {e}", path.display()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, if private { 0o600 } else { 0o644 });
-    use std::io::Write;
-    options.open(path).and_then(|mut f| f.write_all(text.as_bytes())).map_err(fail)
 }

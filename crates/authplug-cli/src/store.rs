@@ -235,7 +235,7 @@ pub fn store(args: &StoreArgs, command: &StoreCommand) -> Result<(), Failure> {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     let fail = |e: std::io::Error| {
         Failure::new(Code::Failure, format!("cannot write {}: {e}", path.display()))
     };

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use authplug_protocol::{AuthPair, SchemeDescriptor};
 use serde::Serialize;
 
+use crate::error::ConnectorError;
 use crate::manifest::{Connector, MANIFEST};
 use crate::template::{Reference, ReferenceKind};
 
@@ -108,16 +109,17 @@ pub fn check(connector: &Connector, schemes: &[&SchemeDescriptor]) -> Report {
     let scheme = resolve(connector, schemes, &mut findings);
 
     // Manifest fields the scheme reads.
-    for field in scheme.iter().flat_map(|s| &s.manifest_fields) {
+    for (scheme, field) in scheme.iter().flat_map(|s| s.manifest_fields.iter().map(move |f| (s, f)))
+    {
         if connector.field(&field.path).is_some() {
             continue;
         }
         let at = connector.locate(&field.path);
-        let scheme_id = &scheme.expect("fields come from a scheme").id;
         if field.required {
             let message = format!(
-                "`{}` is missing: scheme {scheme_id} needs it ({})",
+                "`{}` is missing: scheme {} needs it ({})",
                 field.path,
+                scheme.id,
                 field.description.trim_end_matches('.')
             );
             findings.add(Severity::Error, "missing-manifest-field", MANIFEST, at, message);
@@ -131,21 +133,12 @@ pub fn check(connector: &Connector, schemes: &[&SchemeDescriptor]) -> Report {
     }
 
     // Secrets the connector can have: the scheme's, and those the manifest asks for.
-    let mut secrets: BTreeMap<String, String> = BTreeMap::new();
-    if let Some(scheme) = scheme {
-        for injected in &scheme.injected {
-            secrets.insert(injected.name.clone(), format!("injected by scheme {}", scheme.id));
-        }
-    }
-    if manifest.use_webhook_secret {
-        secrets.insert("webhook_secret".into(), "use_webhook_secret".into());
-    }
-    if manifest.requires_service_api_access {
-        secrets.insert("service_jwt".into(), "requires_service_api_access".into());
-    }
-    for name in manifest.extra_secrets.keys() {
-        secrets.insert(name.clone(), "extra_secrets".into());
-    }
+    let connector_secrets = manifest.connector_secrets();
+    let secrets: BTreeSet<&str> = scheme
+        .iter()
+        .flat_map(|s| s.injected.iter().map(|i| i.name.as_str()))
+        .chain(connector_secrets.iter().map(|s| s.name.as_str()))
+        .collect();
 
     let connector_name = connector.name();
     let webhook_dataset = format!("{connector_name}_webhook_dataset");
@@ -171,32 +164,37 @@ pub fn check(connector: &Connector, schemes: &[&SchemeDescriptor]) -> Report {
         }
     }
 
-    // The templates, each in the context of the datatype that uses it.
+    // The templates, each in the context of the datatype that uses it; each file read once.
+    let mut read: BTreeMap<&str, Option<Vec<Reference>>> = BTreeMap::new();
     for (datatype, template) in connector.templates() {
-        let references = match connector.references(template) {
-            Ok(references) => references,
-            Err(error) => {
-                let path = match datatype {
-                    Some(d) => format!("datatypes.{d}.template"),
-                    None => "system-template".into(),
-                };
-                let at = connector.locate(&path);
-                let reason = error.to_string();
-                let reason = reason.rsplit_once(": ").map_or(reason.as_str(), |(_, r)| r);
-                let message = format!("template {template} cannot be read: {reason}");
-                findings.add(Severity::Error, "unreadable-template", MANIFEST, at, message);
-                continue;
-            }
-        };
+        let references =
+            read.entry(template).or_insert_with(|| match connector.references(template) {
+                Ok(references) => Some(references),
+                Err(error) => {
+                    let path = match datatype {
+                        Some(d) => format!("datatypes.{d}.template"),
+                        None => "system-template".into(),
+                    };
+                    let reason = match error {
+                        ConnectorError::Unreadable { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
+                    let message = format!("template {template} cannot be read: {reason}");
+                    let at = connector.locate(&path);
+                    findings.add(Severity::Error, "unreadable-template", MANIFEST, at, message);
+                    None
+                }
+            });
+        let Some(references) = references.as_ref() else { continue };
         let parameters = datatype.and_then(|d| manifest.datatypes.get(d)).map(|d| &d.parameters);
-        for reference in &references {
+        for reference in references {
             let at = (reference.line, reference.column);
             match reference.kind {
                 ReferenceKind::Secret | ReferenceKind::RuntimeSecret => {
                     // An unresolved scheme was reported once; its secrets are unknown.
                     let unknowable = manifest.auth.is_some() && scheme.is_none();
-                    if !unknowable && !secrets.contains_key(&reference.name) {
-                        let message = unknown_secret(reference, manifest.auth.as_deref(), scheme);
+                    if !unknowable && !secrets.contains(reference.name.as_str()) {
+                        let message = unknown_secret(reference, scheme);
                         findings.add(Severity::Error, "unknown-secret", template, at, message);
                     }
                 }
@@ -273,15 +271,12 @@ fn resolve<'a>(
     None
 }
 
-fn unknown_secret(
-    reference: &Reference,
-    auth: Option<&str>,
-    scheme: Option<&SchemeDescriptor>,
-) -> String {
-    let source = match (auth, scheme) {
-        (None, _) => "manifest.json names no `auth` scheme to supply it".to_owned(),
-        (Some(_), None) => unreachable!("secrets of an unresolved scheme are not judged"),
-        (Some(_), Some(scheme)) => {
+/// Why a secret is unknown: the scheme injects others, or there is no scheme at all (an
+/// unresolved one was reported once, and its secrets are not judged).
+fn unknown_secret(reference: &Reference, scheme: Option<&SchemeDescriptor>) -> String {
+    let source = match scheme {
+        None => "manifest.json names no `auth` scheme to supply it".to_owned(),
+        Some(scheme) => {
             let names: Vec<&str> = scheme.injected.iter().map(|i| i.name.as_str()).collect();
             format!("scheme {} injects only {}", scheme.id, names.join(", "))
         }

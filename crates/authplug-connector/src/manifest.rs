@@ -80,6 +80,76 @@ pub struct Datatype {
     pub other: BTreeMap<String, Value>,
 }
 
+/// A secret the connector itself asks the user for, beyond its scheme's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorSecret {
+    pub name: String,
+    pub description: String,
+    /// Made up (random) when the user gives none: `webhook_secret`.
+    pub generated: bool,
+    /// May be left out: `service_jwt`, which only pushing to a node needs.
+    pub optional: bool,
+}
+
+impl Manifest {
+    /// The secrets the manifest asks for: `webhook_secret` (`use_webhook_secret`),
+    /// `service_jwt` (`requires_service_api_access`) and every `extra_secrets` entry.
+    pub fn connector_secrets(&self) -> Vec<ConnectorSecret> {
+        let mut secrets = Vec::new();
+        if self.use_webhook_secret {
+            secrets.push(ConnectorSecret {
+                name: "webhook_secret".into(),
+                description: "The secret webhook senders sign with (use_webhook_secret)".into(),
+                generated: true,
+                optional: false,
+            });
+        }
+        if self.requires_service_api_access {
+            secrets.push(ConnectorSecret {
+                name: "service_jwt".into(),
+                description: "The node's service token (requires_service_api_access)".into(),
+                generated: false,
+                optional: true,
+            });
+        }
+        for (name, spec) in &self.extra_secrets {
+            let description = spec.get("description").and_then(Value::as_str);
+            secrets.push(ConnectorSecret {
+                name: name.clone(),
+                description: description
+                    .unwrap_or("declared in the manifest's extra_secrets")
+                    .into(),
+                generated: false,
+                optional: false,
+            });
+        }
+        secrets
+    }
+}
+
+/// Where a stored system remembers its connector (plugins ignore the key).
+pub const CONNECTOR_PARAMETER: &str = "connector";
+
+/// The `connector` parameter of a system onboarded from `connector`, whose user gave `extras`
+/// (secrets beyond the scheme's, stored with the required ones).
+pub fn connector_parameter<'a>(
+    connector: &Connector,
+    extras: impl IntoIterator<Item = &'a String>,
+) -> Value {
+    let dir = connector.dir.canonicalize().unwrap_or_else(|_| connector.dir.clone());
+    let extras: Vec<&String> = extras.into_iter().collect();
+    serde_json::json!({"name": connector.name(), "dir": dir, "extra_secrets": extras})
+}
+
+/// The names of the user's extra secrets recorded by [`connector_parameter`].
+pub fn stored_extras(parameters: &BTreeMap<String, Value>) -> Vec<String> {
+    let names = parameters.get(CONNECTOR_PARAMETER).and_then(|c| c.get("extra_secrets"));
+    names
+        .and_then(Value::as_array)
+        .map(|names| names.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
 /// A connector folder, read.
 #[derive(Debug, Clone)]
 pub struct Connector {

@@ -56,17 +56,6 @@ fn token_endpoint(valid: Arc<Mutex<HashSet<String>>>) -> FakeServer {
     })
 }
 
-fn memory_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn main() {
     let credentials = setting("AUTHPLUG_BENCH_CREDENTIALS", 10_000);
     let concurrency = setting("AUTHPLUG_BENCH_CONCURRENCY", 16);
@@ -157,11 +146,11 @@ fn main() {
         EngineConfig::default(),
         Events::default(),
     ));
-    let rss_before = memory_kib("VmRSS:");
+    let rss_before = authplug_testkit::process_memory_kib("VmRSS:");
     let started = Instant::now();
     let results = runtime.block_on(engine.sweep(concurrency)).unwrap();
     let elapsed = started.elapsed();
-    let peak = memory_kib("VmHWM:");
+    let peak = authplug_testkit::process_memory_kib("VmHWM:");
     let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
     assert!(failed.is_empty(), "{} refreshes failed, first: {:?}", failed.len(), failed.first());
     assert_eq!(results.len(), credentials);

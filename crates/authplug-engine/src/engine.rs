@@ -33,6 +33,8 @@ pub struct Token {
     /// Whether the secrets were renewed during this call (by it, or by another caller it waited
     /// for).
     pub refreshed: bool,
+    /// The system's non-secret parameters (how the scheme applies the secrets).
+    pub parameters: BTreeMap<String, serde_json::Value>,
 }
 
 impl Token {
@@ -44,6 +46,7 @@ impl Token {
             expires_at: record.summary.expires_at,
             version: record.summary.version,
             refreshed,
+            parameters: record.summary.parameters,
         }
     }
 }
@@ -128,11 +131,10 @@ impl Engine {
         id: &str,
     ) -> Result<(Token, ApplyResponse), EngineError> {
         let token = self.token(id).await?;
-        let record = self.get(id).await?;
         let request = ApplyRequest {
             scheme: token.scheme.clone(),
             injected: token.injected.clone(),
-            parameters: record.summary.parameters,
+            parameters: token.parameters.clone(),
         };
         let (registry, services) = (self.registry.clone(), self.services.clone());
         let (scheme_id, system) = (token.scheme.clone(), id.to_owned());
@@ -643,6 +645,7 @@ impl Engine {
             expires_at,
             version,
             refreshed: true,
+            parameters: record.summary.parameters.clone(),
         })
     }
 

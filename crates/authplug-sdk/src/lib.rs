@@ -49,6 +49,14 @@ pub fn required_secret<'a>(
     })
 }
 
+/// RFC 6750: `token` as a bearer credential in the `Authorization` header, for `apply`.
+pub fn bearer(token: &str) -> ApplyResponse {
+    ApplyResponse {
+        headers: vec![("Authorization".into(), Secret::new(format!("Bearer {token}")))],
+        query: vec![],
+    }
+}
+
 /// An authentication scheme. Implementations should read like the provider's documentation.
 pub trait Scheme: Send + Sync + 'static {
     /// The scheme's contract: what it needs and what it injects.

@@ -17,20 +17,28 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::routes::{caller, forbidden, ApiError};
+use crate::routes::{caller, forbidden, with_store, ApiError};
 use crate::AppState;
 
 /// How long a consent may take.
 const PENDING_FOR: Duration = Duration::from_secs(600);
 
-/// An onboarding waiting for its callback, by `state`.
-pub struct Pending {
+/// One onboarding: what it will store once the scheme is done.
+struct Onboarding {
     system: String,
     connector: String,
     scheme: String,
+    /// The scheme's required secrets and parameters.
     request: OnboardRequest,
-    continuation: Secret,
+    /// The user's secrets the connector itself asks for (stored with the required ones).
+    extras: BTreeMap<String, Secret>,
     actor: String,
+}
+
+/// An onboarding waiting for its callback, by `state`.
+pub struct Pending {
+    onboarding: Onboarding,
+    continuation: Secret,
     since: Instant,
 }
 
@@ -65,7 +73,7 @@ pub struct Start {
     connector: String,
     /// The scheme's required secrets and the connector's extra ones.
     #[serde(default)]
-    secrets: BTreeMap<String, String>,
+    secrets: BTreeMap<String, Secret>,
     /// Scheme parameters over the manifest's (e.g. `account_id`).
     #[serde(default)]
     parameters: BTreeMap<String, Value>,
@@ -109,12 +117,8 @@ pub async fn start(
         .registry()
         .resolve(auth, manifest.auth_variant.as_deref())
         .ok_or_else(|| bad(format!("no loaded scheme serves connector {}", start.connector)))?;
-    let exists = {
-        let (engine, id) = (state.engine.clone(), id.clone());
-        tokio::task::spawn_blocking(move || engine.store().get(&id).map(|r| r.is_some()))
-            .await
-            .map_err(|_| ApiError::internal("the store check failed"))??
-    };
+    let found = id.clone();
+    let exists = with_store(&state, move |store| store.get(&found).map(|r| r.is_some())).await?;
     if exists && !start.replace {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -122,6 +126,8 @@ pub async fn start(
             format!("system {id} exists: send \"replace\": true to onboard it again"),
         ));
     }
+    // The scheme's user secrets, then the connector's own (a webhook secret is made up when
+    // none is given).
     let declared: Vec<&str> = scheme
         .descriptor()
         .required
@@ -129,13 +135,26 @@ pub async fn start(
         .filter(|r| !r.operator)
         .map(|r| r.name.as_str())
         .collect();
-    let missing: Vec<&&str> =
-        declared.iter().filter(|n| !start.secrets.contains_key(**n)).collect();
+    let mut missing: Vec<String> = declared
+        .iter()
+        .filter(|n| !start.secrets.contains_key(**n))
+        .map(|n| n.to_string())
+        .collect();
+    let mut extras = BTreeMap::new();
+    for wanted in manifest.connector_secrets() {
+        match start.secrets.get(&wanted.name) {
+            Some(value) => {
+                extras.insert(wanted.name, value.clone());
+            }
+            None if wanted.generated => {
+                extras.insert(wanted.name, Secret::new(random_hex()?));
+            }
+            None if wanted.optional => {}
+            None => missing.push(wanted.name),
+        }
+    }
     if !missing.is_empty() {
-        return Err(bad(format!(
-            "missing required secret(s): {}",
-            missing.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
-        )));
+        return Err(bad(format!("missing required secret(s): {}", missing.join(", "))));
     }
     let mut parameters = connector.scheme_parameters();
     parameters.extend(start.parameters.clone());
@@ -143,52 +162,42 @@ pub async fn start(
         .secrets
         .iter()
         .filter(|(name, _)| declared.contains(&name.as_str()))
-        .map(|(name, value)| (name.clone(), Secret::new(value.clone())))
+        .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    let request = OnboardRequest {
-        required,
-        parameters,
-        redirect_uri: Some(format!("{}/v1/onboarding/callback", state.public_url)),
-        ..OnboardRequest::default()
+    let onboarding = Onboarding {
+        system: id.clone(),
+        connector: start.connector.clone(),
+        scheme: scheme.id().to_owned(),
+        request: OnboardRequest {
+            required,
+            parameters,
+            redirect_uri: Some(format!("{}/v1/onboarding/callback", state.public_url)),
+            ..OnboardRequest::default()
+        },
+        extras,
+        actor: format!("api:{}", caller.name),
     };
-    let step = onboard(&state, scheme.id(), request.clone()).await?;
-    let actor = format!("api:{}", caller.name);
-    match step {
+    match onboard(&state, &onboarding.scheme, onboarding.request.clone()).await? {
         OnboardStep::Redirect { url, state: consent_state, continuation } => {
-            state.pending.insert(
-                consent_state,
-                Pending {
-                    system: id.clone(),
-                    connector: start.connector.clone(),
-                    scheme: scheme.id().to_owned(),
-                    request,
-                    continuation,
-                    actor,
-                    since: Instant::now(),
-                },
-            );
+            let pending = Pending { onboarding, continuation, since: Instant::now() };
+            state.pending.insert(consent_state, pending);
             Ok(Json(json!({"step": "redirect", "system": id, "url": url})).into_response())
         }
         OnboardStep::Done { injected, expires_at, outputs } => {
-            let mut request = request;
-            request.parameters.extend(outputs);
-            let stored = store(
-                &state,
-                &id,
-                &start.connector,
-                scheme.id(),
-                request,
-                injected,
-                expires_at,
-                &actor,
-            )
-            .await?;
+            let stored = store(&state, onboarding, injected, expires_at, outputs).await?;
             Ok(Json(json!({"step": "done", "system": id, "state": stored})).into_response())
         }
     }
 }
 
-#[derive(Debug, Deserialize)]
+fn random_hex() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|_| ApiError::internal("no randomness"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The callback's query. No `Debug`: it holds the authorization code.
+#[derive(Deserialize)]
 pub struct Callback {
     state: Option<String>,
     #[serde(flatten)]
@@ -213,30 +222,20 @@ pub async fn callback(
             format!("the provider refused the consent: {error}"),
         ));
     }
+    let Pending { onboarding, continuation, .. } = pending;
     let mut callback = query.rest.clone();
     callback.insert("state".into(), consent_state);
-    let mut request = pending.request.clone();
-    request.resume = Some(Resume { continuation: pending.continuation.clone(), callback });
-    let step = onboard(&state, &pending.scheme, request.clone()).await?;
+    let mut request = onboarding.request.clone();
+    request.resume = Some(Resume { continuation, callback });
+    let step = onboard(&state, &onboarding.scheme, request).await?;
     let OnboardStep::Done { injected, expires_at, outputs } = step else {
         return Err(ApiError::internal("the scheme asked for a second consent"));
     };
-    request.parameters.extend(outputs);
-    request.resume = None;
-    store(
-        &state,
-        &pending.system,
-        &pending.connector,
-        &pending.scheme,
-        request,
-        injected,
-        expires_at,
-        &pending.actor,
-    )
-    .await?;
+    let system = onboarding.system.clone();
+    store(&state, onboarding, injected, expires_at, outputs).await?;
     Ok(Html(format!(
         "<!doctype html><title>authplug</title><p>System <b>{}</b> is connected. You can close this window.</p>\n",
-        html_escape(&pending.system)
+        html_escape(&system)
     ))
     .into_response())
 }
@@ -270,36 +269,37 @@ async fn onboard(
 }
 
 /// Stores the result: a new system, or the existing one onboarded again.
-#[allow(clippy::too_many_arguments)]
 async fn store(
     state: &Arc<AppState>,
-    id: &str,
-    connector: &str,
-    scheme: &str,
-    request: OnboardRequest,
+    onboarding: Onboarding,
     injected: BTreeMap<String, Secret>,
     expires_at: Option<i64>,
-    actor: &str,
+    outputs: BTreeMap<String, Value>,
 ) -> Result<&'static str, ApiError> {
-    let engine = state.engine.clone();
+    let Onboarding { system, connector, scheme, request, extras, actor } = onboarding;
     let mut parameters = request.parameters;
-    parameters.insert("connector".into(), json!({"name": connector}));
+    parameters.extend(outputs);
+    if let Some(connector) = state.connectors.get(&connector) {
+        let record = authplug_connector::connector_parameter(connector, extras.keys());
+        parameters.insert(authplug_connector::CONNECTOR_PARAMETER.into(), record);
+    }
+    let mut required = request.required;
+    required.extend(extras);
     let new = NewSystem {
-        id: id.to_owned(),
-        scheme: scheme.to_owned(),
+        id: system,
+        scheme,
         parameters: parameters.clone(),
-        required: request.required.clone(),
+        required: required.clone(),
         injected: injected.clone(),
         expires_at,
     };
-    let actor = actor.to_owned();
-    tokio::task::spawn_blocking(move || match engine.store().create(new, &actor) {
+    with_store(state, move |store| match store.create(new, &actor) {
         Ok(_) => Ok("created"),
         Err(StoreError::Exists(id)) => {
-            let current = engine.store().get(&id)?.ok_or(StoreError::NotFound(id.clone()))?;
+            let current = store.get(&id)?.ok_or(StoreError::NotFound(id.clone()))?;
             let change = Change {
                 parameters: Some(parameters),
-                required: Some(request.required),
+                required: Some(required),
                 injected: Some(injected),
                 expires_at: Some(expires_at),
                 state: Some((SystemState::Active, None)),
@@ -307,13 +307,11 @@ async fn store(
                 failures: Some(0),
                 ..Change::default()
             };
-            engine.store().update(&id, current.summary.version, change, &actor).map(|_| "replaced")
+            store.update(&id, current.summary.version, change, &actor).map(|_| "replaced")
         }
         Err(other) => Err(other),
     })
     .await
-    .map_err(|_| ApiError::internal("the store write failed"))?
-    .map_err(ApiError::from)
 }
 
 /// The connector folders under `dir` (each with a manifest.json), by folder name.

@@ -59,16 +59,9 @@ async fn openapi() -> Response {
 
 /// Prometheus text exposition; no secret, no system id.
 async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let engine = state.engine.clone();
-    let systems = tokio::task::spawn_blocking(move || engine.store().list())
-        .await
-        .map_err(|_| ApiError::internal("the store read failed"))??;
-    let mut states = BTreeMap::new();
-    for state_name in ["active", "needs_reauth"] {
-        states.insert(state_name.to_owned(), 0);
-    }
-    for system in &systems {
-        *states.entry(system.state.as_str().to_owned()).or_default() += 1;
+    let mut states = with_store(&state, |store| store.count_by_state()).await?;
+    for known in ["active", "needs_reauth"] {
+        states.entry(known.to_owned()).or_insert(0);
     }
     let body = state.metrics.render(&states);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
@@ -168,6 +161,18 @@ impl From<authplug_store::StoreError> for ApiError {
     }
 }
 
+/// Runs store work on a blocking thread: the store is synchronous (SQLite, `postgres`).
+pub(crate) async fn with_store<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&authplug_store::Store) -> Result<T, authplug_store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || work(engine.store()))
+        .await
+        .map_err(|_| ApiError::internal("a store task ended abnormally"))?
+        .map_err(ApiError::from)
+}
+
 /// The caller behind the request's bearer token.
 pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let token = headers
@@ -199,13 +204,10 @@ async fn healthz() -> &'static str {
 
 /// Ready when the store answers and schemes are loaded.
 async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let engine = state.engine.clone();
-    let systems = tokio::task::spawn_blocking(move || engine.store().list().map(|l| l.len()))
-        .await
-        .map_err(|_| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the store check failed")
-        })?
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()))?;
+    let systems =
+        with_store(&state, |store| store.count_by_state().map(|c| c.values().sum::<u64>()))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.message))?;
     let schemes: Vec<String> =
         state.engine.registry().schemes().map(|s| s.id().to_owned()).collect();
     if schemes.is_empty() {
@@ -240,11 +242,7 @@ async fn list(
     if !caller.is_admin() {
         return Err(forbidden(&caller, "list systems"));
     }
-    let engine = state.engine.clone();
-    let systems =
-        tokio::task::spawn_blocking(move || engine.store().list()).await.map_err(|_| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the listing failed")
-        })??;
+    let systems = with_store(&state, |store| store.list()).await?;
     Ok(Json(json!({"systems": systems.iter().map(summary_json).collect::<Vec<_>>()})))
 }
 
@@ -257,14 +255,12 @@ async fn show(
     if !caller.may_see(&id) {
         return Err(forbidden(&caller, &format!("see system {id}")));
     }
-    let engine = state.engine.clone();
     let found = id.clone();
-    let summary = tokio::task::spawn_blocking(move || {
-        engine.store().get(&found).map(|r| r.map(|r| r.summary))
-    })
-    .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the read failed"))??
-    .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no system {id}")))?;
+    let summary = with_store(&state, move |store| store.get(&found).map(|r| r.map(|r| r.summary)))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no system {id}"))
+        })?;
     Ok(Json(summary_json(&summary)))
 }
 
@@ -277,14 +273,9 @@ async fn delete(
     if !caller.is_admin() {
         return Err(forbidden(&caller, "delete systems"));
     }
-    let engine = state.engine.clone();
     let actor = format!("api:{}", caller.name);
     let target = id.clone();
-    let deleted = tokio::task::spawn_blocking(move || engine.store().delete(&target, &actor))
-        .await
-        .map_err(|_| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the delete failed")
-        })??;
+    let deleted = with_store(&state, move |store| store.delete(&target, &actor)).await?;
     if deleted {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -330,16 +321,12 @@ async fn secrets(
         }
     }
     // Every secret read is audited: who, which names.
-    let engine = state.engine.clone();
     let (system, actor) = (id.clone(), format!("api:{}", caller.name));
     let names: Vec<String> = given.keys().map(|n| n.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        engine.store().record_event(&system, &actor, "secrets_read", json!({"secrets": names}))
+    with_store(&state, move |store| {
+        store.record_event(&system, &actor, "secrets_read", json!({"secrets": names}))
     })
-    .await
-    .map_err(|_| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the audit failed")
-    })??;
+    .await?;
     Ok(Json(json!({
         "system": id,
         "scheme": token.scheme,

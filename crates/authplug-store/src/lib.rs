@@ -467,6 +467,18 @@ impl Store {
     }
 
     /// Metadata of every system, by id; no value is decrypted.
+    /// How many systems are in each state (`active`, `needs_reauth`), from the system rows alone:
+    /// cheap enough for readiness probes and metrics scrapes.
+    pub fn count_by_state(&self) -> Result<BTreeMap<String, u64>> {
+        self.tx(false, |tx| {
+            let mut counts = BTreeMap::new();
+            for row in tx.systems()? {
+                *counts.entry(row.state).or_default() += 1;
+            }
+            Ok(counts)
+        })
+    }
+
     pub fn list(&self) -> Result<Vec<SystemSummary>> {
         let rows = self.tx(false, |tx| {
             let systems = tx.systems()?;

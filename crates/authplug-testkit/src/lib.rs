@@ -13,3 +13,16 @@ pub mod webcrm;
 
 pub use proxy::{Fault, FaultProxy};
 pub use server::{FakeServer, Request, Response};
+
+/// A field of this process's `/proc/self/status` in KiB (`VmRSS:`, `VmHWM:`), for benchmarks'
+/// memory figures; 0 where there is no such file.
+pub fn process_memory_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -85,16 +85,7 @@ impl Scheme for Jwt {
     }
 
     fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {
-        let token = request.injected.get(ACCESS_TOKEN).ok_or_else(|| {
-            Error::new(ErrorCode::InvalidInput, "the secret `jwt_access_token` is missing")
-        })?;
-        Ok(ApplyResponse {
-            headers: vec![(
-                "Authorization".into(),
-                Secret::new(format!("Bearer {}", token.expose())),
-            )],
-            query: vec![],
-        })
+        Ok(authplug_sdk::bearer(required_secret(&request.injected, ACCESS_TOKEN)?))
     }
 }
 

@@ -90,20 +90,7 @@ impl Scheme for OAuth2 {
 
     /// RFC 6750: the access token as a bearer credential in the `Authorization` header.
     fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {
-        let token = request
-            .injected
-            .get(ACCESS_TOKEN)
-            .filter(|t| !t.expose().is_empty())
-            .ok_or_else(|| {
-                Error::new(ErrorCode::InvalidInput, "the secret `oauth_access_token` is missing")
-            })?;
-        Ok(ApplyResponse {
-            headers: vec![(
-                "Authorization".into(),
-                Secret::new(format!("Bearer {}", token.expose())),
-            )],
-            query: vec![],
-        })
+        Ok(authplug_sdk::bearer(required_secret(&request.injected, ACCESS_TOKEN)?))
     }
 }
 
