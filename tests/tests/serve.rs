@@ -386,3 +386,74 @@ fn the_readmes_first_command_serves_a_fresh_store_with_every_built_plugin() {
     );
     assert!(status.success(), "stopped gracefully: {status}");
 }
+
+/// The web page, in Debian's headless Chromium: an operator signs in with an admin token,
+/// connects HubSpot through the provider's consent, and sees it listed as active.
+#[test]
+fn the_web_page_connects_a_connector_through_the_consent_in_a_real_browser() {
+    let chromium = std::env::var("AUTHPLUG_TEST_CHROMIUM").unwrap_or("/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).is_file(),
+        "{chromium} is missing: install Debian's chromium (.ci/run does) or set AUTHPLUG_TEST_CHROMIUM"
+    );
+    let lab = Lab::sqlite();
+    let connectors = lab.key_file().with_file_name("connectors");
+    tests::desk::copy_connector("hubspot", &connectors.join("hubspot"), |manifest| {
+        manifest["oauth2"] = serde_json::to_value(lab.parameters()).unwrap();
+    });
+    let tokens = lab.key_file().with_file_name("tokens.json");
+    let admin = api_token(&lab, &tokens, "ops", &["admin"]);
+    let server = Server::start_with(&lab, &tokens, &["--connectors", connectors.to_str().unwrap()]);
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("web-connect.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let peers = std::env::var_os("AUTHPLUG_TEST_PEERS_DIR")
+        .expect("AUTHPLUG_TEST_PEERS_DIR is not set: run the tests with `cargo xtask test`");
+    let output = std::process::Command::new("node")
+        .arg("web-connect.mjs")
+        .current_dir(peers)
+        .env("AUTHPLUG_URL", &server.url)
+        .env("AUTHPLUG_TOKEN", &admin)
+        .env("CHROMIUM", &chromium)
+        .env("SCREENSHOT", &screenshot)
+        .env("CONNECTOR", "hubspot")
+        .env("SYSTEM", "crm-web")
+        .env("SECRET_client_id", "native")
+        .env("SECRET_client_secret", "native-secret")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(seen["error"], Value::Null, "the browser session failed: {seen}");
+
+    // The form asked for exactly the scheme's user secrets, the confidential one hidden as typed.
+    let inputs: Vec<(&str, &str)> = seen["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap(), i["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(inputs, [("client_id", "text"), ("client_secret", "password")]);
+    // The browser went to the provider and came back: page, provider, page.
+    let login = reqwest::Url::parse(lab.parameters()["login_url"].as_str().unwrap()).unwrap();
+    let provider = login.origin().ascii_serialization();
+    let origins: Vec<&str> =
+        seen["origins"].as_array().unwrap().iter().map(|o| o.as_str().unwrap()).collect();
+    assert_eq!(origins, [server.url.as_str(), provider.as_str(), server.url.as_str()]);
+    assert_eq!(seen["state"], "active", "{seen}");
+    assert_eq!(seen["message"], "System crm-web is connected.", "{seen}");
+    assert!(!seen["final_url"].as_str().unwrap().contains('#'), "the outcome left the address");
+    assert_eq!(seen["console"], serde_json::json!([]), "no script error, no CSP violation");
+
+    // What the page showed is what the store holds.
+    let record = lab.store().get("crm-web").unwrap().expect("connected through the page");
+    assert_eq!(record.summary.state.as_str(), "active");
+    assert!(record.injected.contains_key("oauth_refresh_token"));
+    assert_eq!(record.required["client_id"].expose(), "native");
+    let png = std::fs::read(&screenshot).expect("the screenshot artifact");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot");
+    eprintln!("web page: screenshot at {}", screenshot.display());
+    drop(server);
+}

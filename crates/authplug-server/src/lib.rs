@@ -10,6 +10,7 @@ mod auth;
 mod metrics;
 mod onboarding;
 mod routes;
+mod ui;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

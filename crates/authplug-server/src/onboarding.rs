@@ -12,7 +12,7 @@ use authplug_protocol::{OnboardRequest, OnboardStep, Resume, Secret};
 use authplug_store::{Change, NewSystem, State as SystemState, StoreError};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -33,6 +33,8 @@ struct Onboarding {
     /// The user's secrets the connector itself asks for (stored with the required ones).
     extras: BTreeMap<String, Secret>,
     actor: String,
+    /// Where the callback sends the browser when done (a path of this server), if anywhere.
+    return_to: Option<String>,
 }
 
 /// An onboarding waiting for its callback, by `state`.
@@ -80,6 +82,19 @@ pub struct Start {
     /// Onboard an existing system again.
     #[serde(default)]
     replace: bool,
+    /// A path of this server the callback sends the browser back to, with `#connected=<id>`
+    /// (the web page's own); without it the callback answers a short page.
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+/// Only a path of this server: `/x`, never `//host` or `/\host`, so the callback cannot be
+/// turned into an open redirect.
+fn local_path(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && !path.contains(['#', '\r', '\n'])
 }
 
 /// `POST /v1/systems/{id}/onboard` (admin).
@@ -103,6 +118,9 @@ pub async fn start(
             e.column()
         ))
     })?;
+    if let Some(path) = start.return_to.as_deref().filter(|p| !local_path(p)) {
+        return Err(bad(format!("return_to {path:?} is not a path of this server (/...)")));
+    }
     let connector = state.connectors.get(&start.connector).ok_or_else(|| {
         let known: Vec<&String> = state.connectors.keys().collect();
         bad(format!("no connector {} (known: {known:?})", start.connector))
@@ -176,6 +194,7 @@ pub async fn start(
         },
         extras,
         actor: format!("api:{}", caller.name),
+        return_to: start.return_to.clone(),
     };
     match onboard(&state, &onboarding.scheme, onboarding.request.clone()).await? {
         OnboardStep::Redirect { url, state: consent_state, continuation } => {
@@ -215,12 +234,13 @@ pub async fn callback(
     let pending = state.pending.take(&consent_state).ok_or_else(|| {
         refused("unknown, expired or already used state: start the onboarding again")
     })?;
+    let return_to = pending.onboarding.return_to.clone();
     if let Some(error) = query.rest.get("error") {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "consent_refused",
-            format!("the provider refused the consent: {error}"),
-        ));
+        let message = format!("the provider refused the consent: {error}");
+        if let Some(path) = return_to {
+            return Ok(back(&path, "error", &message));
+        }
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "consent_refused", message));
     }
     let Pending { onboarding, continuation, .. } = pending;
     let mut callback = query.rest.clone();
@@ -233,11 +253,23 @@ pub async fn callback(
     };
     let system = onboarding.system.clone();
     store(&state, onboarding, injected, expires_at, outputs).await?;
+    if let Some(path) = return_to {
+        return Ok(back(&path, "connected", &system));
+    }
     Ok(Html(format!(
         "<!doctype html><title>authplug</title><p>System <b>{}</b> is connected. You can close this window.</p>\n",
         html_escape(&system)
     ))
     .into_response())
+}
+
+/// `303 See Other` to the page the onboarding came from, the outcome in the fragment (which no
+/// server log or referrer sees).
+fn back(path: &str, key: &str, value: &str) -> Response {
+    let fragment: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair(key, value)
+        .finish();
+    Redirect::to(&format!("{path}#{fragment}")).into_response()
 }
 
 fn html_escape(text: &str) -> String {
@@ -276,7 +308,7 @@ async fn store(
     expires_at: Option<i64>,
     outputs: BTreeMap<String, Value>,
 ) -> Result<&'static str, ApiError> {
-    let Onboarding { system, connector, scheme, request, extras, actor } = onboarding;
+    let Onboarding { system, connector, scheme, request, extras, actor, .. } = onboarding;
     let mut parameters = request.parameters;
     parameters.extend(outputs);
     if let Some(connector) = state.connectors.get(&connector) {

@@ -24,12 +24,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
+        .route("/v1/connectors", get(connectors))
         .route("/v1/systems", get(list))
         .route("/v1/systems/{id}", get(show).delete(delete))
         .route("/v1/systems/{id}/secrets", get(secrets))
         .route("/v1/systems/{id}/authorize", post(authorize))
         .route("/v1/systems/{id}/onboard", post(crate::onboarding::start))
         .route("/v1/onboarding/callback", get(crate::onboarding::callback))
+        .merge(crate::ui::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(axum::middleware::map_response(no_store))
         .layer(axum::middleware::from_fn_with_state(state.clone(), measure))
@@ -244,6 +246,60 @@ async fn list(
     }
     let systems = with_store(&state, |store| store.list()).await?;
     Ok(Json(json!({"systems": systems.iter().map(summary_json).collect::<Vec<_>>()})))
+}
+
+/// The connectors users may onboard (`--connectors`), each with the inputs its onboarding
+/// wants: the scheme's user secrets, then the connector's own. What the web page builds its
+/// form from; no value, only names and descriptions.
+async fn connectors(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let caller = caller(&state, &headers)?;
+    if !caller.is_admin() {
+        return Err(forbidden(&caller, "list connectors"));
+    }
+    let listed: Vec<Value> = state
+        .connectors
+        .iter()
+        .map(|(name, connector)| {
+            let manifest = &connector.manifest;
+            let scheme = manifest
+                .auth
+                .as_deref()
+                .and_then(|auth| state.engine.registry().resolve(auth, manifest.auth_variant.as_deref()));
+            let mut inputs: Vec<Value> = Vec::new();
+            if let Some(scheme) = scheme {
+                for required in scheme.descriptor().required.iter().filter(|r| !r.operator) {
+                    inputs.push(json!({
+                        "name": required.name,
+                        "description": required.description,
+                        "secret": required.secret,
+                        "optional": false,
+                        "generated": false,
+                    }));
+                }
+            }
+            for wanted in manifest.connector_secrets() {
+                inputs.push(json!({
+                    "name": wanted.name,
+                    "description": wanted.description,
+                    "secret": true,
+                    "optional": wanted.optional,
+                    "generated": wanted.generated,
+                }));
+            }
+            json!({
+                "name": name,
+                "display_name": manifest.system.clone().unwrap_or_else(|| name.clone()),
+                "auth": manifest.auth,
+                "auth_variant": manifest.auth_variant,
+                "scheme": scheme.map(|s| s.id()),
+                "inputs": inputs,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"connectors": listed})))
 }
 
 async fn show(

@@ -1,0 +1,208 @@
+// The connect page: signs in with an admin API token (kept in this tab's sessionStorage),
+// builds the form from GET /v1/connectors, starts onboarding with POST /v1/systems/{id}/onboard
+// and follows the consent URL; the server's callback sends the browser back here with
+// #connected=<id>. Every value is written with textContent, never as HTML.
+"use strict";
+
+const TOKEN_KEY = "authplug.token";
+const $ = (id) => document.getElementById(id);
+let connectors = [];
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+function say(text, isError) {
+  const message = $("message");
+  message.textContent = text;
+  message.classList.toggle("error", Boolean(isError));
+  message.hidden = !text;
+}
+
+// Calls the API; answers the parsed body, or throws an Error with the server's message.
+async function api(method, path, body) {
+  const headers = { Authorization: "Bearer " + token() };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    cache: "no-store",
+  });
+  if (response.status === 204) return null;
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(answer.message || method + " " + path + ": HTTP " + response.status);
+    error.status = response.status;
+    throw error;
+  }
+  return answer;
+}
+
+function show(signedIn) {
+  $("signin-section").hidden = signedIn;
+  $("connect-section").hidden = !signedIn;
+  $("systems-section").hidden = !signedIn;
+  $("signout").hidden = !signedIn;
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
+  $("token").value = "";
+  await start();
+}
+
+function signOut() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  show(false);
+  say("");
+}
+
+async function start() {
+  if (!token()) return show(false);
+  try {
+    connectors = (await api("GET", "/v1/connectors")).connectors;
+  } catch (error) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    show(false);
+    return say(error.status === 401 || error.status === 403
+      ? "That token cannot sign in here: " + error.message
+      : error.message, true);
+  }
+  show(true);
+  const select = $("connector");
+  select.replaceChildren(...connectors.map((c) => {
+    const option = document.createElement("option");
+    option.value = c.name;
+    option.textContent = c.display_name === c.name ? c.name : c.display_name + " (" + c.name + ")";
+    option.disabled = !c.scheme;
+    return option;
+  }));
+  if (connectors.length === 0) say("The server was started without --connectors: there is nothing to connect.", true);
+  pickConnector();
+  const connected = new URLSearchParams(location.hash.slice(1));
+  if (connected.has("connected")) say("System " + connected.get("connected") + " is connected.");
+  if (connected.has("error")) say(connected.get("error"), true);
+  if (location.hash) history.replaceState(null, "", location.pathname);
+  await loadSystems();
+}
+
+// One input per secret the connector's onboarding wants.
+function pickConnector() {
+  const connector = connectors.find((c) => c.name === $("connector").value);
+  const inputs = $("inputs");
+  inputs.replaceChildren();
+  if (!connector) return;
+  $("connector-scheme").textContent = connector.scheme
+    ? "Scheme: " + connector.scheme
+    : "No loaded scheme serves auth " + connector.auth + ": it cannot be connected here.";
+  if (!$("system").dataset.edited) $("system").value = connector.name;
+  for (const wanted of connector.inputs) {
+    const id = "secret-" + wanted.name;
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.textContent = wanted.name + (wanted.generated ? " (made up if left empty)" : wanted.optional ? " (optional)" : "");
+    const input = document.createElement("input");
+    input.id = id;
+    input.name = wanted.name;
+    input.type = wanted.secret ? "password" : "text";
+    input.autocomplete = "off";
+    input.required = !wanted.optional && !wanted.generated;
+    const hint = document.createElement("p");
+    hint.className = "hint";
+    hint.textContent = wanted.description;
+    inputs.append(label, input, hint);
+  }
+}
+
+async function connect(event) {
+  event.preventDefault();
+  const system = $("system").value.trim();
+  const secrets = {};
+  for (const input of $("inputs").querySelectorAll("input")) {
+    if (input.value !== "") secrets[input.name] = input.value;
+  }
+  $("connect").disabled = true;
+  say("Connecting " + system + "...");
+  try {
+    const answer = await api("POST", "/v1/systems/" + encodeURIComponent(system) + "/onboard", {
+      connector: $("connector").value,
+      secrets,
+      replace: $("replace").checked,
+      return_to: "/",
+    });
+    if (answer.step === "redirect") {
+      say("Sending you to the provider's consent...");
+      location.assign(answer.url);
+      return;
+    }
+    say("System " + system + " is connected (" + answer.state + ").");
+    $("connect-form").reset();
+    delete $("system").dataset.edited;
+    pickConnector();
+    await loadSystems();
+  } catch (error) {
+    say(error.message, true);
+  } finally {
+    $("connect").disabled = false;
+  }
+}
+
+function when(seconds) {
+  return seconds ? new Date(seconds * 1000).toLocaleString() : "\u2014";
+}
+
+async function loadSystems() {
+  let systems;
+  try {
+    systems = (await api("GET", "/v1/systems")).systems;
+  } catch (error) {
+    return say(error.message, true);
+  }
+  const rows = systems.map((system) => {
+    const row = document.createElement("tr");
+    row.dataset.system = system.id;
+    const cells = [system.id, system.scheme, system.state, when(system.expires_at),
+      when(system.last_refresh_at), String(system.failures)];
+    for (const text of cells) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    const state = row.children[2];
+    state.className = "state state-" + system.state;
+    if (system.state_reason) state.title = system.state_reason;
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.textContent = "Delete";
+    remove.addEventListener("click", () => removeSystem(system.id));
+    const actions = document.createElement("td");
+    actions.append(remove);
+    row.append(actions);
+    return row;
+  });
+  $("systems").tBodies[0].replaceChildren(...rows);
+  $("no-systems").hidden = systems.length > 0;
+}
+
+async function removeSystem(id) {
+  if (!confirm("Delete system " + id + " and its secrets?")) return;
+  try {
+    await api("DELETE", "/v1/systems/" + encodeURIComponent(id));
+    say("System " + id + " is deleted.");
+  } catch (error) {
+    say(error.message, true);
+  }
+  await loadSystems();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("signin-form").addEventListener("submit", signIn);
+  $("connect-form").addEventListener("submit", connect);
+  $("connector").addEventListener("change", pickConnector);
+  $("system").addEventListener("input", () => { $("system").dataset.edited = "1"; });
+  $("reload").addEventListener("click", loadSystems);
+  $("signout").addEventListener("click", signOut);
+  start();
+});
