@@ -74,7 +74,8 @@ struct Load {
 
 /// wrk's latency figure (`812.00us`, `1.20ms`, `2.00s`) in milliseconds.
 fn millis(text: &str) -> f64 {
-    let (number, unit) = text.split_at(text.find(|c: char| c.is_alphabetic()).unwrap_or(text.len()));
+    let (number, unit) =
+        text.split_at(text.find(|c: char| c.is_alphabetic()).unwrap_or(text.len()));
     let value: f64 = number.parse().unwrap_or(f64::NAN);
     match unit {
         "us" => value / 1000.0,
@@ -124,7 +125,11 @@ fn wrk(
     }
     let output = command.arg(url).output().expect("wrk runs");
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "wrk failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "wrk failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     parse_wrk(&text)
 }
 
@@ -192,7 +197,8 @@ fn main() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let nginx_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nginx_port =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let prefix = dir.path().display();
     std::fs::write(
         dir.path().join("nginx.conf"),
@@ -258,7 +264,9 @@ fn main() {
     );
     println!("| server | requests/s | p50 | p99 | requests |");
     println!("|---|---|---|---|---|");
-    for (name, load) in [("authplug POST /v1/systems/{id}/authorize", &served), ("nginx static file", &file)] {
+    for (name, load) in
+        [("authplug POST /v1/systems/{id}/authorize", &served), ("nginx static file", &file)]
+    {
         println!(
             "| {name} | {:.0} | {:.2} ms | {:.2} ms | {} |",
             load.requests_per_sec, load.p50_ms, load.p99_ms, load.requests

@@ -433,3 +433,65 @@ fn a_caller_that_goes_away_does_not_cancel_a_refresh_in_flight() {
     // And the grant is alive.
     lab.host.block_on(engine.refresh(SYSTEM)).unwrap();
 }
+
+/// `authorize` answers are reused for the same system, but never across a change the engine
+/// made, a re-authorisation, or the moment the secrets become due.
+#[test]
+fn authorize_answers_are_reused_until_the_system_changes_or_falls_due() {
+    let lab = Lab::sqlite();
+    let config =
+        EngineConfig { authorize_cache: Duration::from_secs(600), ..EngineConfig::default() };
+    let engine = lab.engine(config, Duration::from_secs(10), Events::default());
+    let authorize = |engine: &Arc<authplug_engine::Engine>| {
+        lab.host.block_on(engine.authorize(SYSTEM)).unwrap()
+    };
+    let header = |a: &authplug_engine::Authorization| a.applied.headers[0].1.expose().to_owned();
+
+    let first = authorize(&engine);
+    assert!(header(&first).starts_with("Bearer "));
+    let again = authorize(&engine);
+    assert!(Arc::ptr_eq(&first, &again), "the same answer, reused");
+
+    // A refresh by this engine: the next answer carries the new token.
+    let before = lab.proxy.forwarded();
+    let refreshed = lab.host.block_on(engine.refresh(SYSTEM)).unwrap();
+    assert_eq!(lab.proxy.forwarded() - before, 1);
+    let after_refresh = authorize(&engine);
+    assert_eq!(after_refresh.token.version, refreshed.version);
+    assert_ne!(header(&after_refresh), header(&first));
+
+    // A re-authorisation: not the old answer either.
+    let (injected, expires_at) = lab.consent();
+    lab.host.block_on(engine.reauthorized(SYSTEM, injected, expires_at)).unwrap();
+    let reauthorized = authorize(&engine);
+    assert!(reauthorized.token.version > after_refresh.token.version);
+    assert_ne!(header(&reauthorized), header(&after_refresh));
+
+    // Secrets that are due are refreshed before they are applied, never served from memory:
+    // here they fall due within the answer's lifetime, so the answer is not kept past then.
+    let store = lab.store();
+    let record = store.get(SYSTEM).unwrap().unwrap();
+    let soon = authplug_store::now_secs() + 2;
+    let change = authplug_store::Change {
+        expires_at: Some(Some(soon)),
+        ..authplug_store::Change::default()
+    };
+    store.update(SYSTEM, record.summary.version, change, "test").unwrap();
+    engine.forget(SYSTEM);
+    let short = authorize(&engine);
+    assert_eq!(short.token.expires_at, Some(soon), "not due yet: served as stored");
+    let before = lab.proxy.forwarded();
+    // Due at `soon - 1` at the latest (half the remaining lifetime is the largest margin).
+    while authplug_store::now_secs() < soon {
+        let answer = authorize(&engine);
+        if answer.token.refreshed {
+            break;
+        }
+        assert!(Arc::ptr_eq(&answer, &short), "reused while not due");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let renewed = authorize(&engine);
+    assert_eq!(lab.proxy.forwarded() - before, 1, "one refresh once due");
+    assert!(renewed.token.expires_at > Some(soon));
+    assert_ne!(header(&renewed), header(&short));
+}

@@ -328,6 +328,16 @@ fn a_connector_onboarded_through_the_api_serves_a_hundred_reads_across_an_expiry
         "{metrics}"
     );
     assert!(!metrics.contains(&seen[0]) && !metrics.contains("crm-api"), "no value, no system id");
+
+    // A deleted system is not authorised from memory: its reused answer goes with it.
+    let authorize = format!("{}/v1/systems/crm-api/authorize", server.url);
+    let system = format!("{}/v1/systems/crm-api", server.url);
+    runtime.block_on(async {
+        assert_eq!(call("POST", &authorize, Some(&admin)).await.0, 200);
+        assert_eq!(call("POST", &authorize, Some(&admin)).await.0, 200);
+        assert_eq!(call("DELETE", &system, Some(&admin)).await.0, 204);
+        assert_eq!(call("POST", &authorize, Some(&admin)).await.0, 404);
+    });
 }
 
 #[test]
@@ -404,7 +414,8 @@ fn the_web_page_connects_a_connector_through_the_consent_in_a_real_browser() {
     let tokens = lab.key_file().with_file_name("tokens.json");
     let admin = api_token(&lab, &tokens, "ops", &["admin"]);
     let server = Server::start_with(&lab, &tokens, &["--connectors", connectors.to_str().unwrap()]);
-    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    let artifacts =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let screenshot = artifacts.join("web-connect.png");
     let _ = std::fs::remove_file(&screenshot);

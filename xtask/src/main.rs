@@ -70,7 +70,10 @@ cargo xtask <task>
   test [-- ARGS]             the whole test suite, as CI runs it (ARGS go to the test runner)
   check-plugins              fail if a plugin links reqwest, hyper or an async runtime
   lint                       cargo fmt --check and cargo clippy --all-targets -D warnings
-  bench [-- ARGS]            release plugins, then the criterion benchmarks (ARGS go to cargo bench)
+  bench [-- ARGS]            release authplug and plugins, then every benchmark (ARGS go to cargo
+                             bench): criterion's, the refresh benches against oidc-provider, and
+                             the HTTP load test of `serve` next to nginx (needs Debian's nginx-light
+                             and wrk; `-- -p tests --bench authorize_load` runs it alone)
   postgres                   start a throwaway PostgreSQL on loopback, print its URL, stop on Enter
 
 The test and bench tasks start a throwaway PostgreSQL cluster (Debian's server binaries, found
@@ -380,7 +383,12 @@ fn lint() -> Result {
 }
 
 fn bench(bench_args: Vec<String>) -> Result {
-    let plugins = build_plugins(Profile::Release)?;
+    // The release server and plugins: the load bench (tests/benches/authorize_load.rs) serves
+    // with them.
+    let packages = plugin_packages()?;
+    build(Profile::Release, &packages, &["authplug-cli"])?;
+    let plugins = install_plugins(Profile::Release, &packages)?;
+    let binary = target_dir().join("release").join(format!("authplug{}", env::consts::EXE_SUFFIX));
     let postgres = peers::Postgres::start()?;
     let mut command = cargo();
     command.arg("bench");
@@ -392,6 +400,7 @@ fn bench(bench_args: Vec<String>) -> Result {
     command.env("AUTHPLUG_BENCH_PLUGIN_DIR", &plugins);
     // The end-to-end benches run against oidc-provider with the release plugins.
     command.env("AUTHPLUG_TEST_PLUGIN_DIR", &plugins);
+    command.env("AUTHPLUG_TEST_BIN", binary);
     command.env("AUTHPLUG_TEST_PEERS_DIR", peers::install_node_peers(&root())?);
     postgres.set_env(&mut command);
     let outcome = status(command);

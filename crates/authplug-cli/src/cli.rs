@@ -195,6 +195,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", env = "AUTHPLUG_KEEPALIVE")]
     pub keepalive: Option<u64>,
 
+    /// Reuse a system's authorize answer for this many milliseconds (never past the moment its
+    /// secrets become due; 0: never). Also how late a change made by another instance sharing
+    /// the store is seen by this one's authorize.
+    #[arg(long, value_name = "MS", env = "AUTHPLUG_AUTHORIZE_CACHE_MS", default_value_t = 1000)]
+    pub authorize_cache_ms: u64,
+
     /// A folder of connector folders users may onboard through the API.
     #[arg(long, value_name = "DIR", env = "AUTHPLUG_CONNECTORS")]
     pub connectors: Option<PathBuf>,

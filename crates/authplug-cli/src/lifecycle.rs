@@ -36,6 +36,7 @@ pub fn engine(
     registry: Registry,
     runtime: &tokio::runtime::Runtime,
     keepalive: Option<u64>,
+    authorize_cache: Option<Duration>,
 ) -> Result<Arc<Engine>, Failure> {
     let args = &cli.engine;
     let store = Arc::new(crate::store::open(&cli.store)?);
@@ -49,6 +50,7 @@ pub fn engine(
         lease_ttl: Duration::from_secs(args.http_timeout.max(1) * 4 + 30),
         keepalive: keepalive.map(Duration::from_secs),
         actor: crate::store::actor(),
+        authorize_cache: authorize_cache.unwrap_or(EngineConfig::default().authorize_cache),
         ..EngineConfig::default()
     };
     Ok(Arc::new(Engine::new(store, Arc::new(registry), services, engine_config, events)))
@@ -129,7 +131,7 @@ pub fn with_engine<T>(
     work: impl AsyncFnOnce(&Arc<Engine>) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
     let runtime = runtime()?;
-    let engine = engine(cli, registry, &runtime, keepalive)?;
+    let engine = engine(cli, registry, &runtime, keepalive, None)?;
     runtime.block_on(async {
         let result = work(&engine).await;
         if !engine.events().flush(FLUSH_TIMEOUT).await {

@@ -25,7 +25,7 @@ pub fn request(cli: &Cli, registry: Registry, args: &RequestArgs) -> Result<(), 
     }
     let system = args.system.clone();
     crate::lifecycle::with_engine(cli, registry, None, async move |engine| {
-        let (_, applied) = engine.authorize(&system).await?;
+        let applied = engine.authorize(&system).await?.applied.clone();
         let mut url = url;
         for (name, value) in &applied.query {
             url.query_pairs_mut().append_pair(name, value.expose());

@@ -62,7 +62,8 @@ pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Fail
     }
     let schemes = registry.schemes().count();
     let runtime = crate::lifecycle::runtime()?;
-    let engine = crate::lifecycle::engine(cli, registry, &runtime, args.keepalive)?;
+    let cache = Duration::from_millis(args.authorize_cache_ms);
+    let engine = crate::lifecycle::engine(cli, registry, &runtime, args.keepalive, Some(cache))?;
     let connectors = match &args.connectors {
         Some(dir) => {
             authplug_server::load_connectors(dir).map_err(|e| Failure::new(Code::BadInput, e))?

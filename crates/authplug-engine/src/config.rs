@@ -22,6 +22,10 @@ pub struct EngineConfig {
     pub keepalive: Option<Duration>,
     /// Who acts, for the audit trail.
     pub actor: String,
+    /// How long an `authorize` answer is reused for the same system (bounded also by the
+    /// moment its secrets become due). Zero turns the reuse off. Another instance's change to
+    /// a system is seen here at most this late.
+    pub authorize_cache: Duration,
 }
 
 impl Default for EngineConfig {
@@ -34,6 +38,7 @@ impl Default for EngineConfig {
             backoff: Backoff::default(),
             keepalive: None,
             actor: "engine".into(),
+            authorize_cache: Duration::from_secs(1),
         }
     }
 }

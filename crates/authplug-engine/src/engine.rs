@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authplug_host::{CallError, HostServices, LoadedScheme, Registry};
-use authplug_protocol::{
-    ApplyRequest, ApplyResponse, ErrorCode, RefreshOutcome, RefreshRequest, Secret,
-};
+use authplug_protocol::{ApplyRequest, ErrorCode, RefreshOutcome, RefreshRequest, Secret};
 use authplug_store::{
     now_ms, now_secs, Attempt, Begin, Change, Finish, State, Store, SystemRecord, SystemSummary,
 };
 
+use crate::cache::{Authorization, AuthorizeCache};
 use crate::events::{Event, EventKind, Events};
 use crate::journal::Journal;
 use crate::{EngineConfig, EngineError, Holder};
@@ -35,11 +34,14 @@ pub struct Token {
     pub refreshed: bool,
     /// The system's non-secret parameters (how the scheme applies the secrets).
     pub parameters: BTreeMap<String, serde_json::Value>,
+    /// Unix seconds the secrets were issued (their last refresh, or the onboarding).
+    pub issued_at: i64,
 }
 
 impl Token {
     fn from_record(record: SystemRecord, refreshed: bool) -> Self {
         Self {
+            issued_at: record.summary.last_refresh_at.unwrap_or(record.summary.created_at),
             system: record.summary.id,
             scheme: record.summary.scheme,
             injected: record.injected,
@@ -73,6 +75,7 @@ pub struct Engine {
     holder: Holder,
     flights: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     events: Events,
+    authorized: AuthorizeCache,
 }
 
 impl Engine {
@@ -84,6 +87,7 @@ impl Engine {
         events: Events,
     ) -> Self {
         Self {
+            authorized: AuthorizeCache::new(config.authorize_cache),
             store,
             registry,
             services,
@@ -114,6 +118,16 @@ impl Engine {
     /// The system's injected secrets, refreshed first if they are due. Secrets that are still
     /// valid are returned even when a refresh fails transiently.
     pub async fn token(self: &Arc<Self>, id: &str) -> Result<Token, EngineError> {
+        // Most reads find the secrets active and not due: those need no turn (turns serialise
+        // the callers of one system, which only a refresh needs).
+        let record = self.get(id).await?;
+        if record.summary.state == State::Active {
+            if let Some(scheme) = self.registry.get(&record.summary.scheme) {
+                if !self.is_due(&record.summary, scheme, now_secs()) {
+                    return Ok(Token::from_record(record, false));
+                }
+            }
+        }
         match self.single_flight(id, Want::Fresh).await {
             Err(EngineError::Unavailable { still_valid: Some(token), system, reason, .. }) => {
                 tracing::warn!(%system, %reason, "refresh failed; handing out the stored secrets, still valid");
@@ -126,10 +140,10 @@ impl Engine {
     /// What one outbound request of the system needs (the scheme's apply step: headers, query
     /// parameters), from secrets refreshed first if they are due. Callers that hold this never
     /// hold the long-lived secrets themselves.
-    pub async fn authorize(
-        self: &Arc<Self>,
-        id: &str,
-    ) -> Result<(Token, ApplyResponse), EngineError> {
+    pub async fn authorize(self: &Arc<Self>, id: &str) -> Result<Arc<Authorization>, EngineError> {
+        if let Some(cached) = self.authorized.get(id) {
+            return Ok(cached);
+        }
         let token = self.token(id).await?;
         let request = ApplyRequest {
             scheme: token.scheme.clone(),
@@ -155,7 +169,20 @@ impl Engine {
                 },
             })
         })?;
-        Ok((token, applied))
+        let due_in = self.registry.get(&token.scheme).and_then(|scheme| {
+            let due_at = self.due_at(token.expires_at, token.issued_at, scheme)?;
+            let due_in_ms = due_at.saturating_mul(1000).saturating_sub(now_ms());
+            Some(Duration::from_millis(u64::try_from(due_in_ms).unwrap_or(0)))
+        });
+        let authorization = Arc::new(Authorization { token, applied });
+        self.authorized.put(authorization.clone(), due_in);
+        Ok(authorization)
+    }
+
+    /// Stops reusing the system's `authorize` answers: call it after changing the system
+    /// outside the engine (deleted, onboarded again).
+    pub fn forget(&self, id: &str) {
+        self.authorized.forget(id);
     }
 
     /// Forces a refresh, unless one that finished after this call began is shared instead.
@@ -166,16 +193,22 @@ impl Engine {
 
     /// Whether the system's secrets are due for refresh at `now` (Unix seconds).
     pub fn is_due(&self, summary: &SystemSummary, scheme: &LoadedScheme, now: i64) -> bool {
-        let Some(expires_at) = summary.expires_at else { return false };
+        let issued = summary.last_refresh_at.unwrap_or(summary.created_at);
+        self.due_at(summary.expires_at, issued, scheme).is_some_and(|due| now >= due)
+    }
+
+    /// When secrets expiring at `expires_at` and issued at `issued` become due (Unix seconds):
+    /// the scheme's margin (or the default) before expiry, at most half their lifetime.
+    fn due_at(&self, expires_at: Option<i64>, issued: i64, scheme: &LoadedScheme) -> Option<i64> {
+        let expires_at = expires_at?;
         let declared = scheme
             .descriptor()
             .refresh
             .margin_secs
             .map(|s| i64::try_from(s).unwrap_or(i64::MAX))
             .unwrap_or(self.config.default_margin.as_secs() as i64);
-        let issued = summary.last_refresh_at.unwrap_or(summary.created_at);
         let margin = declared.min((expires_at - issued).max(0) / 2);
-        now >= expires_at - margin
+        Some(expires_at - margin)
     }
 
     /// Whether an idle credential should be refreshed to keep it alive.
@@ -266,6 +299,7 @@ impl Engine {
             event.reason = Some("onboarded again".into());
             self.events.emit(event);
         }
+        self.authorized.forget(id);
         Ok(Token::from_record(updated, false))
     }
 
@@ -308,6 +342,15 @@ impl Engine {
                 }
             };
             drop(flight);
+            // New secrets, or none to give: earlier authorize answers are not reused.
+            if matches!(&result, Ok(token) if token.refreshed)
+                || matches!(
+                    &result,
+                    Err(EngineError::NeedsReauth { .. } | EngineError::NotFound(_))
+                )
+            {
+                engine.authorized.forget(&id);
+            }
             // Forget the entry when nobody else holds it (cloning needs this lock, so no race).
             let mut flights = engine.flights.lock().unwrap_or_else(|p| p.into_inner());
             if flights.get(&id).is_some_and(|f| Arc::strong_count(f) == 1) {
@@ -639,6 +682,7 @@ impl Engine {
             self.events.emit(recovered);
         }
         Ok(Token {
+            issued_at: now_secs(),
             system: record.summary.id.clone(),
             scheme: record.summary.scheme.clone(),
             injected,

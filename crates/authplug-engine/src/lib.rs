@@ -20,6 +20,7 @@
 //! * **Events.** Every transition is an [`Event`]: a log line, an audit line, and optionally a
 //!   signed webhook ([`webhook`]).
 
+mod cache;
 mod config;
 mod engine;
 mod error;
@@ -28,6 +29,7 @@ mod holder;
 mod journal;
 pub mod webhook;
 
+pub use cache::Authorization;
 pub use config::{Backoff, EngineConfig};
 pub use engine::{Engine, Token};
 pub use error::EngineError;

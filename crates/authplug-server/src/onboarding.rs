@@ -266,9 +266,8 @@ pub async fn callback(
 /// `303 See Other` to the page the onboarding came from, the outcome in the fragment (which no
 /// server log or referrer sees).
 fn back(path: &str, key: &str, value: &str) -> Response {
-    let fragment: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair(key, value)
-        .finish();
+    let fragment: String =
+        url::form_urlencoded::Serializer::new(String::new()).append_pair(key, value).finish();
     Redirect::to(&format!("{path}#{fragment}")).into_response()
 }
 
@@ -317,6 +316,7 @@ async fn store(
     }
     let mut required = request.required;
     required.extend(extras);
+    let system_id = system.clone();
     let new = NewSystem {
         id: system,
         scheme,
@@ -325,7 +325,7 @@ async fn store(
         injected: injected.clone(),
         expires_at,
     };
-    with_store(state, move |store| match store.create(new, &actor) {
+    let stored = with_store(state, move |store| match store.create(new, &actor) {
         Ok(_) => Ok("created"),
         Err(StoreError::Exists(id)) => {
             let current = store.get(&id)?.ok_or(StoreError::NotFound(id.clone()))?;
@@ -343,7 +343,10 @@ async fn store(
         }
         Err(other) => Err(other),
     })
-    .await
+    .await;
+    // Earlier authorize answers of a system onboarded again are not reused.
+    state.engine.forget(&system_id);
+    stored
 }
 
 /// The connector folders under `dir` (each with a manifest.json), by folder name.

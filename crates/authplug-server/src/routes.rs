@@ -264,10 +264,9 @@ async fn connectors(
         .iter()
         .map(|(name, connector)| {
             let manifest = &connector.manifest;
-            let scheme = manifest
-                .auth
-                .as_deref()
-                .and_then(|auth| state.engine.registry().resolve(auth, manifest.auth_variant.as_deref()));
+            let scheme = manifest.auth.as_deref().and_then(|auth| {
+                state.engine.registry().resolve(auth, manifest.auth_variant.as_deref())
+            });
             let mut inputs: Vec<Value> = Vec::new();
             if let Some(scheme) = scheme {
                 for required in scheme.descriptor().required.iter().filter(|r| !r.operator) {
@@ -332,6 +331,7 @@ async fn delete(
     let actor = format!("api:{}", caller.name);
     let target = id.clone();
     let deleted = with_store(&state, move |store| store.delete(&target, &actor)).await?;
+    state.engine.forget(&id);
     if deleted {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -402,14 +402,14 @@ async fn authorize(
     if !caller.may_authorize(&id) {
         return Err(forbidden(&caller, &format!("authorize requests of {id}")));
     }
-    let (token, applied) = state.engine.authorize(&id).await?;
+    let authorization = state.engine.authorize(&id).await?;
     let pairs = |list: &[(String, authplug_protocol::Secret)]| -> Vec<Value> {
         list.iter().map(|(k, v)| json!([k, v.expose()])).collect()
     };
     Ok(Json(json!({
         "system": id,
-        "expires_at": token.expires_at,
-        "headers": pairs(&applied.headers),
-        "query": pairs(&applied.query),
+        "expires_at": authorization.token.expires_at,
+        "headers": pairs(&authorization.applied.headers),
+        "query": pairs(&authorization.applied.query),
     })))
 }

@@ -17,7 +17,8 @@ const STYLE: &str = include_str!("../web/style.css");
 
 /// Only this origin's script and style run; nothing may frame the page or post its forms
 /// elsewhere. The consent is a top-level navigation, which the policy does not limit.
-const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+const POLICY: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
 img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
 pub(crate) fn routes() -> Router<Arc<AppState>> {
@@ -34,9 +35,6 @@ fn page(content_type: &'static str, body: &'static str) -> Response {
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(POLICY));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(
-        HeaderName::from_static("x-frame-options"),
-        HeaderValue::from_static("DENY"),
-    );
+    headers.insert(HeaderName::from_static("x-frame-options"), HeaderValue::from_static("DENY"));
     response
 }
