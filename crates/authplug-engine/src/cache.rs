@@ -106,6 +106,7 @@ mod tests {
                 version,
                 refreshed: false,
                 parameters: BTreeMap::new(),
+                issued_at: 0,
             },
             applied: ApplyResponse::default(),
         })
