@@ -3,7 +3,11 @@
 // provider's consent, and wait for the system to be listed as active. Prints one JSON line of
 // what it saw; the Rust test asserts on it. Secrets come from the environment, never argv.
 //
-// Environment: AUTHPLUG_URL, AUTHPLUG_TOKEN, CHROMIUM, SCREENSHOT, CONNECTOR, SYSTEM, and
+// PHASE=connect (default): a wrong token first, then the admin token; connect CONNECTOR as SYSTEM.
+// PHASE=reconnect: SYSTEM is listed as needing re-authorisation; its Reconnect button, the
+// secrets again, the consent again, and it is active.
+//
+// Environment: AUTHPLUG_URL, AUTHPLUG_TOKEN, CHROMIUM, SCREENSHOT, CONNECTOR, SYSTEM, PHASE, and
 // SECRET_<name>=<value> for each input the form asks for.
 import { chromium } from "playwright-core";
 
@@ -36,22 +40,34 @@ try {
   });
 
   await page.goto(env.AUTHPLUG_URL + "/");
+  const row = `#systems tr[data-system="${env.SYSTEM}"]`;
+  if (env.PHASE !== "reconnect") {
+    await page.fill("#token", "ap_not-a-token");
+    await page.click("#signin");
+    await page.waitForSelector("#message.error");
+    seen.refused = (await page.textContent("#message")).trim();
+  }
   await page.fill("#token", env.AUTHPLUG_TOKEN);
   await page.click("#signin");
   await page.waitForSelector(`#connector option[value="${env.CONNECTOR}"]`, { state: "attached" });
-  await page.selectOption("#connector", env.CONNECTOR);
-  await page.fill("#system", env.SYSTEM);
+  if (env.PHASE === "reconnect") {
+    seen.before = (await page.textContent(`${row} td.state`)).trim();
+    await page.click(`${row} button:text("Reconnect")`);
+  } else {
+    await page.selectOption("#connector", env.CONNECTOR);
+    await page.fill("#system", env.SYSTEM);
+  }
   const inputs = await page.$$eval("#inputs input", (all) => all.map((i) => ({ name: i.name, type: i.type, required: i.required })));
   seen.inputs = inputs;
   for (const input of inputs) {
     const value = env["SECRET_" + input.name];
     if (value !== undefined) await page.fill(`#inputs input[name="${input.name}"]`, value);
   }
+  seen.replace = await page.isChecked("#replace");
   await page.click("#connect");
-  // Off to the provider and back to the page, which then lists the system.
-  const row = `#systems tr[data-system="${env.SYSTEM}"] td.state`;
-  await page.waitForSelector(row);
-  seen.state = (await page.textContent(row)).trim();
+  // Off to the provider and back to the page, which then lists the system as active.
+  await page.waitForSelector(`${row} td.state-active`);
+  seen.state = (await page.textContent(`${row} td.state`)).trim();
   seen.message = (await page.textContent("#message")).trim();
   seen.final_url = page.url();
   await page.screenshot({ path: env.SCREENSHOT, fullPage: true });

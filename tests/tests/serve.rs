@@ -26,10 +26,6 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(lab: &Lab, tokens: &std::path::Path) -> Self {
-        Self::start_with(lab, tokens, &[])
-    }
-
     fn start_with(lab: &Lab, tokens: &std::path::Path, extra: &[&str]) -> Self {
         let started = Instant::now();
         let mut child = lab
@@ -125,7 +121,11 @@ fn every_route_wants_a_token_of_the_right_scope_and_secrets_stay_out_of_logs() {
     let reader = api_token(&lab, &tokens, "reader", &[&format!("secrets:{SYSTEM}")]);
     let worker = api_token(&lab, &tokens, "worker", &[&format!("authorize:{SYSTEM}")]);
     let stranger = api_token(&lab, &tokens, "stranger", &["secrets:other", "authorize:other"]);
-    let mut server = Server::start(&lab, &tokens);
+    // Connectors come later: the folder starts empty.
+    let connectors = lab.key_file().with_file_name("connectors");
+    std::fs::create_dir_all(&connectors).unwrap();
+    let mut server =
+        Server::start_with(&lab, &tokens, &["--connectors", connectors.to_str().unwrap()]);
     eprintln!(
         "serve: /readyz answered {} ms after the process started",
         server.ready_after.as_millis()
@@ -145,6 +145,7 @@ fn every_route_wants_a_token_of_the_right_scope_and_secrets_stay_out_of_logs() {
         ("POST", format!("{base}/v1/systems/{SYSTEM}/authorize")),
         ("DELETE", format!("{base}/v1/systems/{SYSTEM}")),
         ("POST", format!("{base}/v1/systems/{SYSTEM}/onboard")),
+        ("GET", format!("{base}/v1/connectors")),
     ];
     runtime.block_on(async {
         for (method, url) in &routes {
@@ -208,8 +209,12 @@ fn every_route_wants_a_token_of_the_right_scope_and_secrets_stay_out_of_logs() {
         assert!(!log.contains(token.as_str()));
     }
 
-    // A token added while serving works after SIGHUP reloads the configuration.
+    // A token and a connector added while serving are there after SIGHUP reloads the
+    // configuration.
     let late = api_token(&lab, &tokens, "late", &["admin"]);
+    let listed = runtime.block_on(call("GET", &routes[6].1, Some(&admin))).2;
+    assert_eq!(listed["connectors"], serde_json::json!([]));
+    tests::desk::copy_connector("hubspot", &connectors.join("hubspot"), |_| {});
     assert_eq!(
         runtime.block_on(call("GET", &routes[0].1, Some(&late))).0,
         401,
@@ -233,6 +238,17 @@ fn every_route_wants_a_token_of_the_right_scope_and_secrets_stay_out_of_logs() {
         200,
         "the old ones still do"
     );
+    // The connector, with the inputs its onboarding wants (names, never values).
+    let listed = runtime.block_on(call("GET", &routes[6].1, Some(&late))).2;
+    assert_eq!(listed["connectors"][0]["name"], "hubspot", "{listed}");
+    assert_eq!(listed["connectors"][0]["scheme"], "oauth2");
+    let inputs: Vec<&str> = listed["connectors"][0]["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(inputs, ["client_id", "client_secret"]);
 
     assert!(server.stop().success(), "a graceful stop");
     assert!(server.log.lock().unwrap().iter().any(|l| l.contains("authplug serve: stopped")));
@@ -397,15 +413,68 @@ fn the_readmes_first_command_serves_a_fresh_store_with_every_built_plugin() {
     assert!(status.success(), "stopped gracefully: {status}");
 }
 
-/// The web page, in Debian's headless Chromium: an operator signs in with an admin token,
-/// connects HubSpot through the provider's consent, and sees it listed as active.
-#[test]
-fn the_web_page_connects_a_connector_through_the_consent_in_a_real_browser() {
+/// Runs `tests/peers/web-connect.mjs` in `phase` against the server: what the browser saw.
+fn browse(server: &Server, admin: &str, phase: &str, screenshot: &std::path::Path) -> Value {
     let chromium = std::env::var("AUTHPLUG_TEST_CHROMIUM").unwrap_or("/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).is_file(),
         "{chromium} is missing: install Debian's chromium (.ci/run does) or set AUTHPLUG_TEST_CHROMIUM"
     );
+    let peers = std::env::var_os("AUTHPLUG_TEST_PEERS_DIR")
+        .expect("AUTHPLUG_TEST_PEERS_DIR is not set: run the tests with `cargo xtask test`");
+    let output = std::process::Command::new("node")
+        .arg("web-connect.mjs")
+        .current_dir(peers)
+        .env("PHASE", phase)
+        .env("AUTHPLUG_URL", &server.url)
+        .env("AUTHPLUG_TOKEN", admin)
+        .env("CHROMIUM", &chromium)
+        .env("SCREENSHOT", screenshot)
+        .env("CONNECTOR", "hubspot")
+        .env("SYSTEM", "crm-web")
+        .env("SECRET_client_id", "native")
+        .env("SECRET_client_secret", "native-secret")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(seen["error"], Value::Null, "the browser session failed: {seen}");
+    // No script error and no CSP violation; only the wrong token's 401, when one was tried.
+    let unexpected: Vec<&Value> = seen["console"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| !(phase == "connect" && m.as_str().unwrap().contains("status of 401")))
+        .collect();
+    assert!(unexpected.is_empty(), "{seen}");
+    // The browser went to the provider and came back: page, provider, page.
+    let origins: Vec<&str> =
+        seen["origins"].as_array().unwrap().iter().map(|o| o.as_str().unwrap()).collect();
+    assert_eq!(origins.len(), 3, "{seen}");
+    assert_eq!((origins[0], origins[2]), (server.url.as_str(), server.url.as_str()));
+    // The form asked for exactly the scheme's user secrets, the confidential one hidden as typed.
+    let inputs: Vec<(&str, &str)> = seen["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap(), i["type"].as_str().unwrap()))
+        .collect();
+    assert_eq!(inputs, [("client_id", "text"), ("client_secret", "password")]);
+    assert_eq!(seen["state"], "active", "{seen}");
+    assert_eq!(seen["message"], "System crm-web is connected.", "{seen}");
+    assert!(!seen["final_url"].as_str().unwrap().contains('#'), "the outcome left the address");
+    let png = std::fs::read(screenshot).expect("the screenshot artifact");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot");
+    seen
+}
+
+/// The web page, in Debian's headless Chromium: an operator signs in with an admin token (a
+/// wrong one is refused), connects HubSpot through the provider's consent and sees it listed as
+/// active; later the system needs re-authorisation, and its Reconnect button makes it active
+/// again.
+#[test]
+fn the_web_page_connects_a_connector_through_the_consent_in_a_real_browser() {
     let lab = Lab::sqlite();
     let connectors = lab.key_file().with_file_name("connectors");
     tests::desk::copy_connector("hubspot", &connectors.join("hubspot"), |manifest| {
@@ -417,54 +486,46 @@ fn the_web_page_connects_a_connector_through_the_consent_in_a_real_browser() {
     let artifacts =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
-    let screenshot = artifacts.join("web-connect.png");
-    let _ = std::fs::remove_file(&screenshot);
-    let peers = std::env::var_os("AUTHPLUG_TEST_PEERS_DIR")
-        .expect("AUTHPLUG_TEST_PEERS_DIR is not set: run the tests with `cargo xtask test`");
-    let output = std::process::Command::new("node")
-        .arg("web-connect.mjs")
-        .current_dir(peers)
-        .env("AUTHPLUG_URL", &server.url)
-        .env("AUTHPLUG_TOKEN", &admin)
-        .env("CHROMIUM", &chromium)
-        .env("SCREENSHOT", &screenshot)
-        .env("CONNECTOR", "hubspot")
-        .env("SYSTEM", "crm-web")
-        .env("SECRET_client_id", "native")
-        .env("SECRET_client_secret", "native-secret")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let seen: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
-    assert_eq!(seen["error"], Value::Null, "the browser session failed: {seen}");
-
-    // The form asked for exactly the scheme's user secrets, the confidential one hidden as typed.
-    let inputs: Vec<(&str, &str)> = seen["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| (i["name"].as_str().unwrap(), i["type"].as_str().unwrap()))
-        .collect();
-    assert_eq!(inputs, [("client_id", "text"), ("client_secret", "password")]);
-    // The browser went to the provider and came back: page, provider, page.
+    let (connected, reconnected) =
+        (artifacts.join("web-connect.png"), artifacts.join("web-reconnect.png"));
+    for old in [&connected, &reconnected] {
+        let _ = std::fs::remove_file(old);
+    }
     let login = reqwest::Url::parse(lab.parameters()["login_url"].as_str().unwrap()).unwrap();
     let provider = login.origin().ascii_serialization();
-    let origins: Vec<&str> =
-        seen["origins"].as_array().unwrap().iter().map(|o| o.as_str().unwrap()).collect();
-    assert_eq!(origins, [server.url.as_str(), provider.as_str(), server.url.as_str()]);
-    assert_eq!(seen["state"], "active", "{seen}");
-    assert_eq!(seen["message"], "System crm-web is connected.", "{seen}");
-    assert!(!seen["final_url"].as_str().unwrap().contains('#'), "the outcome left the address");
-    assert_eq!(seen["console"], serde_json::json!([]), "no script error, no CSP violation");
 
+    let seen = browse(&server, &admin, "connect", &connected);
+    assert_eq!(seen["origins"][1], provider.as_str(), "the consent happened at the provider");
+    assert!(
+        seen["refused"].as_str().unwrap().starts_with("That token cannot sign in here"),
+        "{seen}"
+    );
+    assert_eq!(seen["replace"], false);
     // What the page showed is what the store holds.
     let record = lab.store().get("crm-web").unwrap().expect("connected through the page");
     assert_eq!(record.summary.state.as_str(), "active");
     assert!(record.injected.contains_key("oauth_refresh_token"));
     assert_eq!(record.required["client_id"].expose(), "native");
-    let png = std::fs::read(&screenshot).expect("the screenshot artifact");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot");
-    eprintln!("web page: screenshot at {}", screenshot.display());
+
+    // The grant is lost: the page shows it, and reconnecting makes the system active again.
+    let store = lab.store();
+    let change = authplug_store::Change {
+        state: Some((authplug_store::State::NeedsReauth, Some("invalid_grant".into()))),
+        ..authplug_store::Change::default()
+    };
+    store.update("crm-web", record.summary.version, change, "test").unwrap();
+    let seen = browse(&server, &admin, "reconnect", &reconnected);
+    assert_eq!(seen["before"], "needs_reauth", "{seen}");
+    assert_eq!(seen["replace"], true, "Reconnect onboards the same system again");
+    let again = lab.store().get("crm-web").unwrap().unwrap();
+    assert_eq!(again.summary.state.as_str(), "active");
+    assert!(again.summary.version > record.summary.version + 1);
+    // Compared without printing either value.
+    assert!(
+        again.injected["oauth_refresh_token"].expose()
+            != record.injected["oauth_refresh_token"].expose(),
+        "a new grant"
+    );
+    eprintln!("web page: screenshots in {}", artifacts.display());
     drop(server);
 }

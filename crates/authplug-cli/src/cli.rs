@@ -335,12 +335,15 @@ pub enum Command {
     Request(RequestArgs),
     /// Run the long-running host: refresh due systems in the background and serve fresh
     /// credentials over HTTP (/v1/systems, /v1/systems/ID/secrets, /v1/systems/ID/authorize;
-    /// /healthz and /readyz for probes) to callers with API tokens.
+    /// /healthz, /readyz and /metrics for probes; the API described at /v1/openapi.json) to
+    /// callers with API tokens. With --connectors, its address serves a web page to connect
+    /// them (sign in with an admin token).
     ///
-    /// Tokens come from the tokens file (`authplug api-token`) and AUTHPLUG_ADMIN_TOKEN. SIGTERM
-    /// or Ctrl-C stops it gracefully.
+    /// Tokens come from the tokens file (`authplug api-token`) and AUTHPLUG_ADMIN_TOKEN. SIGHUP
+    /// reloads the tokens and the connectors (never the plugins). SIGTERM or Ctrl-C stops it
+    /// gracefully.
     ///
-    /// Example: AUTHPLUG_ADMIN_TOKEN=... authplug serve --listen 127.0.0.1:8080
+    /// Example: AUTHPLUG_ADMIN_TOKEN=... authplug serve --listen 127.0.0.1:8080 --connectors ./connectors
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
     /// Create an API token for `authplug serve`: printed once, stored hashed with its scopes.

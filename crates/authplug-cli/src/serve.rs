@@ -31,14 +31,30 @@ fn load_tokens(path: &std::path::Path) -> Result<Tokens, Failure> {
     Ok(tokens)
 }
 
-/// On SIGHUP, the tokens file is read again (a bad file keeps the old tokens, and says why).
-/// Plugins are never unloaded or reloaded: that takes a restart.
+/// On SIGHUP, the tokens file and the connectors folder are read again (a bad file or folder
+/// keeps the old ones, and says why). Plugins are never unloaded or reloaded: that takes a
+/// restart.
 async fn reload_on_hangup(
     state: Arc<AppState>,
     path: PathBuf,
+    connectors: Option<PathBuf>,
     mut hangups: tokio::signal::unix::Signal,
 ) {
     while hangups.recv().await.is_some() {
+        // Connectors first: once the new tokens answer, the new connectors are there too.
+        if let Some(dir) = &connectors {
+            match authplug_server::load_connectors(dir) {
+                Ok(loaded) => {
+                    let count = loaded.len();
+                    *state.connectors.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+                    eprintln!(
+                        "authplug serve: reloaded {count} connector(s) from {}",
+                        dir.display()
+                    );
+                }
+                Err(error) => eprintln!("authplug serve: kept the old connectors: {error}"),
+            }
+        }
         match load_tokens(&path) {
             Ok(tokens) => {
                 *state.tokens.write().unwrap_or_else(|p| p.into_inner()) = tokens;
@@ -83,7 +99,7 @@ pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Fail
         let state = Arc::new(AppState {
             engine: engine.clone(),
             tokens: std::sync::RwLock::new(tokens),
-            connectors,
+            connectors: std::sync::RwLock::new(Arc::new(connectors)),
             public_url: public_url.trim_end_matches('/').to_owned(),
             pending: Default::default(),
             metrics: Default::default(),
@@ -92,7 +108,8 @@ pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Fail
         // Installed before the server says it listens, so that no SIGHUP finds the default action.
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| Failure::new(Code::Failure, format!("no SIGHUP handler: {e}")))?;
-        tokio::spawn(reload_on_hangup(state.clone(), path.clone(), hangups));
+        let folder = args.connectors.clone();
+        tokio::spawn(reload_on_hangup(state.clone(), path.clone(), folder, hangups));
         let sweeper = tokio::spawn(authplug_server::sweep_forever(engine.clone(), options));
         eprintln!(
             "authplug serve: listening on http://{address} ({schemes} schemes, store {}, pid {}), ready in {} ms",

@@ -29,12 +29,22 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Replaced whole when the configuration is reloaded (SIGHUP).
     pub tokens: std::sync::RwLock<Tokens>,
-    /// Connectors users may onboard, by name.
-    pub connectors: BTreeMap<String, authplug_connector::Connector>,
+    /// Connectors users may onboard, by name; replaced whole when reloaded (SIGHUP).
+    pub connectors: std::sync::RwLock<Arc<Connectors>>,
     /// The address browsers reach this server at (for the OAuth2 callback).
     pub public_url: String,
     pub pending: PendingOnboardings,
     pub metrics: Metrics,
+}
+
+/// The connectors of `--connectors`, by name.
+pub type Connectors = BTreeMap<String, authplug_connector::Connector>;
+
+impl AppState {
+    /// The connectors as they are now (a reload replaces them for later requests only).
+    pub fn connectors(&self) -> Arc<Connectors> {
+        self.connectors.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// Counts the engine's lifecycle events for `/metrics`.

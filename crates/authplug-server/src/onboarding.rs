@@ -26,12 +26,13 @@ const PENDING_FOR: Duration = Duration::from_secs(600);
 /// One onboarding: what it will store once the scheme is done.
 struct Onboarding {
     system: String,
-    connector: String,
     scheme: String,
     /// The scheme's required secrets and parameters.
     request: OnboardRequest,
     /// The user's secrets the connector itself asks for (stored with the required ones).
     extras: BTreeMap<String, Secret>,
+    /// What is recorded of the connector on the system (`connector_parameter`).
+    record: Value,
     actor: String,
     /// Where the callback sends the browser when done (a path of this server), if anywhere.
     return_to: Option<String>,
@@ -121,8 +122,9 @@ pub async fn start(
     if let Some(path) = start.return_to.as_deref().filter(|p| !local_path(p)) {
         return Err(bad(format!("return_to {path:?} is not a path of this server (/...)")));
     }
-    let connector = state.connectors.get(&start.connector).ok_or_else(|| {
-        let known: Vec<&String> = state.connectors.keys().collect();
+    let connectors = state.connectors();
+    let connector = connectors.get(&start.connector).ok_or_else(|| {
+        let known: Vec<&String> = connectors.keys().collect();
         bad(format!("no connector {} (known: {known:?})", start.connector))
     })?;
     let manifest = &connector.manifest;
@@ -182,9 +184,9 @@ pub async fn start(
         .filter(|(name, _)| declared.contains(&name.as_str()))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
+    let record = authplug_connector::connector_parameter(connector, extras.keys());
     let onboarding = Onboarding {
         system: id.clone(),
-        connector: start.connector.clone(),
         scheme: scheme.id().to_owned(),
         request: OnboardRequest {
             required,
@@ -195,6 +197,7 @@ pub async fn start(
         extras,
         actor: format!("api:{}", caller.name),
         return_to: start.return_to.clone(),
+        record,
     };
     match onboard(&state, &onboarding.scheme, onboarding.request.clone()).await? {
         OnboardStep::Redirect { url, state: consent_state, continuation } => {
@@ -307,13 +310,10 @@ async fn store(
     expires_at: Option<i64>,
     outputs: BTreeMap<String, Value>,
 ) -> Result<&'static str, ApiError> {
-    let Onboarding { system, connector, scheme, request, extras, actor, .. } = onboarding;
+    let Onboarding { system, scheme, request, extras, actor, record, .. } = onboarding;
     let mut parameters = request.parameters;
     parameters.extend(outputs);
-    if let Some(connector) = state.connectors.get(&connector) {
-        let record = authplug_connector::connector_parameter(connector, extras.keys());
-        parameters.insert(authplug_connector::CONNECTOR_PARAMETER.into(), record);
-    }
+    parameters.insert(authplug_connector::CONNECTOR_PARAMETER.into(), record);
     let mut required = request.required;
     required.extend(extras);
     let system_id = system.clone();

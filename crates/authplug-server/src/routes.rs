@@ -226,6 +226,10 @@ fn summary_json(summary: &authplug_store::SystemSummary) -> Value {
     json!({
         "id": summary.id,
         "scheme": summary.scheme,
+        "connector": summary
+            .parameters
+            .get(authplug_connector::CONNECTOR_PARAMETER)
+            .and_then(|c| c.get("name")),
         "state": summary.state.as_str(),
         "state_reason": summary.state_reason,
         "expires_at": summary.expires_at,
@@ -260,7 +264,7 @@ async fn connectors(
         return Err(forbidden(&caller, "list connectors"));
     }
     let listed: Vec<Value> = state
-        .connectors
+        .connectors()
         .iter()
         .map(|(name, connector)| {
             let manifest = &connector.manifest;

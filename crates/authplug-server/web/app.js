@@ -173,17 +173,37 @@ async function loadSystems() {
     const state = row.children[2];
     state.className = "state state-" + system.state;
     if (system.state_reason) state.title = system.state_reason;
+    const actions = document.createElement("td");
+    const known = connectors.some((c) => c.name === system.connector && c.scheme);
+    if (known) {
+      const again = document.createElement("button");
+      again.type = "button";
+      again.textContent = system.state === "needs_reauth" ? "Reconnect" : "Connect again";
+      again.addEventListener("click", () => reconnect(system));
+      actions.append(again, " ");
+    }
     const remove = document.createElement("button");
     remove.type = "button";
     remove.textContent = "Delete";
     remove.addEventListener("click", () => removeSystem(system.id));
-    const actions = document.createElement("td");
     actions.append(remove);
     row.append(actions);
     return row;
   });
   $("systems").tBodies[0].replaceChildren(...rows);
   $("no-systems").hidden = systems.length > 0;
+}
+
+// Fills the form to onboard a stored system again (after "needs re-authorisation").
+function reconnect(system) {
+  $("connector").value = system.connector;
+  $("system").dataset.edited = "1";
+  pickConnector();
+  $("system").value = system.id;
+  $("replace").checked = true;
+  say("Enter " + system.id + "'s secrets again and press Connect.");
+  const first = $("inputs").querySelector("input");
+  (first || $("connect")).focus();
 }
 
 async function removeSystem(id) {
