@@ -9,7 +9,8 @@
 //! (`apt-get install nginx-light wrk`).
 //!
 //! Options (environment): AUTHPLUG_BENCH_SECONDS (10), AUTHPLUG_BENCH_CONNECTIONS (32),
-//! AUTHPLUG_BENCH_PIN (1).
+//! AUTHPLUG_BENCH_PIN (1), AUTHPLUG_BENCH_CACHE_MS (the server's --authorize-cache-ms; 0 shows
+//! what every answer costs without reuse).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -160,6 +161,7 @@ fn main() {
     let mut child = serve
         .args(["serve", "--listen", "127.0.0.1:0", "--tokens-file"])
         .arg(&tokens)
+        .args(["--authorize-cache-ms", &setting("AUTHPLUG_BENCH_CACHE_MS", 1000).to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -259,8 +261,9 @@ fn main() {
 
     let where_ = if pin { "servers on CPU 0, wrk on CPU 1" } else { "every core shared" };
     println!(
-        "authorize_load: {} bytes per answer, {connections} connections, {seconds} s each, {where_}",
-        body.len()
+        "authorize_load: {} bytes per answer, {connections} connections, {seconds} s each, {where_}, authorize cache {} ms",
+        body.len(),
+        setting("AUTHPLUG_BENCH_CACHE_MS", 1000)
     );
     println!("| server | requests/s | p50 | p99 | requests |");
     println!("|---|---|---|---|---|");

@@ -292,8 +292,13 @@ fn a_connector_onboarded_through_the_api_serves_a_hundred_reads_across_an_expiry
     let page = runtime.block_on(async { reqwest::get(callback.clone()).await.unwrap() });
     assert_eq!(page.status(), 200);
     // The same callback again (a replay) is refused.
-    let replay = runtime.block_on(async { reqwest::get(callback).await.unwrap().status() });
+    let (replay, page) = runtime.block_on(async {
+        let response = reqwest::get(callback).await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    });
     assert_eq!(replay, 400);
+    assert!(page.contains("already used state: start the onboarding again"), "{page}");
+    assert!(page.contains("<a href=\"/\">Back to authplug</a>"), "a page for a person: {page}");
     let forged = format!("{redirect}?code=x&state=forged-state-0123456789");
     assert_eq!(runtime.block_on(async { reqwest::get(forged).await.unwrap().status() }), 400);
     let record = lab.store().get("crm-api").unwrap().expect("onboarded through the API");

@@ -226,8 +226,16 @@ pub struct Callback {
     rest: BTreeMap<String, String>,
 }
 
-/// `GET /v1/onboarding/callback`: the browser back from the consent.
-pub async fn callback(
+/// `GET /v1/onboarding/callback`: the browser back from the consent. A person reads the
+/// answer, so errors are a short HTML page (with the same status) rather than JSON.
+pub async fn callback(state: State<Arc<AppState>>, query: Query<Callback>) -> Response {
+    match finish_consent(state, query).await {
+        Ok(response) => response,
+        Err(error) => error.page(),
+    }
+}
+
+async fn finish_consent(
     State(state): State<Arc<AppState>>,
     Query(query): Query<Callback>,
 ) -> Result<Response, ApiError> {
@@ -274,7 +282,7 @@ fn back(path: &str, key: &str, value: &str) -> Response {
     Redirect::to(&format!("{path}#{fragment}")).into_response()
 }
 
-fn html_escape(text: &str) -> String {
+pub(crate) fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -125,6 +125,17 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The error as a page for a person (the browser back from a consent), with a way back.
+    pub(crate) fn page(self) -> Response {
+        let body = format!(
+            "<!doctype html><title>authplug</title><h1>Not connected</h1><p>{}</p><p><a href=\"/\">Back to authplug</a></p>\n",
+            crate::onboarding::html_escape(&self.message)
+        );
+        (self.status, axum::response::Html(body)).into_response()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response =
