@@ -250,8 +250,23 @@ fn every_route_wants_a_token_of_the_right_scope_and_secrets_stay_out_of_logs() {
         .collect();
     assert_eq!(inputs, ["client_id", "client_secret"]);
 
+    // The connect page: static, served without a token, under a strict policy; and off when
+    // asked.
+    let page = runtime.block_on(async {
+        let response = reqwest::get(format!("{}/", server.url)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let policy = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"));
+        response.text().await.unwrap()
+    });
+    assert!(page.contains("<script src=\"/ui/app.js\" defer></script>"), "{page}");
+
     assert!(server.stop().success(), "a graceful stop");
     assert!(server.log.lock().unwrap().iter().any(|l| l.contains("authplug serve: stopped")));
+    let api_only = Server::start_with(&lab, &tokens, &["--no-web-page"]);
+    let status = runtime
+        .block_on(async { reqwest::get(format!("{}/", api_only.url)).await.unwrap().status() });
+    assert_eq!(status, 404, "no page with --no-web-page");
 }
 
 #[test]
@@ -286,6 +301,37 @@ fn a_connector_onboarded_through_the_api_serves_a_hundred_reads_across_an_expiry
     });
     assert_eq!(started["step"], "redirect");
     let redirect = format!("{}/v1/onboarding/callback", server.url);
+
+    // A page's onboarding (return_to) whose consent the user refuses goes back to the page
+    // with the outcome's code only; a return_to that leaves this server is refused up front.
+    let (refused, escaping) = runtime.block_on(async {
+        let start = |return_to: &str| {
+            client
+                .post(format!("{}/v1/systems/refused/onboard", server.url))
+                .bearer_auth(&admin)
+                .header("content-type", "application/json")
+                .body(serde_json::json!({"connector": "hubspot", "return_to": return_to, "secrets": {"client_id": "native", "client_secret": "native-secret"}}).to_string())
+                .send()
+        };
+        let escaping = start("/\t/evil.example").await.unwrap().status();
+        let answer: Value =
+            serde_json::from_slice(&start("/").await.unwrap().bytes().await.unwrap()).unwrap();
+        let consent = reqwest::Url::parse(answer["url"].as_str().unwrap()).unwrap();
+        let state = consent.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+        let no_redirects =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let url = reqwest::Url::parse_with_params(
+            &redirect,
+            [("state", state.as_str()), ("error", "access_denied"), ("error_description", "<b>no</b>")],
+        )
+        .unwrap();
+        let response = no_redirects.get(url).send().await.unwrap();
+        (response, escaping)
+    });
+    assert_eq!(escaping, 400, "an open redirect is refused");
+    assert_eq!(refused.status(), 303);
+    assert_eq!(refused.headers()["location"], "/#error=consent_refused");
+    assert!(lab.store().get("refused").unwrap().is_none(), "nothing stored");
     let query =
         runtime.block_on(tests::oidc::follow_consent(started["url"].as_str().unwrap(), &redirect));
     let callback = reqwest::Url::parse_with_params(&redirect, &query).unwrap();

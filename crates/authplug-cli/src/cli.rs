@@ -205,6 +205,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR", env = "AUTHPLUG_CONNECTORS")]
     pub connectors: Option<PathBuf>,
 
+    /// Do not serve the web page at / (an API-only deployment).
+    #[arg(long, env = "AUTHPLUG_NO_WEB_PAGE")]
+    pub no_web_page: bool,
+
     /// The address browsers reach this server at, for the OAuth2 callback
     /// (PUBLIC_URL/v1/onboarding/callback). Default: http://LISTEN.
     #[arg(long, value_name = "URL", env = "AUTHPLUG_PUBLIC_URL")]
@@ -336,8 +340,9 @@ pub enum Command {
     /// Run the long-running host: refresh due systems in the background and serve fresh
     /// credentials over HTTP (/v1/systems, /v1/systems/ID/secrets, /v1/systems/ID/authorize;
     /// /healthz, /readyz and /metrics for probes; the API described at /v1/openapi.json) to
-    /// callers with API tokens. With --connectors, its address serves a web page to connect
-    /// them (sign in with an admin token).
+    /// callers with API tokens. Its address serves a web page to connect the connectors of
+    /// --connectors and see the state of every system (sign in with an admin token;
+    /// --no-web-page turns it off).
     ///
     /// Tokens come from the tokens file (`authplug api-token`) and AUTHPLUG_ADMIN_TOKEN. SIGHUP
     /// reloads the tokens and the connectors (never the plugins). SIGTERM or Ctrl-C stops it

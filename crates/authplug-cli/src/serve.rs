@@ -103,6 +103,7 @@ pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Fail
             public_url: public_url.trim_end_matches('/').to_owned(),
             pending: Default::default(),
             metrics: Default::default(),
+            web_page: !args.no_web_page,
         });
         tokio::spawn(authplug_server::count_events(state.clone()));
         // Installed before the server says it listens, so that no SIGHUP finds the default action.

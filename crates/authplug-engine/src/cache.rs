@@ -37,13 +37,22 @@ struct Entry {
     until: Instant,
 }
 
-/// Past this many entries, expired ones are dropped when the next one is added.
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    /// Bumped by every `forget`: an answer computed from a read made before the bump is not
+    /// kept (the system changed while it was being computed).
+    generations: HashMap<String, u64>,
+    /// Expired entries are dropped when a `put` finds this many (then twice as many as remain).
+    sweep_above: usize,
+}
+
+/// The least `Inner::sweep_above`.
 const SWEEP_ABOVE: usize = 4096;
 
-#[derive(Default)]
 pub(crate) struct AuthorizeCache {
     ttl: Duration,
-    entries: RwLock<HashMap<String, Entry>>,
+    inner: RwLock<Inner>,
 }
 
 impl std::fmt::Debug for AuthorizeCache {
@@ -54,40 +63,87 @@ impl std::fmt::Debug for AuthorizeCache {
 
 impl AuthorizeCache {
     pub(crate) fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: RwLock::default() }
+        let inner = Inner { sweep_above: SWEEP_ABOVE, ..Inner::default() };
+        Self { ttl, inner: RwLock::new(inner) }
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The reusable answer for `system`, if any; an expired one is dropped (its secrets with it).
     pub(crate) fn get(&self, system: &str) -> Option<Arc<Authorization>> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        let entry = entries.get(system)?;
-        (Instant::now() < entry.until).then(|| entry.authorization.clone())
+        let now = Instant::now();
+        {
+            let inner = self.read();
+            match inner.entries.get(system) {
+                None => return None,
+                Some(entry) if now < entry.until => return Some(entry.authorization.clone()),
+                Some(_) => {}
+            }
+        }
+        let mut inner = self.write();
+        if inner.entries.get(system).is_some_and(|e| e.until <= now) {
+            inner.entries.remove(system);
+        }
+        None
+    }
+
+    /// The system's generation: read it before reading the store, give it to `put`.
+    pub(crate) fn generation(&self, system: &str) -> u64 {
+        self.read().generations.get(system).copied().unwrap_or(0)
     }
 
     /// Keeps `authorization` until its time to live ends or, sooner, until `due_in` (when its
-    /// secrets become due for refresh) has passed.
-    pub(crate) fn put(&self, authorization: Arc<Authorization>, due_in: Option<Duration>) {
+    /// secrets become due for refresh) has passed; unless the system was forgotten since
+    /// `generation` was read.
+    pub(crate) fn put(
+        &self,
+        authorization: Arc<Authorization>,
+        due_in: Option<Duration>,
+        generation: u64,
+    ) {
         let lifetime = due_in.map_or(self.ttl, |due| due.min(self.ttl));
         if lifetime.is_zero() {
             return;
         }
         let now = Instant::now();
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= SWEEP_ABOVE {
-            entries.retain(|_, e| e.until > now);
+        let mut inner = self.write();
+        let system = &authorization.token.system;
+        if inner.generations.get(system).copied().unwrap_or(0) != generation {
+            return;
         }
-        // A newer version already cached (a concurrent refresh) is kept.
-        if entries
-            .get(&authorization.token.system)
+        // A newer version already kept (a concurrent refresh) stays.
+        if inner
+            .entries
+            .get(system)
             .is_some_and(|e| e.authorization.token.version > authorization.token.version)
         {
             return;
         }
-        let system = authorization.token.system.clone();
-        entries.insert(system, Entry { authorization, until: now + lifetime });
+        if inner.entries.len() >= inner.sweep_above {
+            inner.entries.retain(|_, e| e.until > now);
+            inner.sweep_above = (inner.entries.len() * 2).max(SWEEP_ABOVE);
+        }
+        let system = system.clone();
+        inner.entries.insert(system, Entry { authorization, until: now + lifetime });
     }
 
+    /// Drops the system's answer, and any being computed from an earlier read.
     pub(crate) fn forget(&self, system: &str) {
-        self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(system);
+        let mut inner = self.write();
+        inner.entries.remove(system);
+        *inner.generations.entry(system.to_owned()).or_default() += 1;
+    }
+
+    /// Drops every expired answer (and the secrets in it).
+    pub(crate) fn purge(&self) {
+        let now = Instant::now();
+        self.write().entries.retain(|_, e| e.until > now);
     }
 }
 
@@ -115,7 +171,7 @@ mod tests {
     #[test]
     fn an_entry_is_served_until_forgotten() {
         let cache = AuthorizeCache::new(Duration::from_secs(60));
-        cache.put(authorization("crm", 1), None);
+        cache.put(authorization("crm", 1), None, cache.generation("crm"));
         assert_eq!(cache.get("crm").unwrap().token.version, 1);
         assert!(cache.get("other").is_none());
         cache.forget("crm");
@@ -125,20 +181,47 @@ mod tests {
     #[test]
     fn nothing_is_kept_past_the_due_time_or_without_a_time_to_live() {
         let cache = AuthorizeCache::new(Duration::from_secs(60));
-        cache.put(authorization("due", 1), Some(Duration::ZERO));
+        cache.put(authorization("due", 1), Some(Duration::ZERO), 0);
         assert!(cache.get("due").is_none(), "already due: not kept");
         let off = AuthorizeCache::new(Duration::ZERO);
-        off.put(authorization("crm", 1), None);
+        off.put(authorization("crm", 1), None, 0);
         assert!(off.get("crm").is_none(), "a zero time to live turns the cache off");
     }
 
     #[test]
     fn an_older_version_does_not_replace_a_newer_one() {
         let cache = AuthorizeCache::new(Duration::from_secs(60));
-        cache.put(authorization("crm", 5), None);
-        cache.put(authorization("crm", 4), None);
+        cache.put(authorization("crm", 5), None, 0);
+        cache.put(authorization("crm", 4), None, 0);
         assert_eq!(cache.get("crm").unwrap().token.version, 5);
-        cache.put(authorization("crm", 6), None);
+        cache.put(authorization("crm", 6), None, 0);
         assert_eq!(cache.get("crm").unwrap().token.version, 6);
+    }
+
+    /// An answer computed from a read made before the system changed (refreshed, deleted,
+    /// onboarded again by this process) is not kept, even when nothing was cached meanwhile.
+    #[test]
+    fn an_answer_read_before_a_forget_is_not_kept() {
+        let cache = AuthorizeCache::new(Duration::from_secs(60));
+        let before = cache.generation("crm");
+        cache.forget("crm");
+        cache.put(authorization("crm", 7), None, before);
+        assert!(cache.get("crm").is_none());
+        cache.put(authorization("crm", 8), None, cache.generation("crm"));
+        assert_eq!(cache.get("crm").unwrap().token.version, 8);
+    }
+
+    #[test]
+    fn expired_answers_are_dropped() {
+        let cache = AuthorizeCache::new(Duration::from_millis(1));
+        cache.put(authorization("crm", 1), None, 0);
+        // Time passing, not synchronisation: the answers live 1 ms.
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(cache.get("crm").is_none());
+        assert!(cache.read().entries.is_empty(), "the expired answer is gone, secrets and all");
+        cache.put(authorization("other", 1), None, 0);
+        std::thread::sleep(Duration::from_millis(5));
+        cache.purge();
+        assert!(cache.read().entries.is_empty());
     }
 }

@@ -144,6 +144,7 @@ impl Engine {
         if let Some(cached) = self.authorized.get(id) {
             return Ok(cached);
         }
+        let generation = self.authorized.generation(id);
         let token = self.token(id).await?;
         let request = ApplyRequest {
             scheme: token.scheme.clone(),
@@ -175,7 +176,7 @@ impl Engine {
             Some(Duration::from_millis(u64::try_from(due_in_ms).unwrap_or(0)))
         });
         let authorization = Arc::new(Authorization { token, applied });
-        self.authorized.put(authorization.clone(), due_in);
+        self.authorized.put(authorization.clone(), due_in, generation);
         Ok(authorization)
     }
 
@@ -225,6 +226,7 @@ impl Engine {
         self: &Arc<Self>,
         concurrency: usize,
     ) -> Result<Vec<(String, Result<Token, EngineError>)>, EngineError> {
+        self.authorized.purge();
         let store = self.store.clone();
         let (systems, attempts) =
             blocking(move || Ok((store.list()?, store.latest_attempts()?))).await?;

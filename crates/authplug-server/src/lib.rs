@@ -35,6 +35,8 @@ pub struct AppState {
     pub public_url: String,
     pub pending: PendingOnboardings,
     pub metrics: Metrics,
+    /// Serve the connect page at `/` (off for API-only deployments).
+    pub web_page: bool,
 }
 
 /// The connectors of `--connectors`, by name.

@@ -89,13 +89,39 @@ pub struct Start {
     return_to: Option<String>,
 }
 
-/// Only a path of this server: `/x`, never `//host` or `/\host`, so the callback cannot be
-/// turned into an open redirect.
+/// Only a path of this server: printable ASCII starting with one `/`, without a backslash or a
+/// fragment, so the callback cannot be turned into an open redirect (browsers drop tabs and
+/// read `\\` as `/`, which would make `/<tab>/host` or `/\\host` another origin).
 fn local_path(path: &str) -> bool {
     path.starts_with('/')
         && !path.starts_with("//")
-        && !path.starts_with("/\\")
-        && !path.contains(['#', '\r', '\n'])
+        && path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\' && b != b'#')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn return_to_is_a_path_of_this_server_only() {
+        for good in ["/", "/ui/", "/?tab=systems"] {
+            assert!(local_path(good), "{good}");
+        }
+        for bad in [
+            "",
+            "https://evil.example/",
+            "//evil.example",
+            "/\\evil.example",
+            "\\/evil.example",
+            "/\t/evil.example",
+            "/ /x",
+            "/#x",
+            "/\r\nLocation: x",
+            "evil",
+        ] {
+            assert!(!local_path(bad), "{bad:?}");
+        }
+    }
 }
 
 /// `POST /v1/systems/{id}/onboard` (admin).
@@ -246,32 +272,46 @@ async fn finish_consent(
         refused("unknown, expired or already used state: start the onboarding again")
     })?;
     let return_to = pending.onboarding.return_to.clone();
-    if let Some(error) = query.rest.get("error") {
-        let message = format!("the provider refused the consent: {error}");
-        if let Some(path) = return_to {
-            return Ok(back(&path, "error", &message));
-        }
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "consent_refused", message));
+    let outcome = resume(&state, pending, consent_state, query.rest).await;
+    // Back to the page with the outcome's code only: a crafted link cannot put words in it.
+    match (outcome, return_to) {
+        (Ok(system), Some(path)) => Ok(back(&path, "connected", &system)),
+        (Err(error), Some(path)) => Ok(back(&path, "error", error.code())),
+        (Ok(system), None) => Ok(Html(format!(
+            "<!doctype html><title>authplug</title><p>System <b>{}</b> is connected. You can close this window.</p>\n",
+            html_escape(&system)
+        ))
+        .into_response()),
+        (Err(error), None) => Err(error),
+    }
+}
+
+/// Resumes the scheme's onboarding with the provider's answer and stores the result: the
+/// system's id.
+async fn resume(
+    state: &Arc<AppState>,
+    pending: Pending,
+    consent_state: String,
+    mut callback: BTreeMap<String, String>,
+) -> Result<String, ApiError> {
+    if let Some(error) = callback.get("error") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "consent_refused",
+            format!("the provider refused the consent: {error}"),
+        ));
     }
     let Pending { onboarding, continuation, .. } = pending;
-    let mut callback = query.rest.clone();
     callback.insert("state".into(), consent_state);
     let mut request = onboarding.request.clone();
     request.resume = Some(Resume { continuation, callback });
-    let step = onboard(&state, &onboarding.scheme, request).await?;
+    let step = onboard(state, &onboarding.scheme, request).await?;
     let OnboardStep::Done { injected, expires_at, outputs } = step else {
         return Err(ApiError::internal("the scheme asked for a second consent"));
     };
     let system = onboarding.system.clone();
-    store(&state, onboarding, injected, expires_at, outputs).await?;
-    if let Some(path) = return_to {
-        return Ok(back(&path, "connected", &system));
-    }
-    Ok(Html(format!(
-        "<!doctype html><title>authplug</title><p>System <b>{}</b> is connected. You can close this window.</p>\n",
-        html_escape(&system)
-    ))
-    .into_response())
+    store(state, onboarding, injected, expires_at, outputs).await?;
+    Ok(system)
 }
 
 /// `303 See Other` to the page the onboarding came from, the outcome in the fragment (which no

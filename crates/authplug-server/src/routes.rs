@@ -19,6 +19,7 @@ use crate::AppState;
 
 /// The routes, with `Cache-Control: no-store` on every answer.
 pub fn router(state: Arc<AppState>) -> Router {
+    let page = if state.web_page { crate::ui::routes() } else { Router::new() };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -31,7 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/systems/{id}/authorize", post(authorize))
         .route("/v1/systems/{id}/onboard", post(crate::onboarding::start))
         .route("/v1/onboarding/callback", get(crate::onboarding::callback))
-        .merge(crate::ui::routes())
+        .merge(page)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(axum::middleware::map_response(no_store))
         .layer(axum::middleware::from_fn_with_state(state.clone(), measure))
@@ -126,6 +127,11 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// The machine-readable code (`bad_state`, `consent_refused`, `onboarding_failed`, ...).
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// The error as a page for a person (the browser back from a consent), with a way back.
     pub(crate) fn page(self) -> Response {
         let body = format!(

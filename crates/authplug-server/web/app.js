@@ -16,8 +16,19 @@ function say(text, isError) {
   const message = $("message");
   message.textContent = text;
   message.classList.toggle("error", Boolean(isError));
+  // Errors interrupt a screen reader; progress does not.
+  message.setAttribute("role", isError ? "alert" : "status");
   message.hidden = !text;
 }
+
+// What the consent's way back (#error=CODE) means; only known codes are shown, so a crafted
+// link cannot put words in this page.
+const OUTCOMES = {
+  consent_refused: "The provider refused the consent: nothing was stored.",
+  onboarding_failed: "The provider did not complete the connection (check the client id and secret): nothing was stored.",
+  bad_state: "That consent is unknown, expired or already used: start again.",
+  exists: "That system exists: tick \u201cConnect an existing system again\u201d to replace it.",
+};
 
 // Calls the API; answers the parsed body, or throws an Error with the server's message.
 async function api(method, path, body) {
@@ -61,14 +72,18 @@ function signOut() {
 
 async function start() {
   if (!token()) return show(false);
+  const outcome = new URLSearchParams(location.hash.slice(1));
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
   try {
     connectors = (await api("GET", "/v1/connectors")).connectors;
   } catch (error) {
-    sessionStorage.removeItem(TOKEN_KEY);
-    show(false);
-    return say(error.status === 401 || error.status === 403
-      ? "That token cannot sign in here: " + error.message
-      : error.message, true);
+    if (error.status === 401 || error.status === 403) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      show(false);
+      return say("That token cannot sign in here: " + error.message, true);
+    }
+    connectors = [];
+    say("The connectors could not be listed: " + error.message, true);
   }
   show(true);
   const select = $("connector");
@@ -79,13 +94,15 @@ async function start() {
     option.disabled = !c.scheme;
     return option;
   }));
-  if (connectors.length === 0) say("The server was started without --connectors: there is nothing to connect.", true);
+  if (connectors.length === 0 && $("message").hidden) say("The server was started without --connectors: there is nothing to connect.", true);
   pickConnector();
-  const connected = new URLSearchParams(location.hash.slice(1));
-  if (connected.has("connected")) say("System " + connected.get("connected") + " is connected.");
-  if (connected.has("error")) say(connected.get("error"), true);
-  if (location.hash) history.replaceState(null, "", location.pathname);
-  await loadSystems();
+  const systems = await loadSystems();
+  const connected = outcome.get("connected");
+  if (connected && systems.some((s) => s.id === connected && s.state === "active")) {
+    say("System " + connected + " is connected.");
+  }
+  const code = outcome.get("error");
+  if (code) say(OUTCOMES[code] || "The connection did not complete (" + (/^[a-z_]{1,40}$/.test(code) ? code : "unknown") + ").", true);
 }
 
 // One input per secret the connector's onboarding wants.
@@ -111,7 +128,9 @@ function pickConnector() {
     input.required = !wanted.optional && !wanted.generated;
     const hint = document.createElement("p");
     hint.className = "hint";
+    hint.id = id + "-hint";
     hint.textContent = wanted.description;
+    input.setAttribute("aria-describedby", hint.id);
     inputs.append(label, input, hint);
   }
 }
@@ -133,6 +152,8 @@ async function connect(event) {
       return_to: "/",
     });
     if (answer.step === "redirect") {
+      // The secrets leave the form before the page does (Back would bring them back).
+      $("connect-form").reset();
       say("Sending you to the provider's consent...");
       location.assign(answer.url);
       return;
@@ -153,18 +174,20 @@ function when(seconds) {
   return seconds ? new Date(seconds * 1000).toLocaleString() : "\u2014";
 }
 
+// Lists every system; answers the list (empty when it could not be read).
 async function loadSystems() {
   let systems;
   try {
     systems = (await api("GET", "/v1/systems")).systems;
   } catch (error) {
-    return say(error.message, true);
+    say(error.message, true);
+    return [];
   }
   const rows = systems.map((system) => {
     const row = document.createElement("tr");
     row.dataset.system = system.id;
-    const cells = [system.id, system.scheme, system.state, when(system.expires_at),
-      when(system.last_refresh_at), String(system.failures)];
+    const cells = [system.id, system.connector || system.scheme + " (scheme)", system.state, system.state_reason || "",
+      when(system.expires_at), when(system.last_refresh_at), String(system.failures)];
     for (const text of cells) {
       const cell = document.createElement("td");
       cell.textContent = text;
@@ -172,19 +195,20 @@ async function loadSystems() {
     }
     const state = row.children[2];
     state.className = "state state-" + system.state;
-    if (system.state_reason) state.title = system.state_reason;
     const actions = document.createElement("td");
     const known = connectors.some((c) => c.name === system.connector && c.scheme);
     if (known) {
       const again = document.createElement("button");
       again.type = "button";
       again.textContent = system.state === "needs_reauth" ? "Reconnect" : "Connect again";
+      again.setAttribute("aria-label", again.textContent + " " + system.id);
       again.addEventListener("click", () => reconnect(system));
       actions.append(again, " ");
     }
     const remove = document.createElement("button");
     remove.type = "button";
     remove.textContent = "Delete";
+    remove.setAttribute("aria-label", "Delete " + system.id);
     remove.addEventListener("click", () => removeSystem(system.id));
     actions.append(remove);
     row.append(actions);
@@ -192,6 +216,7 @@ async function loadSystems() {
   });
   $("systems").tBodies[0].replaceChildren(...rows);
   $("no-systems").hidden = systems.length > 0;
+  return systems;
 }
 
 // Fills the form to onboard a stored system again (after "needs re-authorisation").
