@@ -52,6 +52,10 @@ try {
   await page.waitForSelector(`#connector option[value="${env.CONNECTOR}"]`, { state: "attached" });
   if (env.PHASE === "reconnect") {
     seen.before = (await page.textContent(`${row} td.state`)).trim();
+    seen.counts = (await page.textContent("#counts")).trim();
+    await page.fill("#filter", "needs_reauth");
+    seen.filtered = await page.$$eval("#systems tbody tr", (rows) => rows.filter((r) => !r.hidden).map((r) => r.dataset.system));
+    await page.fill("#filter", "");
     await page.click(`${row} button:text("Reconnect")`);
   } else {
     await page.selectOption("#connector", env.CONNECTOR);

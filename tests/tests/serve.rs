@@ -405,6 +405,12 @@ fn a_connector_onboarded_through_the_api_serves_a_hundred_reads_across_an_expiry
         assert_eq!(call("DELETE", &system, Some(&admin)).await.0, 204);
         assert_eq!(call("POST", &authorize, Some(&admin)).await.0, 404);
     });
+    let metrics = runtime.block_on(async {
+        let response = reqwest::get(format!("{}/metrics", server.url)).await.unwrap();
+        response.text().await.unwrap()
+    });
+    assert!(metrics.contains("authplug_authorize_cache_total{result=\"hit\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("authplug_authorize_cache_total{result=\"miss\"} 2\n"), "{metrics}");
 }
 
 #[test]
@@ -567,6 +573,8 @@ fn the_web_page_connects_a_connector_through_the_consent_in_a_real_browser() {
     store.update("crm-web", record.summary.version, change, "test").unwrap();
     let seen = browse(&server, &admin, "reconnect", &reconnected);
     assert_eq!(seen["before"], "needs_reauth", "{seen}");
+    assert_eq!(seen["counts"], "2 systems, 1 needing re-authorisation");
+    assert_eq!(seen["filtered"], serde_json::json!(["crm-web"]), "the filter keeps that row only");
     assert_eq!(seen["replace"], true, "Reconnect onboards the same system again");
     let again = lab.store().get("crm-web").unwrap().unwrap();
     assert_eq!(again.summary.state.as_str(), "active");

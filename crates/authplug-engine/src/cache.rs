@@ -9,6 +9,7 @@
 //! process changing the system (refresh, re-authorisation, delete: [`AuthorizeCache::forget`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,8 @@ const SWEEP_ABOVE: usize = 4096;
 pub(crate) struct AuthorizeCache {
     ttl: Duration,
     inner: RwLock<Inner>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl std::fmt::Debug for AuthorizeCache {
@@ -64,7 +67,7 @@ impl std::fmt::Debug for AuthorizeCache {
 impl AuthorizeCache {
     pub(crate) fn new(ttl: Duration) -> Self {
         let inner = Inner { sweep_above: SWEEP_ABOVE, ..Inner::default() };
-        Self { ttl, inner: RwLock::new(inner) }
+        Self { ttl, inner: RwLock::new(inner), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -77,6 +80,18 @@ impl AuthorizeCache {
 
     /// The reusable answer for `system`, if any; an expired one is dropped (its secrets with it).
     pub(crate) fn get(&self, system: &str) -> Option<Arc<Authorization>> {
+        let found = self.lookup(system);
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// How many lookups found an answer, and how many did not.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+    }
+
+    fn lookup(&self, system: &str) -> Option<Arc<Authorization>> {
         let now = Instant::now();
         {
             let inner = self.read();
@@ -174,6 +189,7 @@ mod tests {
         cache.put(authorization("crm", 1), None, cache.generation("crm"));
         assert_eq!(cache.get("crm").unwrap().token.version, 1);
         assert!(cache.get("other").is_none());
+        assert_eq!(cache.counts(), (1, 1));
         cache.forget("crm");
         assert!(cache.get("crm").is_none());
     }

@@ -180,6 +180,11 @@ impl Engine {
         Ok(authorization)
     }
 
+    /// How many `authorize` calls were answered from memory, and how many were not.
+    pub fn authorize_cache_counts(&self) -> (u64, u64) {
+        self.authorized.counts()
+    }
+
     /// Stops reusing the system's `authorize` answers: call it after changing the system
     /// outside the engine (deleted, onboarded again).
     pub fn forget(&self, id: &str) {

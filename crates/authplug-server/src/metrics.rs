@@ -48,8 +48,9 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The exposition, with the credential counts by state given by the caller.
-    pub fn render(&self, states: &BTreeMap<String, u64>) -> String {
+    /// The exposition, with the credential counts by state and the authorize cache's hits and
+    /// misses given by the caller.
+    pub fn render(&self, states: &BTreeMap<String, u64>, cache: (u64, u64)) -> String {
         let inner = self.lock();
         let mut out = String::new();
         out.push_str("# HELP authplug_lifecycle_events_total Lifecycle events: refreshed, refresh_failed, needs_reauth, recovered.\n");
@@ -63,6 +64,10 @@ impl Metrics {
         for (state, count) in states {
             let _ = writeln!(out, "authplug_credentials{{state=\"{state}\"}} {count}");
         }
+        out.push_str("# HELP authplug_authorize_cache_total Authorize calls answered from memory (hit) or not (miss).\n");
+        out.push_str("# TYPE authplug_authorize_cache_total counter\n");
+        let _ = writeln!(out, "authplug_authorize_cache_total{{result=\"hit\"}} {}", cache.0);
+        let _ = writeln!(out, "authplug_authorize_cache_total{{result=\"miss\"}} {}", cache.1);
         out.push_str("# HELP authplug_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE authplug_http_requests_total counter\n");
         for ((route, status), count) in &inner.requests {
@@ -103,7 +108,8 @@ mod tests {
         metrics.event("refreshed");
         metrics.event("refreshed");
         metrics.request("/v1/systems/{id}/secrets", 200, Duration::from_millis(3));
-        let text = metrics.render(&BTreeMap::from([("active".to_owned(), 2)]));
+        let text = metrics.render(&BTreeMap::from([("active".to_owned(), 2)]), (7, 3));
+        assert!(text.contains("authplug_authorize_cache_total{result=\"hit\"} 7\n"));
         assert!(text.contains("authplug_lifecycle_events_total{kind=\"refreshed\"} 2\n"));
         assert!(text.contains("authplug_lifecycle_events_total{kind=\"needs_reauth\"} 0\n"));
         assert!(text.contains("authplug_credentials{state=\"active\"} 2\n"));

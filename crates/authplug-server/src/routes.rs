@@ -66,7 +66,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiErro
     for known in ["active", "needs_reauth"] {
         states.entry(known.to_owned()).or_insert(0);
     }
-    let body = state.metrics.render(&states);
+    let body = state.metrics.render(&states, state.engine.authorize_cache_counts());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
 

@@ -216,7 +216,19 @@ async function loadSystems() {
   });
   $("systems").tBodies[0].replaceChildren(...rows);
   $("no-systems").hidden = systems.length > 0;
+  const reauth = systems.filter((s) => s.state === "needs_reauth").length;
+  $("counts").textContent = systems.length + " system" + (systems.length === 1 ? "" : "s") +
+    (reauth ? ", " + reauth + " needing re-authorisation" : "");
+  filterSystems();
   return systems;
+}
+
+// Shows only the rows that contain the filter's text (hundreds of systems are many to scan).
+function filterSystems() {
+  const wanted = $("filter").value.trim().toLowerCase();
+  for (const row of $("systems").tBodies[0].rows) {
+    row.hidden = wanted !== "" && !row.textContent.toLowerCase().includes(wanted);
+  }
 }
 
 // Fills the form to onboard a stored system again (after "needs re-authorisation").
@@ -248,6 +260,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("connector").addEventListener("change", pickConnector);
   $("system").addEventListener("input", () => { $("system").dataset.edited = "1"; });
   $("reload").addEventListener("click", loadSystems);
+  $("filter").addEventListener("input", filterSystems);
   $("signout").addEventListener("click", signOut);
   start();
 });
