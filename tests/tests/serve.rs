@@ -334,10 +334,16 @@ fn a_connector_onboarded_through_the_api_serves_a_hundred_reads_across_an_expiry
     assert!(lab.store().get("refused").unwrap().is_none(), "nothing stored");
     let query =
         runtime.block_on(tests::oidc::follow_consent(started["url"].as_str().unwrap(), &redirect));
-    let callback = reqwest::Url::parse_with_params(&redirect, &query).unwrap();
-    let page = runtime.block_on(async { reqwest::get(callback.clone()).await.unwrap() });
+    // The browser comes back to another instance on the same store (behind one load balancer):
+    // it finishes the onboarding.
+    let other = Server::start_with(&lab, &tokens, &["--connectors", connectors.to_str().unwrap()]);
+    let elsewhere = format!("{}/v1/onboarding/callback", other.url);
+    let there = reqwest::Url::parse_with_params(&elsewhere, &query).unwrap();
+    let page = runtime.block_on(async { reqwest::get(there).await.unwrap() });
     assert_eq!(page.status(), 200);
-    // The same callback again (a replay) is refused.
+    drop(other);
+    // The same callback again, at the first instance (a replay), is refused.
+    let callback = reqwest::Url::parse_with_params(&redirect, &query).unwrap();
     let (replay, page) = runtime.block_on(async {
         let response = reqwest::get(callback).await.unwrap();
         (response.status(), response.text().await.unwrap())

@@ -101,7 +101,6 @@ pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Fail
             tokens: std::sync::RwLock::new(tokens),
             connectors: std::sync::RwLock::new(Arc::new(connectors)),
             public_url: public_url.trim_end_matches('/').to_owned(),
-            pending: Default::default(),
             metrics: Default::default(),
             web_page: !args.no_web_page,
         });

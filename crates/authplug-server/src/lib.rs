@@ -20,7 +20,7 @@ use authplug_engine::Engine;
 
 pub use auth::{hash_token, new_token, Scope, TokenEntry, Tokens};
 pub use metrics::Metrics;
-pub use onboarding::{load_connectors, PendingOnboardings};
+pub use onboarding::load_connectors;
 pub use routes::router;
 
 /// What the routes share.
@@ -33,7 +33,6 @@ pub struct AppState {
     pub connectors: std::sync::RwLock<Arc<Connectors>>,
     /// The address browsers reach this server at (for the OAuth2 callback).
     pub public_url: String,
-    pub pending: PendingOnboardings,
     pub metrics: Metrics,
     /// Serve the connect page at `/` (off for API-only deployments).
     pub web_page: bool,

@@ -1,11 +1,12 @@
 //! Onboarding over HTTP: `POST /v1/systems/{id}/onboard` starts a connector's onboarding with the
 //! secrets the caller gives, and either finishes at once or answers the consent URL; the
 //! provider sends the browser back to `GET /v1/onboarding/callback`, whose `state` must match a
-//! pending onboarding, once. The continuation (the PKCE verifier) never leaves the server.
+//! pending onboarding, once. The continuation (the PKCE verifier) never leaves the server side:
+//! it waits sealed in the store, so the callback may reach any instance sharing it.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use authplug_connector::Connector;
 use authplug_protocol::{OnboardRequest, OnboardStep, Resume, Secret};
@@ -14,8 +15,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use zeroize::Zeroizing;
 
 use crate::routes::{caller, forbidden, with_store, ApiError};
 use crate::AppState;
@@ -23,7 +25,9 @@ use crate::AppState;
 /// How long a consent may take.
 const PENDING_FOR: Duration = Duration::from_secs(600);
 
-/// One onboarding: what it will store once the scheme is done.
+/// One onboarding: what it will store once the scheme is done. Holds secrets: kept only
+/// sealed in the store while the consent runs, never printed.
+#[derive(Serialize, Deserialize)]
 struct Onboarding {
     system: String,
     scheme: String,
@@ -31,43 +35,42 @@ struct Onboarding {
     request: OnboardRequest,
     /// The user's secrets the connector itself asks for (stored with the required ones).
     extras: BTreeMap<String, Secret>,
-    /// What is recorded of the connector on the system (`connector_parameter`).
-    record: Value,
     actor: String,
     /// Where the callback sends the browser when done (a path of this server), if anywhere.
     return_to: Option<String>,
+    /// What is recorded of the connector on the system (`connector_parameter`).
+    record: Value,
 }
 
-/// An onboarding waiting for its callback, by `state`.
-pub struct Pending {
+/// An onboarding waiting for its callback: kept in the store under its `state`, so the
+/// browser may come back to any instance sharing the store, and only once.
+#[derive(Serialize, Deserialize)]
+struct Pending {
     onboarding: Onboarding,
     continuation: Secret,
-    since: Instant,
 }
 
-/// The pending onboardings (secrets inside: never printed).
-#[derive(Default)]
-pub struct PendingOnboardings(Mutex<HashMap<String, Pending>>);
-
-impl std::fmt::Debug for PendingOnboardings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let count = self.0.lock().map(|p| p.len()).unwrap_or(0);
-        write!(f, "PendingOnboardings({count})")
-    }
+async fn keep_pending(
+    state: &Arc<AppState>,
+    key: String,
+    pending: &Pending,
+) -> Result<(), ApiError> {
+    let bytes = Zeroizing::new(
+        serde_json::to_vec(pending)
+            .map_err(|_| ApiError::internal("cannot encode an onboarding"))?,
+    );
+    with_store(state, move |store| store.put_pending_onboarding(&key, &bytes, PENDING_FOR)).await
 }
 
-impl PendingOnboardings {
-    fn insert(&self, state: String, pending: Pending) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, p| p.since.elapsed() < PENDING_FOR);
-        map.insert(state, pending);
-    }
-
-    /// The pending onboarding of `state`, removed: a state is good for one callback.
-    fn take(&self, state: &str) -> Option<Pending> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(state).filter(|p| p.since.elapsed() < PENDING_FOR)
-    }
+/// The pending onboarding of `state`, removed from the store: a state is good for one callback.
+async fn take_pending(state: &Arc<AppState>, key: String) -> Result<Option<Pending>, ApiError> {
+    let Some(bytes) = with_store(state, move |store| store.take_pending_onboarding(&key)).await?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|_| ApiError::internal("a pending onboarding could not be read back"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,8 +230,7 @@ pub async fn start(
     };
     match onboard(&state, &onboarding.scheme, onboarding.request.clone()).await? {
         OnboardStep::Redirect { url, state: consent_state, continuation } => {
-            let pending = Pending { onboarding, continuation, since: Instant::now() };
-            state.pending.insert(consent_state, pending);
+            keep_pending(&state, consent_state, &Pending { onboarding, continuation }).await?;
             Ok(Json(json!({"step": "redirect", "system": id, "url": url})).into_response())
         }
         OnboardStep::Done { injected, expires_at, outputs } => {
@@ -268,7 +270,7 @@ async fn finish_consent(
     let refused =
         |message: &str| ApiError::new(StatusCode::BAD_REQUEST, "bad_state", message.to_owned());
     let consent_state = query.state.clone().ok_or_else(|| refused("the callback has no state"))?;
-    let pending = state.pending.take(&consent_state).ok_or_else(|| {
+    let pending = take_pending(&state, consent_state.clone()).await?.ok_or_else(|| {
         refused("unknown, expired or already used state: start the onboarding again")
     })?;
     let return_to = pending.onboarding.return_to.clone();
@@ -301,7 +303,7 @@ async fn resume(
             format!("the provider refused the consent: {error}"),
         ));
     }
-    let Pending { onboarding, continuation, .. } = pending;
+    let Pending { onboarding, continuation } = pending;
     callback.insert("state".into(), consent_state);
     let mut request = onboarding.request.clone();
     request.resume = Some(Resume { continuation, callback });

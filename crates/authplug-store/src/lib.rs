@@ -16,6 +16,7 @@
 pub mod bundle;
 pub mod crypto;
 mod journal;
+mod pending;
 mod postgres;
 mod schema;
 mod sqlite;
@@ -355,6 +356,17 @@ pub(crate) trait Tx {
     fn latest_attempts(&mut self) -> Result<Vec<Attempt>>;
     /// Forgets a system's attempts older than `below` (an attempt id).
     fn prune_attempts(&mut self, id: &str, below: i64) -> Result<()>;
+
+    /// Keeps a pending onboarding (dropping expired ones first); false if the state is taken.
+    fn put_pending(
+        &mut self,
+        state_sha256: &str,
+        sealed: &Sealed,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool>;
+    /// Removes and returns a pending onboarding with its expiry.
+    fn take_pending(&mut self, state_sha256: &str) -> Result<Option<(Sealed, i64)>>;
 }
 
 /// A backend: runs a body in a transaction, committing if it returns `Ok`.

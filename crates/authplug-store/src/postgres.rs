@@ -326,6 +326,34 @@ impl Tx for PgTx<'_> {
         let st = self.statement(sql::PRUNE_ATTEMPTS)?;
         self.tx.execute(&st, &[&id, &below]).map(drop).map_err(fail)
     }
+
+    fn put_pending(
+        &mut self,
+        state_sha256: &str,
+        sealed: &Sealed,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let st = self.statement(sql::DROP_EXPIRED_PENDING)?;
+        self.tx.execute(&st, &[&now_ms]).map_err(fail)?;
+        let st = self.statement(sql::PUT_PENDING)?;
+        let changed = self
+            .tx
+            .execute(
+                &st,
+                &[&state_sha256, &sealed.key_id, &sealed.nonce, &sealed.ciphertext, &expires_at_ms],
+            )
+            .map_err(fail)?;
+        Ok(changed == 1)
+    }
+
+    fn take_pending(&mut self, state_sha256: &str) -> Result<Option<(Sealed, i64)>> {
+        let st = self.statement(sql::TAKE_PENDING)?;
+        let row = self.tx.query_opt(&st, &[&state_sha256]).map_err(fail)?;
+        Ok(row.map(|r| {
+            (Sealed { key_id: r.get(0), nonce: r.get(1), ciphertext: r.get(2) }, r.get(3))
+        }))
+    }
 }
 
 fn attempt_row(r: &Row) -> Attempt {

@@ -69,6 +69,15 @@ const MIGRATIONS: &[&str] = &[
         retry_at_ms BIGINT
     );
     CREATE INDEX refresh_attempts_system ON refresh_attempts (system_id, id);",
+    // 3: onboardings waiting for their consent's callback, sealed, so that the callback may
+    // reach any instance on the store, once.
+    "CREATE TABLE pending_onboardings (
+        state_sha256 TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        nonce {blob} NOT NULL,
+        ciphertext {blob} NOT NULL,
+        expires_at_ms BIGINT NOT NULL
+    );",
 ];
 
 /// The schema version this binary writes.
@@ -166,6 +175,13 @@ pub(crate) mod sql {
         sent_at_ms, answered_at_ms, finished_at_ms, outcome, detail, retry_at_ms FROM refresh_attempts \
         WHERE id IN (SELECT max(id) FROM refresh_attempts GROUP BY system_id) ORDER BY system_id";
     pub const PRUNE_ATTEMPTS: &str = "DELETE FROM refresh_attempts WHERE system_id = ? AND id < ?";
+    pub const PUT_PENDING: &str =
+        "INSERT INTO pending_onboardings (state_sha256, key_id, nonce, ciphertext, expires_at_ms) \
+        VALUES (?, ?, ?, ?, ?) ON CONFLICT (state_sha256) DO NOTHING";
+    pub const DROP_EXPIRED_PENDING: &str =
+        "DELETE FROM pending_onboardings WHERE expires_at_ms < ?";
+    pub const TAKE_PENDING: &str = "DELETE FROM pending_onboardings WHERE state_sha256 = ? \
+        RETURNING key_id, nonce, ciphertext, expires_at_ms";
 }
 
 /// `?` placeholders numbered `$1, $2, ...` for PostgreSQL.

@@ -506,6 +506,42 @@ impl Tx for SqliteTx<'_> {
     fn prune_attempts(&mut self, id: &str, below: i64) -> Result<()> {
         self.run(sql::PRUNE_ATTEMPTS, params![id, below]).map(drop).map_err(self.fail())
     }
+
+    fn put_pending(
+        &mut self,
+        state_sha256: &str,
+        sealed: &Sealed,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool> {
+        self.run(sql::DROP_EXPIRED_PENDING, params![now_ms]).map_err(self.fail())?;
+        let changed = self
+            .run(
+                sql::PUT_PENDING,
+                params![
+                    state_sha256,
+                    sealed.key_id,
+                    sealed.nonce,
+                    sealed.ciphertext,
+                    expires_at_ms
+                ],
+            )
+            .map_err(self.fail())?;
+        Ok(changed == 1)
+    }
+
+    fn take_pending(&mut self, state_sha256: &str) -> Result<Option<(Sealed, i64)>> {
+        let mut query = self.tx.prepare_cached(sql::TAKE_PENDING).map_err(self.fail())?;
+        query
+            .query_row([state_sha256], |r| {
+                Ok((
+                    Sealed { key_id: r.get(0)?, nonce: r.get(1)?, ciphertext: r.get(2)? },
+                    r.get(3)?,
+                ))
+            })
+            .optional()
+            .map_err(self.fail())
+    }
 }
 
 fn attempt_row(r: &Row<'_>) -> rusqlite::Result<Attempt> {

@@ -32,7 +32,32 @@ conformance!(
     bundles_restore_into_another_store,
     a_running_instance_follows_a_rotation_made_by_another,
     concurrent_callers_in_one_process_each_get_their_own_outcome,
+    pending_onboardings_are_sealed_and_taken_once_by_any_instance,
 );
+
+/// What an onboarding's callback needs waits sealed, under the state's hash, and is taken once,
+/// by whichever instance the browser comes back to first; an expired one is gone.
+fn pending_onboardings_are_sealed_and_taken_once_by_any_instance(kind: Kind) {
+    let backend = Backend::new(kind);
+    let (one, two) = (backend.open(), backend.open());
+    let (state, value) = ("state-0123456789abcdef", b"continuation-secret-4b1d");
+    one.put_pending_onboarding(state, value, Duration::from_secs(60)).unwrap();
+    let again = one.put_pending_onboarding(state, b"other", Duration::from_secs(60));
+    assert!(matches!(again, Err(StoreError::Exists(_))), "{again:?}");
+    let raw = backend.raw_bytes();
+    assert!(!windows_contain(&raw, value), "sealed");
+    assert!(!windows_contain(&raw, state.as_bytes()), "only the state's hash is kept");
+
+    let taken = two.take_pending_onboarding(state).unwrap().expect("another instance takes it");
+    assert_eq!(&taken[..], value);
+    assert!(one.take_pending_onboarding(state).unwrap().is_none(), "once");
+    assert!(two.take_pending_onboarding("unknown-state-0123456").unwrap().is_none());
+
+    one.put_pending_onboarding("short-lived-state-0123", b"v", Duration::from_millis(1)).unwrap();
+    // Time passing, not synchronisation: the entry lives 1 ms.
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(two.take_pending_onboarding("short-lived-state-0123").unwrap().is_none(), "expired");
+}
 
 /// Eight threads at once (SQLite groups their commits): every creation of a fresh id and every
 /// compare-and-set that won is kept, and every duplicate id or lost race fails alone, without
@@ -282,16 +307,17 @@ fn an_older_binary_refuses_a_newer_schema(kind: Kind) {
     backend.open().create(system("s", &[]), "t").unwrap();
     backend.raw("UPDATE authplug_meta SET value = '99' WHERE key = 'schema_version'");
     let error = backend.open_with(Keyring::fixed(vec![backend.key.clone()])).unwrap_err();
-    assert_eq!(error, StoreError::SchemaTooNew { found: 99, known: 2 });
+    assert_eq!(error, StoreError::SchemaTooNew { found: 99, known: 3 });
     assert!(error.to_string().contains("upgrade authplug"));
 }
 
 /// A store written by the authplug before the refresh journal (schema 1) opens, gains the
-/// journal, and keeps its systems.
+/// journal and the pending onboardings, and keeps its systems.
 fn a_store_of_schema_1_is_migrated_keeping_everything(kind: Kind) {
     let backend = Backend::new(kind);
     backend.open().create(system("s", &[("api_key", "kept-value-1f2e")]), "t").unwrap();
     backend.raw("DROP TABLE refresh_attempts");
+    backend.raw("DROP TABLE pending_onboardings");
     backend.raw("UPDATE authplug_meta SET value = '1' WHERE key = 'schema_version'");
     let store = backend.open();
     assert_eq!(store.get("s").unwrap().unwrap().injected["api_key"].expose(), "kept-value-1f2e");
@@ -300,6 +326,9 @@ fn a_store_of_schema_1_is_migrated_keeping_everything(kind: Kind) {
         .unwrap();
     assert!(matches!(begin, authplug_store::Begin::Started { .. }), "{begin:?}");
     assert_eq!(store.attempts("s", 5).unwrap().len(), 1);
+    // And the pending onboardings of schema 3.
+    store.put_pending_onboarding("migrated-state-0123456", b"v", Duration::from_secs(9)).unwrap();
+    assert!(store.take_pending_onboarding("migrated-state-0123456").unwrap().is_some());
 }
 
 fn no_secret_value_is_stored_in_clear(kind: Kind) {
