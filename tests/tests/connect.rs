@@ -55,6 +55,14 @@ fn start_connect(desk: &Desk, args: &[&str]) -> (Running, String, Vec<String>) {
     }
 }
 
+/// The desk's copy of HubSpot, its consent and tokens at `provider` (OpenID scopes; the crm.*
+/// scopes come with the resource indicator).
+fn hubspot_at(desk: &Desk, provider: &OidcProvider) -> std::path::PathBuf {
+    desk.connector("hubspot", |manifest| {
+        manifest["oauth2"] = provider.oauth2_block(&["openid", "offline_access"]);
+    })
+}
+
 /// A free loopback port for a callback listener (oidc-provider's `native` client accepts any).
 fn free_port() -> String {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string()
@@ -64,10 +72,7 @@ fn free_port() -> String {
 fn hubspot_connects_through_a_real_consent_and_renders_with_the_stored_values() {
     let provider = OidcProvider::start();
     let desk = Desk::new();
-    let hubspot = desk.connector("hubspot", |manifest| {
-        manifest["oauth2"] = provider.oauth2_block(&["openid", "offline_access"]);
-        // crm.* come with the resource indicator
-    });
+    let hubspot = hubspot_at(&desk, &provider);
     std::fs::write(
         hubspot.join(".authconfig"),
         json!({"client_id": "native", "client_secret": "native-secret"}).to_string(),
@@ -175,9 +180,7 @@ fn hubspot_connects_through_a_real_consent_and_renders_with_the_stored_values() 
 fn a_callback_with_the_wrong_state_is_refused_and_nothing_is_stored() {
     let provider = OidcProvider::start();
     let desk = Desk::new();
-    let hubspot = desk.connector("hubspot", |manifest| {
-        manifest["oauth2"] = provider.oauth2_block(&["openid", "offline_access"]);
-    });
+    let hubspot = hubspot_at(&desk, &provider);
     let port = free_port();
     let (child, _url, _) = start_connect(
         &desk,
@@ -403,9 +406,7 @@ fn the_tenant_is_read_into_account_id_from_the_identity_url_or_the_token() {
 fn a_consent_never_completed_times_out_cleanly() {
     let provider = OidcProvider::start();
     let desk = Desk::new();
-    let hubspot = desk.connector("hubspot", |manifest| {
-        manifest["oauth2"] = provider.oauth2_block(&["openid", "offline_access"]);
-    });
+    let hubspot = hubspot_at(&desk, &provider);
     let port = free_port();
     let (child, _url, _) = start_connect(
         &desk,

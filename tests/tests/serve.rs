@@ -96,6 +96,56 @@ fn api_token(lab: &Lab, tokens: &std::path::Path, name: &str, scopes: &[&str]) -
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
+/// The HubSpot connector (its oauth2 block pointed at the lab's provider, tokens through the
+/// counting proxy) in a `connectors` folder, and an admin token, for servers to onboard from.
+struct HubSpot {
+    connectors: std::path::PathBuf,
+    tokens: std::path::PathBuf,
+    admin: String,
+}
+
+impl HubSpot {
+    fn new(lab: &Lab) -> Self {
+        let connectors = lab.key_file().with_file_name("connectors");
+        tests::desk::copy_connector("hubspot", &connectors.join("hubspot"), |manifest| {
+            manifest["oauth2"] = serde_json::to_value(lab.parameters()).unwrap();
+        });
+        let tokens = lab.key_file().with_file_name("tokens.json");
+        let admin = api_token(lab, &tokens, "ops", &["admin"]);
+        Self { connectors, tokens, admin }
+    }
+
+    /// A server on the lab's store with these connectors and the tokens made so far (several
+    /// are as instances behind one load balancer).
+    fn serve(&self, lab: &Lab) -> Server {
+        Server::start_with(lab, &self.tokens, &["--connectors", self.connectors.to_str().unwrap()])
+    }
+
+    /// `POST /v1/systems/{system}/onboard` of HubSpot with the provider's `native` client.
+    async fn onboard(
+        &self,
+        server: &Server,
+        system: &str,
+        return_to: Option<&str>,
+    ) -> reqwest::Response {
+        let mut body = serde_json::json!({
+            "connector": "hubspot",
+            "secrets": {"client_id": "native", "client_secret": "native-secret"},
+        });
+        if let Some(path) = return_to {
+            body["return_to"] = path.into();
+        }
+        reqwest::Client::new()
+            .post(format!("{}/v1/systems/{system}/onboard", server.url))
+            .bearer_auth(&self.admin)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
 async fn call(method: &str, url: &str, token: Option<&str>) -> (u16, String, Value) {
     let client = reqwest::Client::new();
     let mut request = client.request(method.parse().unwrap(), url);
@@ -273,29 +323,16 @@ fn every_route_wants_a_token_of_the_right_scope_and_secrets_stay_out_of_logs() {
 fn a_connector_onboarded_through_the_api_serves_a_hundred_reads_across_an_expiry_with_one_refresh()
 {
     let lab = Lab::sqlite();
-    // The HubSpot connector, its oauth2 block pointed at the provider (tokens through the
-    // counting proxy).
-    let connectors = lab.key_file().with_file_name("connectors");
-    tests::desk::copy_connector("hubspot", &connectors.join("hubspot"), |manifest| {
-        manifest["oauth2"] = serde_json::to_value(lab.parameters()).unwrap();
-    });
-    let tokens = lab.key_file().with_file_name("tokens.json");
-    let admin = api_token(&lab, &tokens, "ops", &["admin"]);
-    let reader = api_token(&lab, &tokens, "reader", &["secrets:crm-api"]);
-    let server = Server::start_with(&lab, &tokens, &["--connectors", connectors.to_str().unwrap()]);
+    let hubspot = HubSpot::new(&lab);
+    let admin = &hubspot.admin;
+    let reader = api_token(&lab, &hubspot.tokens, "reader", &["secrets:crm-api"]);
+    let server = hubspot.serve(&lab);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::new();
 
     // Onboarding: start, the consent in "the browser", the callback to the server.
     let started = runtime.block_on(async {
-        let response = client
-            .post(format!("{}/v1/systems/crm-api/onboard", server.url))
-            .bearer_auth(&admin)
-            .header("content-type", "application/json")
-            .body(serde_json::json!({"connector": "hubspot", "secrets": {"client_id": "native", "client_secret": "native-secret"}}).to_string())
-            .send()
-            .await
-            .unwrap();
+        let response = hubspot.onboard(&server, "crm-api", None).await;
         assert_eq!(response.status(), 200);
         serde_json::from_slice::<Value>(&response.bytes().await.unwrap()).unwrap()
     });
@@ -305,24 +342,20 @@ fn a_connector_onboarded_through_the_api_serves_a_hundred_reads_across_an_expiry
     // A page's onboarding (return_to) whose consent the user refuses goes back to the page
     // with the outcome's code only; a return_to that leaves this server is refused up front.
     let (refused, escaping) = runtime.block_on(async {
-        let start = |return_to: &str| {
-            client
-                .post(format!("{}/v1/systems/refused/onboard", server.url))
-                .bearer_auth(&admin)
-                .header("content-type", "application/json")
-                .body(serde_json::json!({"connector": "hubspot", "return_to": return_to, "secrets": {"client_id": "native", "client_secret": "native-secret"}}).to_string())
-                .send()
-        };
-        let escaping = start("/\t/evil.example").await.unwrap().status();
-        let answer: Value =
-            serde_json::from_slice(&start("/").await.unwrap().bytes().await.unwrap()).unwrap();
+        let escaping = hubspot.onboard(&server, "refused", Some("/\t/evil.example")).await.status();
+        let answer = hubspot.onboard(&server, "refused", Some("/")).await.bytes().await.unwrap();
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
         let consent = reqwest::Url::parse(answer["url"].as_str().unwrap()).unwrap();
         let state = consent.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
         let no_redirects =
             reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let url = reqwest::Url::parse_with_params(
             &redirect,
-            [("state", state.as_str()), ("error", "access_denied"), ("error_description", "<b>no</b>")],
+            [
+                ("state", state.as_str()),
+                ("error", "access_denied"),
+                ("error_description", "<b>no</b>"),
+            ],
         )
         .unwrap();
         let response = no_redirects.get(url).send().await.unwrap();
@@ -336,7 +369,7 @@ fn a_connector_onboarded_through_the_api_serves_a_hundred_reads_across_an_expiry
         runtime.block_on(tests::oidc::follow_consent(started["url"].as_str().unwrap(), &redirect));
     // The browser comes back to another instance on the same store (behind one load balancer):
     // it finishes the onboarding.
-    let other = Server::start_with(&lab, &tokens, &["--connectors", connectors.to_str().unwrap()]);
+    let other = hubspot.serve(&lab);
     let elsewhere = format!("{}/v1/onboarding/callback", other.url);
     let there = reqwest::Url::parse_with_params(&elsewhere, &query).unwrap();
     let page = runtime.block_on(async { reqwest::get(there).await.unwrap() });
@@ -406,10 +439,10 @@ fn a_connector_onboarded_through_the_api_serves_a_hundred_reads_across_an_expiry
     let authorize = format!("{}/v1/systems/crm-api/authorize", server.url);
     let system = format!("{}/v1/systems/crm-api", server.url);
     runtime.block_on(async {
-        assert_eq!(call("POST", &authorize, Some(&admin)).await.0, 200);
-        assert_eq!(call("POST", &authorize, Some(&admin)).await.0, 200);
-        assert_eq!(call("DELETE", &system, Some(&admin)).await.0, 204);
-        assert_eq!(call("POST", &authorize, Some(&admin)).await.0, 404);
+        assert_eq!(call("POST", &authorize, Some(admin)).await.0, 200);
+        assert_eq!(call("POST", &authorize, Some(admin)).await.0, 200);
+        assert_eq!(call("DELETE", &system, Some(admin)).await.0, 204);
+        assert_eq!(call("POST", &authorize, Some(admin)).await.0, 404);
     });
     let metrics = runtime.block_on(async {
         let response = reqwest::get(format!("{}/metrics", server.url)).await.unwrap();
@@ -539,13 +572,8 @@ fn browse(server: &Server, admin: &str, phase: &str, screenshot: &std::path::Pat
 #[test]
 fn the_web_page_connects_a_connector_through_the_consent_in_a_real_browser() {
     let lab = Lab::sqlite();
-    let connectors = lab.key_file().with_file_name("connectors");
-    tests::desk::copy_connector("hubspot", &connectors.join("hubspot"), |manifest| {
-        manifest["oauth2"] = serde_json::to_value(lab.parameters()).unwrap();
-    });
-    let tokens = lab.key_file().with_file_name("tokens.json");
-    let admin = api_token(&lab, &tokens, "ops", &["admin"]);
-    let server = Server::start_with(&lab, &tokens, &["--connectors", connectors.to_str().unwrap()]);
+    let hubspot = HubSpot::new(&lab);
+    let (server, admin) = (hubspot.serve(&lab), &hubspot.admin);
     let artifacts =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -557,7 +585,7 @@ fn the_web_page_connects_a_connector_through_the_consent_in_a_real_browser() {
     let login = reqwest::Url::parse(lab.parameters()["login_url"].as_str().unwrap()).unwrap();
     let provider = login.origin().ascii_serialization();
 
-    let seen = browse(&server, &admin, "connect", &connected);
+    let seen = browse(&server, admin, "connect", &connected);
     assert_eq!(seen["origins"][1], provider.as_str(), "the consent happened at the provider");
     assert!(
         seen["refused"].as_str().unwrap().starts_with("That token cannot sign in here"),
@@ -577,7 +605,7 @@ fn the_web_page_connects_a_connector_through_the_consent_in_a_real_browser() {
         ..authplug_store::Change::default()
     };
     store.update("crm-web", record.summary.version, change, "test").unwrap();
-    let seen = browse(&server, &admin, "reconnect", &reconnected);
+    let seen = browse(&server, admin, "reconnect", &reconnected);
     assert_eq!(seen["before"], "needs_reauth", "{seen}");
     assert_eq!(seen["counts"], "2 systems, 1 needing re-authorisation");
     assert_eq!(seen["filtered"], serde_json::json!(["crm-web"]), "the filter keeps that row only");

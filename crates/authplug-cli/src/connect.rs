@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use authplug_connector::{
-    read_authconfig, Connector, ConnectorSecret, AUTHCONFIG, CONNECTOR_PARAMETER,
-};
+use authplug_connector::{read_authconfig, Connector, AUTHCONFIG, CONNECTOR_PARAMETER};
 use authplug_host::{LoadedScheme, Registry};
 use authplug_protocol::{OnboardRequest, OnboardStep, Resume, Secret};
 use authplug_store::{Change, NewSystem, State, StoreError};
@@ -26,6 +24,8 @@ const PARAMETER_INPUTS: &[&str] = &["account_id", "base_url"];
 struct Input {
     value: Secret,
     source: String,
+    /// The scheme requires it; otherwise the connector's own.
+    for_scheme: bool,
 }
 
 /// Progress lines on stderr, so that stdout stays for `--json`.
@@ -92,23 +92,10 @@ pub fn connect(cli: &Cli, registry: &Registry, args: &ConnectArgs) -> Result<(),
         if names.is_empty() { "none".into() } else { names.join(", ") }
     ));
 
-    let declared: Vec<&str> = scheme
-        .descriptor()
-        .required
+    let (required, extras): (BTreeMap<String, Secret>, BTreeMap<String, Secret>) = inputs
         .iter()
-        .filter(|r| !r.operator)
-        .map(|r| r.name.as_str())
-        .collect();
-    let required: BTreeMap<String, Secret> = inputs
-        .iter()
-        .filter(|(name, _)| declared.contains(&name.as_str()))
         .map(|(name, input)| (name.clone(), input.value.clone()))
-        .collect();
-    let extras: BTreeMap<String, Secret> = inputs
-        .iter()
-        .filter(|(name, _)| !declared.contains(&name.as_str()))
-        .map(|(name, input)| (name.clone(), input.value.clone()))
-        .collect();
+        .partition(|(name, _)| inputs[name].for_scheme);
 
     let runtime = crate::lifecycle::runtime()?;
     let services = crate::lifecycle::services(&cli.engine, &runtime)?;
@@ -324,22 +311,7 @@ fn gather(
         read_authconfig(&connector.dir).map_err(|e| Failure::new(Code::BadInput, e.to_string()))?;
 
     // What is asked for: the scheme's user secrets, then the connector's own.
-    let mut wanted: Vec<ConnectorSecret> = scheme
-        .descriptor()
-        .required
-        .iter()
-        .filter(|r| !r.operator)
-        .map(|r| ConnectorSecret {
-            name: r.name.clone(),
-            description: r.description.clone(),
-            generated: false,
-            optional: false,
-        })
-        .collect();
-    wanted.extend(manifest.connector_secrets());
-    let hidden = |name: &str| {
-        scheme.descriptor().required.iter().find(|r| r.name == name).is_none_or(|r| r.secret)
-    };
+    let wanted = manifest.onboarding_inputs(scheme.descriptor());
 
     let lookup = |name: &str| -> Option<(String, String)> {
         for (source, values) in &sources {
@@ -364,14 +336,16 @@ fn gather(
             None if wanted.generated => Some((random_hex(32)?, "generated".to_owned())),
             None if wanted.optional => continue,
             None if interactive => {
-                prompt(name, &wanted.description, hidden(name))?.map(|v| (v, "prompt".to_owned()))
+                prompt(name, &wanted.description, wanted.secret)?.map(|v| (v, "prompt".to_owned()))
             }
             None => None,
         };
         match found {
             Some((value, _)) if value.is_empty() => missing.push(name.clone()),
             Some((value, source)) => {
-                inputs.insert(name.clone(), Input { value: Secret::new(value), source });
+                let for_scheme = wanted.for_scheme;
+                inputs
+                    .insert(name.clone(), Input { value: Secret::new(value), source, for_scheme });
             }
             None => missing.push(name.clone()),
         }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use authplug_protocol::SchemeDescriptor;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -80,7 +81,8 @@ pub struct Datatype {
     pub other: BTreeMap<String, Value>,
 }
 
-/// A secret the connector itself asks the user for, beyond its scheme's.
+/// A secret the user gives when onboarding the connector: one its scheme requires, or one the
+/// connector itself asks for beyond its scheme's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectorSecret {
     pub name: String,
@@ -89,41 +91,62 @@ pub struct ConnectorSecret {
     pub generated: bool,
     /// May be left out: `service_jwt`, which only pushing to a node needs.
     pub optional: bool,
+    /// Confidential: hidden as it is typed.
+    pub secret: bool,
+    /// The scheme requires it (it goes to the scheme's onboarding); otherwise the connector's own
+    /// (stored with them, for the templates).
+    pub for_scheme: bool,
 }
 
 impl Manifest {
     /// The secrets the manifest asks for: `webhook_secret` (`use_webhook_secret`),
     /// `service_jwt` (`requires_service_api_access`) and every `extra_secrets` entry.
     pub fn connector_secrets(&self) -> Vec<ConnectorSecret> {
+        let own =
+            |name: &str, description: &str, generated: bool, optional: bool| ConnectorSecret {
+                name: name.into(),
+                description: description.into(),
+                generated,
+                optional,
+                secret: true,
+                for_scheme: false,
+            };
         let mut secrets = Vec::new();
         if self.use_webhook_secret {
-            secrets.push(ConnectorSecret {
-                name: "webhook_secret".into(),
-                description: "The secret webhook senders sign with (use_webhook_secret)".into(),
-                generated: true,
-                optional: false,
-            });
+            let about = "The secret webhook senders sign with (use_webhook_secret)";
+            secrets.push(own("webhook_secret", about, true, false));
         }
         if self.requires_service_api_access {
-            secrets.push(ConnectorSecret {
-                name: "service_jwt".into(),
-                description: "The node's service token (requires_service_api_access)".into(),
-                generated: false,
-                optional: true,
-            });
+            let about = "The node's service token (requires_service_api_access)";
+            secrets.push(own("service_jwt", about, false, true));
         }
         for (name, spec) in &self.extra_secrets {
-            let description = spec.get("description").and_then(Value::as_str);
-            secrets.push(ConnectorSecret {
-                name: name.clone(),
-                description: description
-                    .unwrap_or("declared in the manifest's extra_secrets")
-                    .into(),
-                generated: false,
-                optional: false,
-            });
+            let about = spec.get("description").and_then(Value::as_str);
+            let about = about.unwrap_or("declared in the manifest's extra_secrets");
+            secrets.push(own(name, about, false, false));
         }
         secrets
+    }
+
+    /// Everything a user gives to onboard this connector with `scheme`: the scheme's required
+    /// secrets (but the operator's), then the connector's own. `connect`, the server's
+    /// onboarding and the web page's form all ask for exactly these.
+    pub fn onboarding_inputs(&self, scheme: &SchemeDescriptor) -> Vec<ConnectorSecret> {
+        let mut inputs: Vec<ConnectorSecret> = scheme
+            .required
+            .iter()
+            .filter(|r| !r.operator)
+            .map(|r| ConnectorSecret {
+                name: r.name.clone(),
+                description: r.description.clone(),
+                generated: false,
+                optional: false,
+                secret: r.secret,
+                for_scheme: true,
+            })
+            .collect();
+        inputs.extend(self.connector_secrets());
+        inputs
     }
 }
 

@@ -139,7 +139,8 @@ impl Engine {
 
     /// What one outbound request of the system needs (the scheme's apply step: headers, query
     /// parameters), from secrets refreshed first if they are due. Callers that hold this never
-    /// hold the long-lived secrets themselves.
+    /// hold the long-lived secrets themselves. The answer is reused for the same system for a
+    /// moment (`EngineConfig::authorize_cache`, see `cache.rs`).
     pub async fn authorize(self: &Arc<Self>, id: &str) -> Result<Arc<Authorization>, EngineError> {
         if let Some(cached) = self.authorized.get(id) {
             return Ok(cached);

@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::routes::{caller, forbidden, with_store, ApiError};
+use crate::auth::Caller;
+use crate::routes::{permitted, with_store, ApiError};
 use crate::AppState;
 
 /// How long a consent may take.
@@ -135,10 +136,7 @@ pub async fn start(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     // The token first: a caller without one learns nothing, not even how to shape a body.
-    let caller = caller(&state, &headers)?;
-    if !caller.is_admin() {
-        return Err(forbidden(&caller, "onboard systems"));
-    }
+    let caller = permitted(&state, &headers, Caller::is_admin, || "onboard systems".to_owned())?;
     let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message);
     let start: Start = serde_json::from_slice(&body).map_err(|e| {
         bad(format!(
@@ -177,42 +175,25 @@ pub async fn start(
     }
     // The scheme's user secrets, then the connector's own (a webhook secret is made up when
     // none is given).
-    let declared: Vec<&str> = scheme
-        .descriptor()
-        .required
-        .iter()
-        .filter(|r| !r.operator)
-        .map(|r| r.name.as_str())
-        .collect();
-    let mut missing: Vec<String> = declared
-        .iter()
-        .filter(|n| !start.secrets.contains_key(**n))
-        .map(|n| n.to_string())
-        .collect();
-    let mut extras = BTreeMap::new();
-    for wanted in manifest.connector_secrets() {
-        match start.secrets.get(&wanted.name) {
-            Some(value) => {
-                extras.insert(wanted.name, value.clone());
+    let (mut required, mut extras, mut missing) = (BTreeMap::new(), BTreeMap::new(), Vec::new());
+    for wanted in manifest.onboarding_inputs(scheme.descriptor()) {
+        let value = match start.secrets.get(&wanted.name) {
+            Some(value) => value.clone(),
+            None if wanted.generated => Secret::new(random_hex()?),
+            None if wanted.optional => continue,
+            None => {
+                missing.push(wanted.name);
+                continue;
             }
-            None if wanted.generated => {
-                extras.insert(wanted.name, Secret::new(random_hex()?));
-            }
-            None if wanted.optional => {}
-            None => missing.push(wanted.name),
-        }
+        };
+        let into = if wanted.for_scheme { &mut required } else { &mut extras };
+        into.insert(wanted.name, value);
     }
     if !missing.is_empty() {
         return Err(bad(format!("missing required secret(s): {}", missing.join(", "))));
     }
     let mut parameters = connector.scheme_parameters();
     parameters.extend(start.parameters.clone());
-    let required: BTreeMap<String, Secret> = start
-        .secrets
-        .iter()
-        .filter(|(name, _)| declared.contains(&name.as_str()))
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect();
     let record = authplug_connector::connector_parameter(connector, extras.keys());
     let onboarding = Onboarding {
         system: id.clone(),

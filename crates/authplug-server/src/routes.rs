@@ -209,7 +209,23 @@ pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Ap
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown token"))
 }
 
-pub(crate) fn forbidden(caller: &Caller, what: &str) -> ApiError {
+/// The caller behind the request's bearer token, if its scopes allow what it asks
+/// (`allowed`): 401 without a known token, 403 naming `what` without the scope.
+pub(crate) fn permitted(
+    state: &AppState,
+    headers: &HeaderMap,
+    allowed: impl FnOnce(&Caller) -> bool,
+    what: impl FnOnce() -> String,
+) -> Result<Caller, ApiError> {
+    let caller = caller(state, headers)?;
+    if allowed(&caller) {
+        Ok(caller)
+    } else {
+        Err(forbidden(&caller, &what()))
+    }
+}
+
+fn forbidden(caller: &Caller, what: &str) -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
         "forbidden",
@@ -261,10 +277,7 @@ async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&state, &headers)?;
-    if !caller.is_admin() {
-        return Err(forbidden(&caller, "list systems"));
-    }
+    permitted(&state, &headers, Caller::is_admin, || "list systems".to_owned())?;
     let systems = with_store(&state, |store| store.list()).await?;
     Ok(Json(json!({"systems": systems.iter().map(summary_json).collect::<Vec<_>>()})))
 }
@@ -276,10 +289,7 @@ async fn connectors(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&state, &headers)?;
-    if !caller.is_admin() {
-        return Err(forbidden(&caller, "list connectors"));
-    }
+    permitted(&state, &headers, Caller::is_admin, || "list connectors".to_owned())?;
     let listed: Vec<Value> = state
         .connectors()
         .iter()
@@ -288,27 +298,22 @@ async fn connectors(
             let scheme = manifest.auth.as_deref().and_then(|auth| {
                 state.engine.registry().resolve(auth, manifest.auth_variant.as_deref())
             });
-            let mut inputs: Vec<Value> = Vec::new();
-            if let Some(scheme) = scheme {
-                for required in scheme.descriptor().required.iter().filter(|r| !r.operator) {
-                    inputs.push(json!({
-                        "name": required.name,
-                        "description": required.description,
-                        "secret": required.secret,
-                        "optional": false,
-                        "generated": false,
-                    }));
-                }
-            }
-            for wanted in manifest.connector_secrets() {
-                inputs.push(json!({
-                    "name": wanted.name,
-                    "description": wanted.description,
-                    "secret": true,
-                    "optional": wanted.optional,
-                    "generated": wanted.generated,
-                }));
-            }
+            let wanted = match scheme {
+                Some(scheme) => manifest.onboarding_inputs(scheme.descriptor()),
+                None => manifest.connector_secrets(),
+            };
+            let inputs: Vec<Value> = wanted
+                .into_iter()
+                .map(|input| {
+                    json!({
+                        "name": input.name,
+                        "description": input.description,
+                        "secret": input.secret,
+                        "optional": input.optional,
+                        "generated": input.generated,
+                    })
+                })
+                .collect();
             json!({
                 "name": name,
                 "display_name": manifest.system.clone().unwrap_or_else(|| name.clone()),
@@ -327,10 +332,7 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&state, &headers)?;
-    if !caller.may_see(&id) {
-        return Err(forbidden(&caller, &format!("see system {id}")));
-    }
+    permitted(&state, &headers, |c| c.may_see(&id), || format!("see system {id}"))?;
     let found = id.clone();
     let summary = with_store(&state, move |store| store.get(&found).map(|r| r.map(|r| r.summary)))
         .await?
@@ -345,10 +347,7 @@ async fn delete(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let caller = caller(&state, &headers)?;
-    if !caller.is_admin() {
-        return Err(forbidden(&caller, "delete systems"));
-    }
+    let caller = permitted(&state, &headers, Caller::is_admin, || "delete systems".to_owned())?;
     let actor = format!("api:{}", caller.name);
     let target = id.clone();
     let deleted = with_store(&state, move |store| store.delete(&target, &actor)).await?;
@@ -382,10 +381,8 @@ async fn secrets(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&state, &headers)?;
-    if !caller.may_read(&id) {
-        return Err(forbidden(&caller, &format!("read the secrets of {id}")));
-    }
+    let caller =
+        permitted(&state, &headers, |c| c.may_read(&id), || format!("read the secrets of {id}"))?;
     let token = state.engine.token(&id).await?;
     let full = caller.may_read_long_lived(&id);
     let mut given: BTreeMap<&str, &str> = BTreeMap::new();
@@ -419,10 +416,12 @@ async fn authorize(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&state, &headers)?;
-    if !caller.may_authorize(&id) {
-        return Err(forbidden(&caller, &format!("authorize requests of {id}")));
-    }
+    permitted(
+        &state,
+        &headers,
+        |c| c.may_authorize(&id),
+        || format!("authorize requests of {id}"),
+    )?;
     let authorization = state.engine.authorize(&id).await?;
     let pairs = |list: &[(String, authplug_protocol::Secret)]| -> Vec<Value> {
         list.iter().map(|(k, v)| json!([k, v.expose()])).collect()
