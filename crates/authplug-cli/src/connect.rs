@@ -10,7 +10,7 @@ use std::time::Duration;
 use authplug_connector::{read_authconfig, Connector, AUTHCONFIG, CONNECTOR_PARAMETER};
 use authplug_host::{LoadedScheme, Registry};
 use authplug_protocol::{OnboardRequest, OnboardStep, Resume, Secret};
-use authplug_store::{Change, NewSystem, State, StoreError};
+use authplug_store::{NewSystem, StoreError};
 use serde_json::{json, Value};
 
 use crate::callback::{parse_redirect, Callback};
@@ -163,34 +163,21 @@ pub fn connect(cli: &Cli, registry: &Registry, args: &ConnectArgs) -> Result<(),
     let new = NewSystem {
         id: args.system.clone(),
         scheme: scheme.id().to_owned(),
-        parameters: stored_parameters.clone(),
-        required: all_required.clone(),
-        injected: injected.clone(),
+        parameters: stored_parameters,
+        required: all_required,
+        injected,
         expires_at,
     };
-    let stored = match store.create(new, &actor) {
-        Ok(record) => record,
-        Err(StoreError::Exists(_)) if args.replace => {
-            let current = store.get(&args.system)?.ok_or_else(|| {
-                Failure::new(Code::Conflict, "the system vanished meanwhile; try again")
-            })?;
-            let change = Change {
-                scheme: Some(scheme.id().to_owned()),
-                parameters: Some(stored_parameters),
-                required: Some(all_required),
-                injected: Some(injected),
-                expires_at: Some(expires_at),
-                state: Some((State::Active, None)),
-                last_refresh_at: Some(authplug_store::now_secs()),
-                failures: Some(0),
-            };
-            store.update(&args.system, current.summary.version, change, &actor)?
-        }
+    let stored = match store.onboarded(new, args.replace, &actor) {
+        Ok((record, _)) => record,
         Err(StoreError::Exists(id)) => {
             return Err(Failure::new(
                 Code::Conflict,
                 format!("system {id} exists: pass --replace to onboard it again"),
             ))
+        }
+        Err(StoreError::NotFound(_)) => {
+            return Err(Failure::new(Code::Conflict, "the system vanished meanwhile; try again"))
         }
         Err(other) => return Err(other.into()),
     };

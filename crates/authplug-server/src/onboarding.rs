@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use authplug_connector::Connector;
 use authplug_protocol::{OnboardRequest, OnboardStep, Resume, Secret};
-use authplug_store::{Change, NewSystem, State as SystemState, StoreError};
+use authplug_store::NewSystem;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -348,31 +348,11 @@ async fn store(
     let mut required = request.required;
     required.extend(extras);
     let system_id = system.clone();
-    let new = NewSystem {
-        id: system,
-        scheme,
-        parameters: parameters.clone(),
-        required: required.clone(),
-        injected: injected.clone(),
-        expires_at,
-    };
-    let stored = with_store(state, move |store| match store.create(new, &actor) {
-        Ok(_) => Ok("created"),
-        Err(StoreError::Exists(id)) => {
-            let current = store.get(&id)?.ok_or(StoreError::NotFound(id.clone()))?;
-            let change = Change {
-                parameters: Some(parameters),
-                required: Some(required),
-                injected: Some(injected),
-                expires_at: Some(expires_at),
-                state: Some((SystemState::Active, None)),
-                last_refresh_at: Some(authplug_store::now_secs()),
-                failures: Some(0),
-                ..Change::default()
-            };
-            store.update(&id, current.summary.version, change, &actor).map(|_| "replaced")
-        }
-        Err(other) => Err(other),
+    let new = NewSystem { id: system, scheme, parameters, required, injected, expires_at };
+    // Replacing: the onboarding was started with "replace", or for a system that did not exist.
+    let stored = with_store(state, move |store| {
+        let (_, replaced) = store.onboarded(new, true, &actor)?;
+        Ok(if replaced { "replaced" } else { "created" })
     })
     .await;
     // Earlier authorize answers of a system onboarded again are not reused.

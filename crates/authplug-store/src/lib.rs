@@ -427,6 +427,38 @@ impl Store {
         Ok(out.expect("the body ran"))
     }
 
+    /// Stores a new onboarding: creates the system or, with `replace`, gives the existing one
+    /// the onboarding's scheme, parameters and secrets, active again and without failures.
+    /// Without `replace`, a taken id is [`StoreError::Exists`]. Answers the record and whether
+    /// it replaced one.
+    pub fn onboarded(
+        &self,
+        new: NewSystem,
+        replace: bool,
+        actor: &str,
+    ) -> Result<(SystemRecord, bool)> {
+        // Kept for a replacement only.
+        let again = replace.then(|| new.clone());
+        match (self.create(new, actor), again) {
+            (Ok(record), _) => Ok((record, false)),
+            (Err(StoreError::Exists(id)), Some(new)) => {
+                let current = self.get(&id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+                let change = Change {
+                    scheme: Some(new.scheme),
+                    parameters: Some(new.parameters),
+                    required: Some(new.required),
+                    injected: Some(new.injected),
+                    expires_at: Some(new.expires_at),
+                    state: Some((State::Active, None)),
+                    last_refresh_at: Some(now_secs()),
+                    failures: Some(0),
+                };
+                Ok((self.update(&id, current.summary.version, change, actor)?, true))
+            }
+            (Err(other), _) => Err(other),
+        }
+    }
+
     /// Creates a system; fails with [`StoreError::Exists`] if the id is taken.
     pub fn create(&self, new: NewSystem, actor: &str) -> Result<SystemRecord> {
         let now = now_secs();

@@ -33,7 +33,34 @@ conformance!(
     a_running_instance_follows_a_rotation_made_by_another,
     concurrent_callers_in_one_process_each_get_their_own_outcome,
     pending_onboardings_are_sealed_and_taken_once_by_any_instance,
+    an_onboarding_creates_or_with_replace_renews_a_system,
 );
+
+/// A new onboarding creates the system; of a taken id, only with `replace`, which gives it the
+/// new scheme and secrets, active again and without failures.
+fn an_onboarding_creates_or_with_replace_renews_a_system(kind: Kind) {
+    let store = Backend::new(kind).open();
+    let mut first = system("s", &[("api_key", "first-1a")]);
+    first.scheme = "api_key".into();
+    let (record, replaced) = store.onboarded(first, false, "t").unwrap();
+    assert!(!replaced && record.summary.version == 1);
+    let change = Change {
+        state: Some((State::NeedsReauth, Some("invalid_grant".into()))),
+        failures: Some(3),
+        ..Change::default()
+    };
+    store.update("s", 1, change, "t").unwrap();
+    let again = store.onboarded(system("s", &[("api_key", "second-2b")]), false, "t");
+    assert!(matches!(again, Err(StoreError::Exists(_))), "{again:?}");
+    let mut renewed = system("s", &[("oauth_access_token", "third-3c")]);
+    renewed.scheme = "oauth2".into();
+    let (record, replaced) = store.onboarded(renewed, true, "t").unwrap();
+    assert!(replaced);
+    assert_eq!(record.summary.scheme, "oauth2");
+    assert_eq!(record.summary.state, State::Active);
+    assert_eq!(record.summary.failures, 0);
+    assert_eq!(exposed(&record.injected).keys().collect::<Vec<_>>(), ["oauth_access_token"]);
+}
 
 /// What an onboarding's callback needs waits sealed, under the state's hash, and is taken once,
 /// by whichever instance the browser comes back to first; an expired one is gone.
