@@ -132,28 +132,42 @@ impl Lab {
         }
     }
 
-    /// Onboards a new system through the consent and stores it.
-    pub fn onboard_new(&self, id: &str) {
-        let (injected, expires_at) = self.consent();
-        let new = NewSystem {
+    /// A system `id` of this lab's provider with what a consent injected.
+    pub fn system(
+        &self,
+        id: &str,
+        consented: (BTreeMap<String, Secret>, Option<i64>),
+    ) -> NewSystem {
+        let (injected, expires_at) = consented;
+        NewSystem {
             id: id.into(),
             scheme: "oauth2".into(),
             parameters: self.parameters(),
             required: self.required(),
             injected,
             expires_at,
-        };
+        }
+    }
+
+    /// Onboards a new system through the consent and stores it.
+    pub fn onboard_new(&self, id: &str) {
+        let new = self.system(id, self.consent());
         self.store().create(new, "test").unwrap();
+    }
+
+    /// A human re-authorises system `id`: a new consent, stored through `engine` as an
+    /// onboarding of the existing system.
+    pub fn reauthorize(&self, engine: &authplug_engine::Engine, id: &str) {
+        engine.onboarded(self.system(id, self.consent()), true, "test").unwrap();
     }
 
     /// Makes the system's access token due now (as if its expiry had come).
     pub fn make_due(&self, id: &str) {
         let store = self.store();
         let record = store.get(id).unwrap().unwrap();
-        let change = authplug_store::Change {
-            expires_at: Some(Some(authplug_store::now_secs())),
-            ..Default::default()
-        };
+        let injected =
+            authplug_store::Injected::new(record.injected, Some(authplug_store::now_secs()));
+        let change = authplug_store::Change { injected: Some(injected), ..Default::default() };
         store.update(id, record.summary.version, change, "test").unwrap();
     }
 

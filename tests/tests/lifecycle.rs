@@ -141,12 +141,11 @@ fn kill_nine_during_refreshes(lab: Lab, cycles: usize) {
                     .filter(|a| Some(a.id) > killed_attempt)
                     .collect();
                 assert_eq!(after.len(), 1, "{after:?}");
-                assert_eq!(after[0].outcome.as_deref(), Some("reauthorize"));
+                assert_eq!(after[0].outcome, Some(authplug_store::Outcome::Reauthorize));
                 // A human re-authorises: the system is active again.
-                let (injected, expires_at) = lab.consent();
                 let engine =
                     lab.engine(EngineConfig::default(), Duration::from_secs(10), Events::default());
-                lab.host.block_on(engine.reauthorized(SYSTEM, injected, expires_at)).unwrap();
+                lab.reauthorize(&engine, SYSTEM);
             }
             (moment, code) => panic!(
                 "cycle {cycle}: after a kill {moment:?}, the next refresh exited {code:?}: {}",
@@ -335,8 +334,7 @@ fn a_revoked_grant_needs_reauthorisation_once_without_a_retry_storm() {
     let status = stdout(&status);
     assert!(status.contains("needs_reauth") && status.contains("invalid_grant"), "{status}");
     // Re-authorised, it is active again and refreshes.
-    let (injected, expires_at) = lab.consent();
-    lab.host.block_on(engine.reauthorized(SYSTEM, injected, expires_at)).unwrap();
+    lab.reauthorize(&engine, SYSTEM);
     assert_eq!(watched.try_recv().unwrap().kind, EventKind::Recovered);
     lab.host.block_on(engine.refresh(SYSTEM)).unwrap();
 }
@@ -461,8 +459,7 @@ fn authorize_answers_are_reused_until_the_system_changes_or_falls_due() {
     assert!(header(&after_refresh) != header(&first), "a new token (compared without printing it)");
 
     // A re-authorisation: not the old answer either.
-    let (injected, expires_at) = lab.consent();
-    lab.host.block_on(engine.reauthorized(SYSTEM, injected, expires_at)).unwrap();
+    lab.reauthorize(&engine, SYSTEM);
     let reauthorized = authorize(&engine);
     assert!(reauthorized.token.version > after_refresh.token.version);
     assert!(
@@ -477,10 +474,9 @@ fn authorize_answers_are_reused_until_the_system_changes_or_falls_due() {
     // Due at about half the remaining lifetime before expiry, `soon - 2`: a second boundary
     // between this update and the first authorize still finds it not due.
     let soon = authplug_store::now_secs() + 4;
-    let change = authplug_store::Change {
-        expires_at: Some(Some(soon)),
-        ..authplug_store::Change::default()
-    };
+    let injected = authplug_store::Injected::new(record.injected.clone(), Some(soon));
+    let change =
+        authplug_store::Change { injected: Some(injected), ..authplug_store::Change::default() };
     store.update(SYSTEM, record.summary.version, change, "test").unwrap();
     engine.forget(SYSTEM);
     let short = authorize(&engine);

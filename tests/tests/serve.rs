@@ -601,7 +601,7 @@ fn the_web_page_connects_a_connector_through_the_consent_in_a_real_browser() {
     // The grant is lost: the page shows it, and reconnecting makes the system active again.
     let store = lab.store();
     let change = authplug_store::Change {
-        state: Some((authplug_store::State::NeedsReauth, Some("invalid_grant".into()))),
+        state: Some(authplug_store::Lifecycle::NeedsReauth("invalid_grant".into())),
         ..authplug_store::Change::default()
     };
     store.update("crm-web", record.summary.version, change, "test").unwrap();

@@ -1,9 +1,17 @@
-//! The command-line grammar.
+//! The command-line grammar: the global options, and one variant per command whose options
+//! live with its code (`commands/<name>.rs`).
 
 use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
+
+use crate::commands::{
+    api_token::ApiTokenArgs, check::CheckArgs, connect::ConnectArgs, docs::DocsArgs,
+    push::PushArgs, refresh::RefreshArgs, render::RenderArgs, request::RequestArgs,
+    schemes::SchemesArgs, serve::ServeArgs, store::StoreCommand, systems::SystemsArgs,
+    token::TokenArgs,
+};
 
 /// authplug authenticates API connectors: it loads authentication scheme plugins (OAuth2, API
 /// key, JWT, Tripletex, SuperOffice, ...) and runs their flows.
@@ -41,193 +49,13 @@ pub struct Cli {
     #[arg(long, global = true, env = "AUTHPLUG_LOG_JSON", value_parser = BoolishValueParser::new())]
     pub log_json: bool,
 
+    /// Print the result as JSON on stdout, for scripts (commands whose output is a document or
+    /// a request's body refuse it).
+    #[arg(long, global = true)]
+    pub json: bool,
+
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// The options of `authplug connect`.
-#[derive(Debug, Args)]
-pub struct ConnectArgs {
-    /// The connector folder (manifest.json and templates/).
-    #[arg(value_name = "CONNECTOR_DIR")]
-    pub dir: PathBuf,
-
-    /// The id to store the system under (e.g. hubspot-acme).
-    #[arg(long, value_name = "ID")]
-    pub system: String,
-
-    /// A secret, NAME=VALUE; repeat for several.
-    #[arg(long = "secret", value_name = "NAME=VALUE")]
-    pub secrets: Vec<String>,
-
-    /// A file of secrets, in .authconfig's format (JSON, or key=value lines).
-    #[arg(long, value_name = "FILE")]
-    pub secrets_file: Option<PathBuf>,
-
-    /// A scheme parameter, KEY=VALUE (JSON values allowed), over the manifest's; repeat for
-    /// several (e.g. --param environment=test for Tripletex).
-    #[arg(long = "param", value_name = "KEY=VALUE")]
-    pub params: Vec<String>,
-
-    /// The loopback port of the OAuth2 callback.
-    #[arg(long, default_value_t = 8765)]
-    pub port: u16,
-
-    /// The redirect URI registered with the provider (a loopback http:// address), instead of
-    /// http://127.0.0.1:PORT/callback.
-    #[arg(long, value_name = "URI")]
-    pub redirect_uri: Option<String>,
-
-    /// Print the consent address instead of opening a browser (for a browser on another
-    /// machine, or over SSH).
-    #[arg(long, env = "AUTHPLUG_NO_BROWSER", value_parser = BoolishValueParser::new())]
-    pub no_browser: bool,
-
-    /// Never prompt: fail (exit code 2) when a secret is missing.
-    #[arg(long)]
-    pub no_prompt: bool,
-
-    /// How long to wait for the consent's callback, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub timeout: u64,
-
-    /// Onboard an existing system again (after "needs re-authorisation"), replacing its secrets.
-    #[arg(long)]
-    pub replace: bool,
-
-    /// Print the stored system as JSON (names, never values).
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// The options of `authplug render`.
-#[derive(Debug, Args)]
-pub struct RenderArgs {
-    /// The connector folder.
-    #[arg(value_name = "CONNECTOR_DIR")]
-    pub dir: PathBuf,
-
-    /// The stored system whose secrets and parameters fill the templates.
-    #[arg(long, value_name = "ID")]
-    pub system: String,
-
-    /// Write secret values instead of ******** (recorded in the audit trail; files 0600).
-    #[arg(long)]
-    pub reveal: bool,
-
-    /// Write system.json and <datatype>.json here instead of printing system.json.
-    #[arg(long, value_name = "DIR")]
-    pub output: Option<PathBuf>,
-
-    /// A value for $ENV(KEY), over the stored one; repeat for several.
-    #[arg(long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
-}
-
-/// The options of `authplug push`.
-#[derive(Debug, Args)]
-pub struct PushArgs {
-    /// The stored system.
-    pub system: String,
-
-    /// The node's base URL (https://, or http:// to this machine).
-    #[arg(long, value_name = "URL", env = "AUTHPLUG_NODE_URL")]
-    pub node: String,
-
-    /// The node's JWT. Prefer AUTHPLUG_NODE_JWT: arguments are visible to other users.
-    #[arg(long, value_name = "TOKEN")]
-    pub jwt: Option<String>,
-
-    /// Show the names that would be pushed, send nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Replace the system's secrets on the node (PUT) instead of adding to them (POST).
-    #[arg(long)]
-    pub replace: bool,
-
-    /// Print what was pushed as JSON (names only).
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// The options of `authplug request`.
-#[derive(Debug, Args)]
-pub struct RequestArgs {
-    /// The stored system.
-    pub system: String,
-
-    /// GET, POST, PUT, PATCH, DELETE, ...
-    pub method: String,
-
-    /// The full URL.
-    pub url: String,
-
-    /// An extra header, 'Name: value'; repeat for several.
-    #[arg(short = 'H', long = "header", value_name = "HEADER")]
-    pub headers: Vec<String>,
-
-    /// The request body.
-    #[arg(short = 'd', long, value_name = "BODY")]
-    pub data: Option<String>,
-}
-
-/// The options of `authplug serve`.
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// The address to listen on.
-    #[arg(long, value_name = "ADDR", env = "AUTHPLUG_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: std::net::SocketAddr,
-
-    /// The API tokens file. Default: $XDG_CONFIG_HOME/authplug/tokens.json.
-    #[arg(long, value_name = "FILE", env = "AUTHPLUG_TOKENS_FILE")]
-    pub tokens_file: Option<PathBuf>,
-
-    /// Seconds between two checks of every system for a due refresh.
-    #[arg(long, value_name = "SECS", env = "AUTHPLUG_SWEEP_INTERVAL", default_value_t = 30)]
-    pub sweep_interval: u64,
-
-    /// Refreshes a sweep runs at once.
-    #[arg(long, value_name = "N", default_value_t = 8)]
-    pub sweep_concurrency: usize,
-
-    /// Also refresh systems idle for this many seconds (providers that expire unused tokens).
-    #[arg(long, value_name = "SECS", env = "AUTHPLUG_KEEPALIVE")]
-    pub keepalive: Option<u64>,
-
-    /// Reuse a system's authorize answer for this many milliseconds (never past the moment its
-    /// secrets become due; 0: never). Also how late a change made by another instance sharing
-    /// the store is seen by this one's authorize.
-    #[arg(long, value_name = "MS", env = "AUTHPLUG_AUTHORIZE_CACHE_MS", default_value_t = 1000)]
-    pub authorize_cache_ms: u64,
-
-    /// A folder of connector folders users may onboard through the API.
-    #[arg(long, value_name = "DIR", env = "AUTHPLUG_CONNECTORS")]
-    pub connectors: Option<PathBuf>,
-
-    /// Do not serve the web page at / (an API-only deployment).
-    #[arg(long, env = "AUTHPLUG_NO_WEB_PAGE")]
-    pub no_web_page: bool,
-
-    /// The address browsers reach this server at, for the OAuth2 callback
-    /// (PUBLIC_URL/v1/onboarding/callback). Default: http://LISTEN.
-    #[arg(long, value_name = "URL", env = "AUTHPLUG_PUBLIC_URL")]
-    pub public_url: Option<String>,
-}
-
-/// The options of `authplug api-token`.
-#[derive(Debug, Args)]
-pub struct ApiTokenArgs {
-    /// A name for the token's holder (in the audit trail).
-    pub name: String,
-
-    /// What the token may do; repeat for several.
-    #[arg(long = "scope", value_name = "SCOPE", required = true)]
-    pub scopes: Vec<String>,
-
-    /// The tokens file. Default: $XDG_CONFIG_HOME/authplug/tokens.json.
-    #[arg(long, value_name = "FILE", env = "AUTHPLUG_TOKENS_FILE")]
-    pub tokens_file: Option<PathBuf>,
 }
 
 /// Where plugins come from and how strictly they are judged.
@@ -368,174 +196,34 @@ pub enum Command {
     ///
     /// Findings are printed as `file:line:column: error|warning: message`. Exit code 0 when no
     /// error was found (warnings allowed unless --deny-warnings), 2 otherwise: use it in CI.
+    /// With --json: {"connectors": [{"connector", "scheme", "findings": [...]}], "errors",
+    /// "warnings"}.
     ///
     /// Example: authplug check connectors/*
     #[command(verbatim_doc_comment)]
-    Check {
-        /// Connector folders (each holding a manifest.json and templates/).
-        #[arg(value_name = "CONNECTOR_DIR", required = true)]
-        connectors: Vec<PathBuf>,
-
-        /// Print JSON: {"connectors": [{"connector", "scheme", "findings": [...]}], "errors", "warnings"}.
-        #[arg(long)]
-        json: bool,
-
-        /// Fail (exit code 2) on warnings too.
-        #[arg(long)]
-        deny_warnings: bool,
-    },
+    Check(CheckArgs),
     /// Print a system's injected secrets, refreshed first if they are due: for scripts.
     ///
-    /// Text output is NAME=value lines; --secret prints one value alone; --json an object.
-    /// Exit code 7 means a human must onboard the system again; 8 that the provider is failing
-    /// and the stored secrets have expired.
-    Token {
-        /// The system id.
-        system: String,
-
-        /// Print only this secret's value.
-        #[arg(long, value_name = "NAME", conflicts_with = "json")]
-        secret: Option<String>,
-
-        /// Print JSON: {"system", "scheme", "expires_at", "refreshed", "secrets": {...}}.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Text output is NAME=value lines; --secret prints one value alone; --json an object
+    /// {"system", "scheme", "expires_at", "refreshed", "secrets": {...}}. Exit code 7 means a
+    /// human must onboard the system again; 8 that the provider is failing and the stored
+    /// secrets have expired.
+    Token(TokenArgs),
     /// Refresh systems now: the named ones (forced), or with --due every one that is due.
-    Refresh {
-        /// The systems to refresh.
-        #[arg(value_name = "SYSTEM", required_unless_present = "due")]
-        systems: Vec<String>,
-
-        /// Refresh every active system within its refresh margin (and, with --keepalive, every
-        /// one idle for longer). Systems in backoff or needing re-authorisation are skipped.
-        #[arg(long, conflicts_with = "systems")]
-        due: bool,
-
-        /// With --due: also refresh systems not refreshed for this many seconds.
-        #[arg(long, value_name = "SECS", requires = "due")]
-        keepalive: Option<u64>,
-
-        /// How many refreshes run at once.
-        #[arg(long, value_name = "N", default_value_t = 8)]
-        concurrency: usize,
-
-        /// Print the results as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Refresh(RefreshArgs),
     /// Every system's lifecycle: state (and why), expiry, last refresh, failures, next attempt.
-    Status {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Status,
     /// List the stored systems (connector instances): scheme, state, expiry. Never values.
-    Systems {
-        #[command(subcommand)]
-        command: Option<SystemsCommand>,
-
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Systems(SystemsArgs),
     /// Manage the credential store itself: key rotation, backups.
     Store {
         #[command(subcommand)]
         command: StoreCommand,
     },
     /// List the loaded schemes, where each came from, and any refused plugin files.
-    Schemes {
-        #[command(subcommand)]
-        command: Option<SchemesCommand>,
-
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Schemes(SchemesArgs),
     /// Write the scheme reference page (reStructuredText, like authentication-schemes.rst).
-    Docs {
-        /// Write to this file instead of stdout.
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-
-        /// Only these schemes (ids), in this order; default: every loaded scheme.
-        #[arg(value_name = "SCHEME")]
-        schemes: Vec<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SystemsCommand {
-    /// Show one system: metadata and secret names; values only with --reveal (audited).
-    Show {
-        id: String,
-
-        /// Also print the secret values. Recorded in the system's audit trail.
-        #[arg(long)]
-        reveal: bool,
-
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Delete a system and its secrets (its audit trail stays).
-    Delete {
-        id: String,
-
-        /// Confirm the deletion (required: there is no undo).
-        #[arg(long)]
-        yes: bool,
-    },
-    /// Show a system's audit trail: who changed or revealed what, and when. Never values.
-    Audit {
-        id: String,
-
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum StoreCommand {
-    /// Re-encrypt every value under a new master key, without stopping other instances. With a
-    /// key file, the new key is added to it first and the old one removed at the end; with
-    /// AUTHPLUG_MASTER_KEY, put the new key first (new,old) and run this. Safe to interrupt: run
-    /// it again to finish.
-    RotateKey {
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Write an encrypted backup bundle of every system (sealed under the current master key).
-    Export {
-        /// The bundle file to write (mode 0600).
-        #[arg(short, long, value_name = "FILE")]
-        output: PathBuf,
-    },
-    /// Restore systems from a backup bundle; existing systems are kept unless --replace.
-    Import {
-        /// The bundle file.
-        file: PathBuf,
-
-        /// Overwrite systems that already exist.
-        #[arg(long)]
-        replace: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SchemesCommand {
-    /// Show one scheme's contract: what it serves, requires and injects.
-    Show {
-        /// The scheme id, e.g. api_key.
-        id: String,
-
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Docs(DocsArgs),
 }
 
 #[cfg(test)]
@@ -546,5 +234,19 @@ mod tests {
     #[test]
     fn the_grammar_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn json_is_one_global_flag_accepted_after_any_command() {
+        for args in [
+            &["authplug", "status", "--json"][..],
+            &["authplug", "--json", "systems", "show", "crm"],
+            &["authplug", "systems", "audit", "crm", "--json"],
+            &["authplug", "schemes", "show", "api_key", "--json"],
+        ] {
+            assert!(Cli::try_parse_from(args).unwrap().json, "{args:?}");
+        }
+        let both = Cli::try_parse_from(["authplug", "token", "crm", "--secret", "x", "--json"]);
+        assert!(both.is_err(), "--secret prints one value: it conflicts with --json");
     }
 }

@@ -1,9 +1,14 @@
-//! Exit codes: each says what kind of thing went wrong, so scripts can branch on them.
+//! The exit policy, in one place: each code says what kind of thing went wrong, so scripts can
+//! branch on it, and every error kind of the crates below maps to one here.
 
 use std::process::ExitCode;
 
+use authplug_engine::EngineError;
+use authplug_onboard::OnboardError;
+use authplug_store::StoreError;
+
 /// The exit codes of `authplug`, documented in `--help`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Code {
     /// Something failed that has no more specific code.
     Failure = 1,
@@ -52,5 +57,76 @@ pub struct Failure {
 impl Failure {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
         Self { code, message: message.into() }
+    }
+
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Self::new(Code::BadInput, message)
+    }
+
+    /// `--json` given to a command whose output is not a result (a document, a body).
+    pub fn no_json(command: &str, instead: &str) -> Self {
+        Self::bad_input(format!("`authplug {command}` has no --json output: {instead}"))
+    }
+}
+
+/// The message of an error with every cause beneath it.
+fn said(error: &dyn std::error::Error) -> String {
+    authplug_store::chain(error)
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        let code = match &error {
+            StoreError::NotFound(_) => Code::NotFound,
+            StoreError::VersionConflict { .. } | StoreError::LeaseLost { .. } => Code::Conflict,
+            StoreError::Exists(_) | StoreError::Bundle(_) => Code::BadInput,
+            _ => Code::Store,
+        };
+        Failure::new(code, said(&error))
+    }
+}
+
+impl From<EngineError> for Failure {
+    fn from(error: EngineError) -> Self {
+        let code = match &error {
+            EngineError::NotFound(_) | EngineError::SchemeNotLoaded { .. } => Code::NotFound,
+            EngineError::NeedsReauth { .. } => Code::NeedsReauth,
+            EngineError::Unavailable { .. } => Code::Unavailable,
+            EngineError::Busy { .. } => Code::Conflict,
+            EngineError::Store(e) => return Failure::from(e.clone()),
+            EngineError::CannotRenew { .. }
+            | EngineError::Scheme { .. }
+            | EngineError::Aborted { .. } => Code::Failure,
+        };
+        Failure::new(code, said(&error))
+    }
+}
+
+impl From<OnboardError> for Failure {
+    fn from(error: OnboardError) -> Self {
+        let code = match error {
+            OnboardError::Exists(id) => {
+                return Failure::new(
+                    Code::Conflict,
+                    format!("system {id} exists: pass --replace to onboard it again"),
+                )
+            }
+            OnboardError::Engine(EngineError::NotFound(_)) => {
+                return Failure::new(Code::Conflict, "the system vanished meanwhile; try again")
+            }
+            OnboardError::Engine(inner) => return Failure::from(inner),
+            OnboardError::NoAuth { .. }
+            | OnboardError::NoScheme { .. }
+            | OnboardError::Input(_)
+            | OnboardError::Missing { .. }
+            | OnboardError::ForgedCallback
+            | OnboardError::UnknownState => Code::BadInput,
+            OnboardError::Scheme(_)
+            | OnboardError::ConsentRefused(_)
+            | OnboardError::ConsentTimedOut(_)
+            | OnboardError::Consent(_)
+            | OnboardError::Tenant(_) => Code::Failure,
+        };
+        Failure::new(code, said(&error))
     }
 }

@@ -64,8 +64,8 @@ pub struct Event {
 }
 
 impl Event {
-    pub(crate) fn new(kind: EventKind, system: &str, scheme: &str, holder: &str) -> Self {
-        let now = authplug_store::now_ms();
+    /// An event of `kind` about `system`, by `holder`, at `now` (Unix milliseconds).
+    pub(crate) fn new(kind: EventKind, system: &str, scheme: &str, holder: &str, now: i64) -> Self {
         let at = chrono::DateTime::from_timestamp_millis(now)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
             .unwrap_or_default();

@@ -89,7 +89,7 @@ impl HttpObserver for Journal {
     }
 
     fn answered(&self, response: &Result<HttpResponse, ErrorBody>) {
-        self.answered_at_ms.store(authplug_store::now_ms(), Ordering::SeqCst);
+        self.answered_at_ms.store(self.store.clock().now_ms(), Ordering::SeqCst);
         let Ok(response) = response else { return };
         if let Ok(serde_json::Value::Object(fields)) =
             serde_json::from_slice::<serde_json::Value>(&response.body)
@@ -114,7 +114,7 @@ impl HttpObserver for Journal {
             .headers
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
-            .and_then(|(_, value)| parse_retry_after(value, authplug_store::now_secs()));
+            .and_then(|(_, value)| parse_retry_after(value, self.store.clock().now_secs()));
         *self.retry_after.lock().unwrap_or_else(|p| p.into_inner()) = value;
     }
 }

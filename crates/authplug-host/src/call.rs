@@ -61,6 +61,24 @@ impl HostServices {
         self.dispatch(method, request).map_err(|e| e.to_json())
     }
 
+    /// One HTTP exchange on the host's transport (timeouts, SSRF guard, size cap), seen by the
+    /// observer: what a scheme's `http` callback runs, and what the host uses for its own calls
+    /// around a scheme (an onboarding's tenant lookup). Blocks: call it on a blocking thread.
+    pub fn http(&self, request: HttpRequest) -> Result<HttpResponse, ErrorBody> {
+        let transport = self
+            .transport
+            .as_ref()
+            .ok_or_else(|| ErrorBody::new(ErrorCode::Http, "this host offers no network access"))?;
+        if let Some(observer) = &self.observer {
+            observer.sending(&request).map_err(|e| ErrorBody::new(ErrorCode::Http, e))?;
+        }
+        let response = transport.execute_blocking(request);
+        if let Some(observer) = &self.observer {
+            observer.answered(&response);
+        }
+        response
+    }
+
     fn dispatch(&self, method: &str, request: &str) -> Result<String, ErrorBody> {
         match method {
             host_method::HTTP => {
@@ -73,17 +91,7 @@ impl HostServices {
                         ),
                     )
                 })?;
-                let transport = self.transport.as_ref().ok_or_else(|| {
-                    ErrorBody::new(ErrorCode::Http, "this host offers no network access")
-                })?;
-                if let Some(observer) = &self.observer {
-                    observer.sending(&request).map_err(|e| ErrorBody::new(ErrorCode::Http, e))?;
-                }
-                let response = transport.execute_blocking(request);
-                if let Some(observer) = &self.observer {
-                    observer.answered(&response);
-                }
-                let response = response?;
+                let response = self.http(request)?;
                 serde_json::to_string(&response)
                     .map_err(|_| ErrorBody::new(ErrorCode::Internal, "unserialisable response"))
             }

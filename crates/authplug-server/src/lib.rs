@@ -4,47 +4,110 @@
 //!
 //! The API lives under `/v1`; `/healthz` and `/readyz` are for the platform's probes. Every
 //! answer carries `Cache-Control: no-store`, and no answer carries a secret unless the caller's
-//! token grants it.
+//! token grants it. The routes are one table (`routes::api`); the router is built by
+//! [`router`] and tested without a socket.
 
+mod access;
 mod auth;
+mod connectors;
+mod error;
 mod metrics;
 mod onboarding;
+mod probes;
 mod routes;
+mod systems;
 mod ui;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use authplug_engine::Engine;
+use authplug_onboard::Onboarder;
 
 pub use auth::{hash_token, new_token, Scope, TokenEntry, Tokens};
+pub use connectors::load_connectors;
+pub use error::ApiError;
 pub use metrics::Metrics;
-pub use onboarding::load_connectors;
-pub use routes::router;
+pub use routes::{router, OPENAPI};
+
+/// The connectors of `--connectors`, by name.
+pub type Connectors = BTreeMap<String, authplug_connector::Connector>;
 
 /// What the routes share.
 #[derive(Debug)]
 pub struct AppState {
     pub engine: Arc<Engine>,
     /// Replaced whole when the configuration is reloaded (SIGHUP).
-    pub tokens: std::sync::RwLock<Tokens>,
+    tokens: RwLock<Tokens>,
     /// Connectors users may onboard, by name; replaced whole when reloaded (SIGHUP).
-    pub connectors: std::sync::RwLock<Arc<Connectors>>,
-    /// The address browsers reach this server at (for the OAuth2 callback).
+    connectors: RwLock<Arc<Connectors>>,
+    /// The address browsers reach this server at (for the OAuth2 callback), without a
+    /// trailing `/`.
     pub public_url: String,
     pub metrics: Metrics,
     /// Serve the connect page at `/` (off for API-only deployments).
     pub web_page: bool,
 }
 
-/// The connectors of `--connectors`, by name.
-pub type Connectors = BTreeMap<String, authplug_connector::Connector>;
-
 impl AppState {
+    pub fn new(
+        engine: Arc<Engine>,
+        tokens: Tokens,
+        connectors: Connectors,
+        public_url: &str,
+        web_page: bool,
+    ) -> Self {
+        Self {
+            engine,
+            tokens: RwLock::new(tokens),
+            connectors: RwLock::new(Arc::new(connectors)),
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            metrics: Metrics::default(),
+            web_page,
+        }
+    }
+
+    /// The caller `token` belongs to, by the tokens as they are now.
+    pub(crate) fn caller(&self, token: &str) -> Option<auth::Caller> {
+        self.tokens.read().unwrap_or_else(|p| p.into_inner()).caller(token)
+    }
+
+    /// Replaces the tokens for later requests (a reload).
+    pub fn set_tokens(&self, tokens: Tokens) {
+        *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = tokens;
+    }
+
     /// The connectors as they are now (a reload replaces them for later requests only).
     pub fn connectors(&self) -> Arc<Connectors> {
         self.connectors.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the connectors for later requests (a reload).
+    pub fn set_connectors(&self, connectors: Connectors) {
+        *self.connectors.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(connectors);
+    }
+
+    /// The onboarding service over this server's engine.
+    pub(crate) fn onboarder(&self) -> Onboarder {
+        Onboarder::new(self.engine.clone())
+    }
+
+    /// Runs store work on a blocking thread: the store is synchronous (SQLite, `postgres`).
+    pub(crate) async fn with_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&authplug_store::Store) -> Result<T, authplug_store::StoreError>
+            + Send
+            + 'static,
+    ) -> Result<T, ApiError> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || work(engine.store()))
+            .await
+            .map_err(|_| ApiError::internal("a store task ended abnormally"))?
+            .map_err(ApiError::from)
     }
 }
 
@@ -76,7 +139,7 @@ pub async fn sweep_forever(engine: Arc<Engine>, options: ServeOptions) {
                 tracing::info!(refreshed = results.len() - failed, failed, "sweep");
             }
             Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "sweep failed"),
+            Err(error) => tracing::warn!(error = %authplug_store::chain(&error), "sweep failed"),
         }
     }
 }

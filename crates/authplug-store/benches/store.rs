@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use authplug_protocol::Secret;
 use authplug_store::crypto::Place;
-use authplug_store::{Change, Keyring, Location, MasterKey, NewSystem, Store};
+use authplug_store::{Change, Injected, Keyring, Location, MasterKey, NewSystem, Store};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 fn secrets(round: u64) -> BTreeMap<String, Secret> {
@@ -51,8 +51,8 @@ fn backend(c: &mut Criterion, name: &str, store: Store) {
     let version = Cell::new(store.get("bench").unwrap().unwrap().summary.version);
     group.bench_function("compare-and-set write (seal 3 secrets)", |b| {
         b.iter(|| {
-            let change =
-                Change { injected: Some(secrets(version.get() as u64)), ..Change::default() };
+            let injected = Injected::new(secrets(version.get() as u64), None);
+            let change = Change { injected: Some(injected), ..Change::default() };
             let updated = store.update("bench", version.get(), change, "bench").unwrap();
             version.set(updated.summary.version);
         })

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::crypto::{Place, Sealed};
-use crate::{NewSystem, Result, State, Store, StoreError};
+use crate::{Change, Injected, Lifecycle, NewSystem, Result, State, Store, StoreError};
 
 const FORMAT: &str = "authplug-bundle-v1";
 
@@ -70,7 +70,7 @@ impl Store {
             });
         }
         let plain = Zeroizing::new(serde_json::to_vec(&systems).expect("bundles serialise"));
-        let created_at = crate::now_secs();
+        let created_at = self.clock.now_secs();
         let sealed = self.keys.seal(&place(&created_at.to_string()), &plain)?;
         let envelope = Envelope {
             format: FORMAT.into(),
@@ -103,10 +103,8 @@ impl Store {
         };
         let created_at = envelope.created_at.to_string();
         let plain = self.keys.open(&place(&created_at), &sealed).map_err(|e| match e {
-            StoreError::Tampered(_) => StoreError::Bundle(
-                "its ciphertext does not authenticate \
-                                                           (damaged or altered)"
-                    .into(),
+            StoreError::Tampered { .. } => StoreError::Bundle(
+                "its ciphertext does not authenticate (damaged or altered)".into(),
             ),
             other => other,
         })?;
@@ -114,25 +112,23 @@ impl Store {
             .map_err(|_| StoreError::Bundle("its content is not a list of systems".into()))?;
         let mut report = Imported { created: vec![], replaced: vec![], skipped: vec![] };
         for system in systems {
-            let existing = self.list()?.into_iter().find(|s| s.id == system.id);
-            match existing {
-                Some(current) if replace => {
-                    let change = crate::Change {
+            match self.version(&system.id)? {
+                Some(version) if replace => {
+                    let change = Change {
                         scheme: Some(system.scheme),
                         parameters: Some(system.parameters),
                         required: Some(system.required),
-                        injected: Some(system.injected),
-                        expires_at: Some(system.expires_at),
-                        state: Some((system.state, system.state_reason)),
+                        injected: Some(Injected::new(system.injected, system.expires_at)),
+                        state: Some(Lifecycle::from_parts(system.state, system.state_reason)),
                         ..Default::default()
                     };
-                    self.update(&system.id, current.version, change, actor)?;
+                    self.update(&system.id, version, change, actor)?;
                     report.replaced.push(system.id);
                 }
                 Some(_) => report.skipped.push(system.id),
                 None => {
                     let id = system.id.clone();
-                    let state = (system.state, system.state_reason);
+                    let state = Lifecycle::from_parts(system.state, system.state_reason);
                     let created = self.create(
                         NewSystem {
                             id: system.id,
@@ -144,8 +140,8 @@ impl Store {
                         },
                         actor,
                     )?;
-                    if state.0 != State::Active {
-                        let change = crate::Change { state: Some(state), ..Default::default() };
+                    if state.state() != State::Active {
+                        let change = Change { state: Some(state), ..Default::default() };
                         self.update(&id, created.summary.version, change, actor)?;
                     }
                     report.created.push(id);

@@ -45,7 +45,7 @@ impl MasterKey {
     pub fn generate() -> Result<Self, StoreError> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
         getrandom::getrandom(bytes.as_mut())
-            .map_err(|e| StoreError::Key(format!("no randomness for a new key: {e}")))?;
+            .map_err(|e| StoreError::key(format!("no randomness for a new key: {e}")))?;
         Ok(Self::from_bytes(bytes))
     }
 
@@ -63,10 +63,10 @@ impl MasterKey {
     pub fn parse(text: &str, origin: &str) -> Result<Self, StoreError> {
         let decoded =
             Zeroizing::new(STANDARD.decode(text.trim()).map_err(|_| {
-                StoreError::Key(format!("{origin}: a master key is not valid base64"))
+                StoreError::key(format!("{origin}: a master key is not valid base64"))
             })?);
         let bytes: [u8; KEY_LEN] = decoded.as_slice().try_into().map_err(|_| {
-            StoreError::Key(format!(
+            StoreError::key(format!(
                 "{origin}: a master key must be {KEY_LEN} bytes (base64 of 32 random bytes), not {}",
                 decoded.len()
             ))
@@ -131,7 +131,7 @@ impl Keyring {
             .map(|part| MasterKey::parse(part, MASTER_KEY_ENV))
             .collect::<Result<Vec<_>, _>>()?;
         if keys.is_empty() {
-            return Err(StoreError::Key(format!("{MASTER_KEY_ENV} holds no key")));
+            return Err(StoreError::key(format!("{MASTER_KEY_ENV} holds no key")));
         }
         Ok(Self { source: KeySource::Env, keys: RwLock::new(keys), loaded: RwLock::new(None) })
     }
@@ -239,12 +239,12 @@ impl Keyring {
         let key = self.current();
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::getrandom(&mut nonce)
-            .map_err(|e| StoreError::Key(format!("no randomness for a nonce: {e}")))?;
+            .map_err(|e| StoreError::key(format!("no randomness for a nonce: {e}")))?;
         let aad = place.aad(&key.id);
         let ciphertext = key
             .cipher()
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
-            .map_err(|_| StoreError::Key("encryption failed".into()))?;
+            .map_err(|_| StoreError::key("encryption failed"))?;
         Ok(Sealed { key_id: key.id, nonce: nonce.to_vec(), ciphertext })
     }
 
@@ -260,7 +260,7 @@ impl Keyring {
             have: self.ids(),
         })?;
         if sealed.nonce.len() != NONCE_LEN {
-            return Err(StoreError::Tampered(place.describe()));
+            return Err(StoreError::tampered(place.describe()));
         }
         let aad = place.aad(&key.id);
         key.cipher()
@@ -269,7 +269,7 @@ impl Keyring {
                 Payload { msg: &sealed.ciphertext, aad: aad.as_bytes() },
             )
             .map(Zeroizing::new)
-            .map_err(|_| StoreError::Tampered(place.describe()))
+            .map_err(|_| StoreError::tampered(place.describe()))
     }
 }
 
@@ -305,7 +305,7 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
 
 fn read_key_file(path: &Path) -> Result<Vec<MasterKey>, StoreError> {
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-        StoreError::Key(format!("cannot read the key file {}: {e}", path.display()))
+        StoreError::key_because(format!("cannot read the key file {}", path.display()), e)
     })?);
     let origin = path.display().to_string();
     let keys = text
@@ -314,7 +314,7 @@ fn read_key_file(path: &Path) -> Result<Vec<MasterKey>, StoreError> {
         .map(|l| MasterKey::parse(l, &origin))
         .collect::<Result<Vec<_>, _>>()?;
     if keys.is_empty() {
-        return Err(StoreError::Key(format!("{origin}: the key file holds no key")));
+        return Err(StoreError::key(format!("{origin}: the key file holds no key")));
     }
     Ok(keys)
 }
@@ -322,7 +322,7 @@ fn read_key_file(path: &Path) -> Result<Vec<MasterKey>, StoreError> {
 /// Writes the keyring file atomically (temporary file, fsync, rename), mode 0600, folder 0700.
 fn write_key_file(path: &Path, keys: &[MasterKey], create_only: bool) -> Result<(), StoreError> {
     let failed = |e: std::io::Error| {
-        StoreError::Key(format!("cannot write the key file {}: {e}", path.display()))
+        StoreError::key_because(format!("cannot write the key file {}", path.display()), e)
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir).map_err(failed)?;
@@ -379,10 +379,10 @@ mod tests {
         let sealed = ring.seal(&place(), b"value").unwrap();
         assert_eq!(ring.open(&place(), &sealed).unwrap().as_slice(), b"value");
         let elsewhere = Place { system: "sys-2", ..place() };
-        assert!(matches!(ring.open(&elsewhere, &sealed), Err(StoreError::Tampered(_))));
+        assert!(matches!(ring.open(&elsewhere, &sealed), Err(StoreError::Tampered { .. })));
         let mut flipped = sealed.clone();
         flipped.ciphertext[0] ^= 1;
-        assert!(matches!(ring.open(&place(), &flipped), Err(StoreError::Tampered(_))));
+        assert!(matches!(ring.open(&place(), &flipped), Err(StoreError::Tampered { .. })));
     }
 
     #[test]

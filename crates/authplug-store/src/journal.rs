@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::{now_ms, write_change, Change, Result, Store, INJECTED, REQUIRED};
+use crate::clock::after;
+use crate::{Change, Result, Store, StoreError};
 
 /// Attempts kept per system; older ones are pruned as new ones finish.
 const KEEP_ATTEMPTS: i64 = 50;
@@ -38,7 +39,7 @@ pub struct Attempt {
     /// result), so the gap between answer and durable result can be measured.
     pub answered_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
-    pub outcome: Option<String>,
+    pub outcome: Option<Outcome>,
     pub detail: Option<String>,
     /// Not before this time should the next attempt be made (backoff, `Retry-After`).
     pub retry_at_ms: Option<i64>,
@@ -75,6 +76,49 @@ impl Attempt {
     }
 }
 
+/// How a finished attempt ended, as journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// New secrets were stored.
+    Renewed,
+    /// The provider refused: the system needs re-authorisation.
+    Reauthorize,
+    /// A failure worth retrying later (timeouts, 5xx, 429).
+    Transient,
+    /// Neither transient nor a refusal (a contract violation, a plugin panic).
+    Failed,
+    /// The provider refused an old refresh token: another holder had stored a newer one.
+    Superseded,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Renewed => "renewed",
+            Outcome::Reauthorize => "reauthorize",
+            Outcome::Transient => "transient",
+            Outcome::Failed => "failed",
+            Outcome::Superseded => "superseded",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Result<Self> {
+        [
+            Outcome::Renewed,
+            Outcome::Reauthorize,
+            Outcome::Transient,
+            Outcome::Failed,
+            Outcome::Superseded,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+        .ok_or_else(|| {
+            StoreError::corrupt(format!("unknown refresh outcome {text:?} in the journal"))
+        })
+    }
+}
+
 /// What [`Store::begin_refresh`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
@@ -91,10 +135,9 @@ pub enum Begin {
 }
 
 /// How an attempt ended, written in one transaction.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Finish {
-    /// `renewed`, `reauthorize`, `transient`, `failed`, `superseded`, ...
-    pub outcome: String,
+    pub outcome: Outcome,
     pub detail: Option<String>,
     pub retry_at_ms: Option<i64>,
     /// When the provider's last answer arrived, Unix milliseconds.
@@ -107,10 +150,44 @@ pub struct Finish {
     pub event: Option<(String, serde_json::Value)>,
 }
 
+impl Finish {
+    /// An attempt that ended with `outcome`, changing nothing, releasing the lease.
+    pub fn new(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            detail: None,
+            retry_at_ms: None,
+            answered_at_ms: None,
+            change: None,
+            release: true,
+            event: None,
+        }
+    }
+}
+
 impl Store {
     /// Who holds the system's lease, if anyone (expired leases included: compare `until_ms`).
     pub fn lease(&self, id: &str) -> Result<Option<Lease>> {
         self.tx(false, |tx| tx.lease(id))
+    }
+
+    /// Every held lease by system id (expired ones included: compare `until_ms`).
+    pub fn leases(&self) -> Result<Vec<(String, Lease)>> {
+        self.tx(false, |tx| tx.leases())
+    }
+
+    /// Takes the system's lease for `ttl` if it is free, expired, or already `holder`'s (which
+    /// renews it). Works across processes (SQLite) and hosts (PostgreSQL); a crashed holder's
+    /// lease lapses after `ttl`. Uses the store's clock: keep hosts' clocks within a small part
+    /// of `ttl` of each other.
+    pub fn try_lease(&self, id: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = self.clock.now_ms();
+        self.tx(true, |tx| tx.try_lease(id, holder, now, after(now, ttl)))
+    }
+
+    /// Gives the lease back if `holder` has it.
+    pub fn release_lease(&self, id: &str, holder: &str) -> Result<()> {
+        self.tx(true, |tx| tx.release_lease(id, holder))
     }
 
     /// Takes (or renews) the system's lease for `ttl` and journals a new attempt starting from
@@ -126,8 +203,8 @@ impl Store {
         stale_holder: Option<&str>,
         respect_backoff: bool,
     ) -> Result<Begin> {
-        let now = now_ms();
-        let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2));
+        let now = self.clock.now_ms();
+        let until = after(now, ttl);
         self.tx(true, |tx| {
             if let Some(stale) = stale_holder {
                 tx.release_lease(id, stale)?;
@@ -139,7 +216,7 @@ impl Store {
             // Read under the lease (PostgreSQL: after the upsert waited for any holder that was
             // committing), so a result stored just before, and its attempt, are seen.
             let version =
-                tx.system(id)?.ok_or_else(|| crate::StoreError::NotFound(id.to_owned()))?.version;
+                tx.system(id)?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?.version;
             if version != from_version {
                 tx.release_lease(id, holder)?;
                 return Ok(Begin::Moved { version });
@@ -160,24 +237,30 @@ impl Store {
     }
 
     /// Records, durably, that the attempt's request is leaving now, and renews the lease for
-    /// `ttl`. Refuses (and records nothing) unless the lease is still the attempt's and the
-    /// system is still at its `from_version`: a holder whose lease lapsed must not send.
+    /// `ttl`. Refuses (and records nothing) unless the lease is still the attempt's
+    /// ([`StoreError::LeaseLost`]) and the system is still at its `from_version`
+    /// ([`StoreError::VersionConflict`]): a holder whose lease lapsed must not send.
     pub fn mark_sent(&self, attempt: &Attempt, ttl: Duration) -> Result<()> {
-        let now = now_ms();
-        let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2));
+        let now = self.clock.now_ms();
         let id = attempt.system_id.as_str();
         self.tx(true, |tx| {
             let ours =
                 tx.lease(id)?.is_some_and(|l| l.holder == attempt.holder && l.until_ms >= now);
+            if !ours {
+                return Err(StoreError::LeaseLost {
+                    id: id.to_owned(),
+                    holder: attempt.holder.clone(),
+                });
+            }
             let version = tx.system(id)?.map(|r| r.version);
-            if !ours || version != Some(attempt.from_version) {
-                return Err(crate::StoreError::VersionConflict {
+            if version != Some(attempt.from_version) {
+                return Err(StoreError::VersionConflict {
                     id: id.to_owned(),
                     expected: attempt.from_version,
                     actual: version.unwrap_or(-1),
                 });
             }
-            tx.try_lease(id, &attempt.holder, now, until)?;
+            tx.try_lease(id, &attempt.holder, now, after(now, ttl))?;
             tx.mark_sent(attempt.id, now)
         })
     }
@@ -192,32 +275,22 @@ impl Store {
         actor: &str,
     ) -> Result<Option<i64>> {
         let id = attempt.system_id.as_str();
-        let (sealed_required, sealed_injected) = match &finish.change {
-            Some(change) => (
-                change.required.as_ref().map(|r| self.seal_kind(id, REQUIRED, r)).transpose()?,
-                change.injected.as_ref().map(|i| self.seal_kind(id, INJECTED, i)).transpose()?,
-            ),
-            None => (None, None),
+        let sealed = match &finish.change {
+            Some(change) => self.seal_change(id, change)?,
+            None => Default::default(),
         };
-        let now = now_ms();
+        let now = self.clock.now_ms();
         self.tx(true, |tx| {
             let written = match &finish.change {
                 Some(change) => Some(
-                    write_change(
-                        tx,
-                        id,
-                        attempt.from_version,
-                        change,
-                        [(REQUIRED, &sealed_required), (INJECTED, &sealed_injected)],
-                        actor,
-                    )?
-                    .version,
+                    self.write_change(tx, id, attempt.from_version, change, &sealed, actor)?
+                        .version,
                 ),
                 None => None,
             };
             tx.finish_attempt(attempt.id, now, finish)?;
             if let Some((action, detail)) = &finish.event {
-                tx.append_audit(&crate::audit(id, actor, action, detail.clone()))?;
+                tx.append_audit(&self.audit_entry(id, actor, action, detail.clone()))?;
             }
             if finish.release {
                 tx.release_lease(id, &attempt.holder)?;
@@ -246,7 +319,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Keyring, Location, NewSystem, State};
+    use crate::{Injected, Keyring, Lifecycle, Location, NewSystem};
     use authplug_protocol::Secret;
     use std::collections::BTreeMap;
 
@@ -292,16 +365,14 @@ mod tests {
         assert!(journaled.interrupted_in_flight(), "{journaled:?}");
 
         let change = Change {
-            injected: Some(BTreeMap::from([("t".into(), Secret::new("new"))])),
-            state: Some((State::Active, None)),
+            injected: Some(Injected::new(BTreeMap::from([("t".into(), Secret::new("new"))]), None)),
+            state: Some(Lifecycle::Active),
             ..Default::default()
         };
         let finish = Finish {
-            outcome: "renewed".into(),
             change: Some(change),
-            release: true,
             event: Some(("refreshed".into(), serde_json::json!({}))),
-            ..Default::default()
+            ..Finish::new(Outcome::Renewed)
         };
         assert_eq!(store.finish_refresh(&attempt, &finish, "engine").unwrap(), Some(2));
         let record = store.get("crm").unwrap().unwrap();
@@ -309,7 +380,7 @@ mod tests {
         assert_eq!(record.summary.version, 2);
         let journaled = &store.attempts("crm", 5).unwrap()[0];
         assert!(!journaled.interrupted_in_flight());
-        assert_eq!(journaled.outcome.as_deref(), Some("renewed"));
+        assert_eq!(journaled.outcome, Some(Outcome::Renewed));
         assert_eq!(store.lease("crm").unwrap(), None, "released with the result");
         assert!(store.audit("crm").unwrap().iter().any(|e| e.action == "refreshed"));
         // A second holder may now start; a known-dead holder's lease can be taken over.
@@ -333,7 +404,7 @@ mod tests {
         store.release_lease("crm", "a").unwrap();
         started(store.begin_refresh("crm", "b", Duration::from_secs(30), 1, None, true).unwrap());
         let error = store.mark_sent(&attempt, Duration::from_secs(30)).unwrap_err();
-        assert!(matches!(error, crate::StoreError::VersionConflict { .. }), "{error}");
+        assert!(matches!(error, StoreError::LeaseLost { .. }), "{error}");
         assert_eq!(store.attempts("crm", 2).unwrap()[1].sent_at_ms, None, "nothing recorded");
     }
 
@@ -344,13 +415,9 @@ mod tests {
             store.begin_refresh("crm", "a", Duration::from_secs(30), 1, None, true).unwrap(),
         );
         store.update("crm", 1, Change::default(), "someone").unwrap();
-        let finish = Finish {
-            outcome: "renewed".into(),
-            change: Some(Change::default()),
-            ..Default::default()
-        };
+        let finish = Finish { change: Some(Change::default()), ..Finish::new(Outcome::Renewed) };
         let error = store.finish_refresh(&attempt, &finish, "engine").unwrap_err();
-        assert!(matches!(error, crate::StoreError::VersionConflict { .. }), "{error}");
+        assert!(matches!(error, StoreError::VersionConflict { .. }), "{error}");
         assert_eq!(store.attempts("crm", 1).unwrap()[0].finished_at_ms, None);
     }
 }

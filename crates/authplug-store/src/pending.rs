@@ -8,8 +8,9 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::clock::after;
 use crate::crypto::Place;
-use crate::{now_ms, Result, Store, StoreError};
+use crate::{Result, Store, StoreError};
 
 impl Store {
     /// Keeps `plaintext` for the callback carrying `state`, for `ttl`.
@@ -21,8 +22,8 @@ impl Store {
     ) -> Result<()> {
         let key = state_key(state);
         let sealed = self.keys.seal(&place(&key), plaintext)?;
-        let now = now_ms();
-        let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        let now = self.clock.now_ms();
+        let until = after(now, ttl);
         if self.tx(true, |tx| tx.put_pending(&key, &sealed, until, now))? {
             Ok(())
         } else {
@@ -37,7 +38,7 @@ impl Store {
         let Some((sealed, until)) = self.tx(true, |tx| tx.take_pending(&key))? else {
             return Ok(None);
         };
-        if until < now_ms() {
+        if until < self.clock.now_ms() {
             return Ok(None);
         }
         match self.keys.open(&place(&key), &sealed) {

@@ -7,11 +7,15 @@ use std::sync::Mutex;
 
 use postgres::{Client, NoTls, Row, Statement};
 
-use crate::crypto::Sealed;
-use crate::schema::{self, numbered, sql, Dialect};
-use crate::{
-    Attempt, AuditEntry, Backend, Finish, Lease, Result, SecretRow, StoreError, SystemRow, Tx,
+use crate::backend::{
+    audit_entry, AttemptRows, AuditRows, Backend, LeaseRows, PendingRows, SecretRow, SecretRows,
+    SystemRow, SystemRows, Tx,
 };
+use crate::crypto::Sealed;
+use crate::journal::{Attempt, Finish, Lease, Outcome};
+use crate::model::{AuditEntry, SecretKind, State};
+use crate::schema::{self, numbered, sql, Dialect};
+use crate::{Result, StoreError};
 
 pub(crate) struct PgBackend {
     connection: Mutex<Connection>,
@@ -27,7 +31,11 @@ struct Connection {
 const MIGRATION_LOCK: i64 = 0x6175_7468_706c_7567; // "authplug"
 
 fn fail(error: postgres::Error) -> StoreError {
-    StoreError::Database(error.to_string())
+    let what = match error.as_db_error() {
+        Some(db) => format!("PostgreSQL {}", db.code().code()),
+        None => "PostgreSQL".to_owned(),
+    };
+    StoreError::database_because(what, error)
 }
 
 impl PgBackend {
@@ -35,7 +43,7 @@ impl PgBackend {
     /// databases is not built yet.)
     pub(crate) fn connect(url: &str) -> Result<Self> {
         let mut client = Client::connect(url, NoTls)
-            .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
+            .map_err(|e| StoreError::database_because("cannot connect to PostgreSQL", e))?;
         migrate(&mut client)?;
         Ok(Self { connection: Mutex::new(Connection { client, statements: HashMap::new() }) })
     }
@@ -64,7 +72,7 @@ impl Backend for PgBackend {
         let mut connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
         let Connection { client, statements } = &mut *connection;
         if client.is_closed() {
-            return Err(StoreError::Database("the PostgreSQL connection is closed".into()));
+            return Err(StoreError::database("the PostgreSQL connection is closed"));
         }
         // Under READ COMMITTED every statement takes its own snapshot, so a read of a system row
         // and then of its secrets could straddle another instance's commit and return a torn
@@ -91,11 +99,13 @@ struct PgTx<'a> {
     statements: &'a mut HashMap<&'static str, Statement>,
 }
 
-fn system_row(r: &Row) -> SystemRow {
-    SystemRow {
+type Params<'a> = &'a [&'a (dyn postgres::types::ToSql + Sync)];
+
+fn system_row(r: &Row) -> Result<SystemRow> {
+    Ok(SystemRow {
         id: r.get(0),
         scheme: r.get(1),
-        state: r.get(2),
+        state: State::parse(r.get(2))?,
         state_reason: r.get(3),
         parameters: r.get(4),
         expires_at: r.get(5),
@@ -104,24 +114,37 @@ fn system_row(r: &Row) -> SystemRow {
         updated_at: r.get(8),
         last_refresh_at: r.get(9),
         failures: r.get(10),
-    }
+    })
 }
 
-fn secret_row(r: &Row) -> SecretRow {
-    SecretRow {
+fn secret_row(r: &Row) -> Result<SecretRow> {
+    Ok(SecretRow {
         system_id: r.get(0),
-        kind: r.get(1),
+        kind: SecretKind::parse(r.get(1))?,
         name: r.get(2),
         sealed: Sealed { key_id: r.get(3), nonce: r.get(4), ciphertext: r.get(5) },
-    }
+    })
 }
 
-/// An audit row's columns as an entry (shared with the SQLite backend).
-pub(crate) fn audit_entry(
-    (system_id, at, actor, action, detail): (String, i64, String, String, String),
-) -> AuditEntry {
-    let detail = serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail));
-    AuditEntry { system_id, at, actor, action, detail }
+fn attempt_row(r: &Row) -> Result<Attempt> {
+    let outcome: Option<&str> = r.get(8);
+    Ok(Attempt {
+        id: r.get(0),
+        system_id: r.get(1),
+        holder: r.get(2),
+        from_version: r.get(3),
+        started_at_ms: r.get(4),
+        sent_at_ms: r.get(5),
+        answered_at_ms: r.get(6),
+        finished_at_ms: r.get(7),
+        outcome: outcome.map(Outcome::parse).transpose()?,
+        detail: r.get(9),
+        retry_at_ms: r.get(10),
+    })
+}
+
+fn lease(r: &Row, from: usize) -> Lease {
+    Lease { holder: r.get(from), until_ms: r.get(from + 1) }
 }
 
 impl PgTx<'_> {
@@ -135,155 +158,149 @@ impl PgTx<'_> {
         Ok(statement)
     }
 
-    fn strings(
-        &mut self,
-        sql: &'static str,
-        params: &[&(dyn postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<String>> {
+    fn run(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64> {
         let statement = self.statement(sql)?;
-        let rows = self.tx.query(&statement, params).map_err(fail)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        self.tx.execute(&statement, params).map_err(fail)
+    }
+
+    fn all(&mut self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>> {
+        let statement = self.statement(sql)?;
+        self.tx.query(&statement, params).map_err(fail)
+    }
+
+    fn one(&mut self, sql: &'static str, params: Params<'_>) -> Result<Option<Row>> {
+        let statement = self.statement(sql)?;
+        self.tx.query_opt(&statement, params).map_err(fail)
     }
 }
 
-impl Tx for PgTx<'_> {
+impl SystemRows for PgTx<'_> {
     fn system(&mut self, id: &str) -> Result<Option<SystemRow>> {
-        let st_system = self.statement(sql::SYSTEM)?;
-        Ok(self.tx.query_opt(&st_system, &[&id]).map_err(fail)?.as_ref().map(system_row))
+        self.one(sql::SYSTEM, &[&id])?.as_ref().map(system_row).transpose()
     }
 
     fn systems(&mut self) -> Result<Vec<SystemRow>> {
-        let st_systems = self.statement(sql::SYSTEMS)?;
-        Ok(self.tx.query(&st_systems, &[]).map_err(fail)?.iter().map(system_row).collect())
+        self.all(sql::SYSTEMS, &[])?.iter().map(system_row).collect()
     }
 
-    fn secrets(&mut self, id: &str) -> Result<Vec<SecretRow>> {
-        let st_secrets = self.statement(sql::SECRETS)?;
-        Ok(self.tx.query(&st_secrets, &[&id]).map_err(fail)?.iter().map(secret_row).collect())
+    fn count_by_state(&mut self) -> Result<Vec<(State, u64)>> {
+        let rows = self.all(sql::COUNT_BY_STATE, &[])?;
+        rows.iter()
+            .map(|r| Ok((State::parse(r.get(0))?, u64::try_from(r.get::<_, i64>(1)).unwrap_or(0))))
+            .collect()
     }
 
     fn insert_system(&mut self, s: &SystemRow) -> Result<bool> {
-        let st_insert_system = self.statement(sql::INSERT_SYSTEM)?;
-        let changed = self
-            .tx
-            .execute(
-                &st_insert_system,
-                &[
-                    &s.id,
-                    &s.scheme,
-                    &s.state,
-                    &s.state_reason,
-                    &s.parameters,
-                    &s.expires_at,
-                    &s.version,
-                    &s.created_at,
-                    &s.updated_at,
-                    &s.last_refresh_at,
-                    &s.failures,
-                ],
-            )
-            .map_err(fail)?;
+        let changed = self.run(
+            sql::INSERT_SYSTEM,
+            &[
+                &s.id,
+                &s.scheme,
+                &s.state.as_str(),
+                &s.state_reason,
+                &s.parameters,
+                &s.expires_at,
+                &s.version,
+                &s.created_at,
+                &s.updated_at,
+                &s.last_refresh_at,
+                &s.failures,
+            ],
+        )?;
         Ok(changed == 1)
     }
 
     fn update_system(&mut self, s: &SystemRow, expected: i64) -> Result<bool> {
-        let st_update_system = self.statement(sql::UPDATE_SYSTEM)?;
-        let changed = self
-            .tx
-            .execute(
-                &st_update_system,
-                &[
-                    &s.scheme,
-                    &s.state,
-                    &s.state_reason,
-                    &s.parameters,
-                    &s.expires_at,
-                    &s.version,
-                    &s.updated_at,
-                    &s.last_refresh_at,
-                    &s.failures,
-                    &s.id,
-                    &expected,
-                ],
-            )
-            .map_err(fail)?;
+        let changed = self.run(
+            sql::UPDATE_SYSTEM,
+            &[
+                &s.scheme,
+                &s.state.as_str(),
+                &s.state_reason,
+                &s.parameters,
+                &s.expires_at,
+                &s.version,
+                &s.updated_at,
+                &s.last_refresh_at,
+                &s.failures,
+                &s.id,
+                &expected,
+            ],
+        )?;
         Ok(changed == 1)
     }
 
     fn delete_system(&mut self, id: &str) -> Result<bool> {
-        let st_delete_secrets_of = self.statement(sql::DELETE_SECRETS_OF)?;
-        let st_delete_system = self.statement(sql::DELETE_SYSTEM)?;
-        self.tx.execute(&st_delete_secrets_of, &[&id]).map_err(fail)?;
-        Ok(self.tx.execute(&st_delete_system, &[&id]).map_err(fail)? == 1)
+        self.run(sql::DELETE_SECRETS_OF, &[&id])?;
+        Ok(self.run(sql::DELETE_SYSTEM, &[&id])? == 1)
+    }
+}
+
+impl SecretRows for PgTx<'_> {
+    fn secrets(&mut self, id: &str) -> Result<Vec<SecretRow>> {
+        self.all(sql::SECRETS, &[&id])?.iter().map(secret_row).collect()
     }
 
-    fn delete_secrets(&mut self, id: &str, kind: &str) -> Result<()> {
-        let st_delete_secrets_kind = self.statement(sql::DELETE_SECRETS_KIND)?;
-        self.tx.execute(&st_delete_secrets_kind, &[&id, &kind]).map(drop).map_err(fail)
+    fn delete_secrets(&mut self, id: &str, kind: SecretKind) -> Result<()> {
+        self.run(sql::DELETE_SECRETS_KIND, &[&id, &kind.as_str()]).map(drop)
     }
 
     fn put_secret(&mut self, s: &SecretRow) -> Result<()> {
-        let st_put_secret = self.statement(sql::PUT_SECRET)?;
-        self.tx
-            .execute(
-                &st_put_secret,
-                &[
-                    &s.system_id,
-                    &s.kind,
-                    &s.name,
-                    &s.sealed.key_id,
-                    &s.sealed.nonce,
-                    &s.sealed.ciphertext,
-                ],
-            )
-            .map(drop)
-            .map_err(fail)
-    }
-
-    fn append_audit(&mut self, e: &AuditEntry) -> Result<()> {
-        let st_append_audit = self.statement(sql::APPEND_AUDIT)?;
-        let detail = e.detail.to_string();
-        self.tx
-            .execute(&st_append_audit, &[&e.system_id, &e.at, &e.actor, &e.action, &detail])
-            .map(drop)
-            .map_err(fail)
-    }
-
-    fn audit(&mut self, id: &str) -> Result<Vec<AuditEntry>> {
-        let st_audit = self.statement(sql::AUDIT)?;
-        let rows = self.tx.query(&st_audit, &[&id]).map_err(fail)?;
-        Ok(rows
-            .iter()
-            .map(|r| audit_entry((r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))))
-            .collect())
+        let sealed = &s.sealed;
+        let row: Params<'_> = &[
+            &s.system_id,
+            &s.kind.as_str(),
+            &s.name,
+            &sealed.key_id,
+            &sealed.nonce,
+            &sealed.ciphertext,
+        ];
+        self.run(sql::PUT_SECRET, row).map(drop)
     }
 
     fn key_ids(&mut self) -> Result<Vec<String>> {
-        self.strings(sql::KEY_IDS, &[])
+        Ok(self.all(sql::KEY_IDS, &[])?.iter().map(|r| r.get(0)).collect())
     }
 
     fn systems_not_under(&mut self, key_id: &str) -> Result<Vec<String>> {
-        self.strings(sql::SYSTEMS_NOT_UNDER, &[&key_id])
+        Ok(self.all(sql::SYSTEMS_NOT_UNDER, &[&key_id])?.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+impl AuditRows for PgTx<'_> {
+    fn append_audit(&mut self, e: &AuditEntry) -> Result<()> {
+        let detail = e.detail.to_string();
+        self.run(sql::APPEND_AUDIT, &[&e.system_id, &e.at, &e.actor, &e.action, &detail]).map(drop)
     }
 
+    fn audit(&mut self, id: &str) -> Result<Vec<AuditEntry>> {
+        let rows = self.all(sql::AUDIT, &[&id])?;
+        Ok(rows
+            .iter()
+            .map(|r| audit_entry(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect())
+    }
+}
+
+impl LeaseRows for PgTx<'_> {
     fn try_lease(&mut self, id: &str, holder: &str, now_ms: i64, until_ms: i64) -> Result<bool> {
-        let st_try_lease = self.statement(sql::TRY_LEASE)?;
-        let changed =
-            self.tx.execute(&st_try_lease, &[&id, &holder, &until_ms, &now_ms]).map_err(fail)?;
-        Ok(changed == 1)
+        Ok(self.run(sql::TRY_LEASE, &[&id, &holder, &until_ms, &now_ms])? == 1)
     }
 
     fn release_lease(&mut self, id: &str, holder: &str) -> Result<()> {
-        let st_release_lease = self.statement(sql::RELEASE_LEASE)?;
-        self.tx.execute(&st_release_lease, &[&id, &holder]).map(drop).map_err(fail)
+        self.run(sql::RELEASE_LEASE, &[&id, &holder]).map(drop)
     }
 
     fn lease(&mut self, id: &str) -> Result<Option<Lease>> {
-        let st = self.statement(sql::LEASE)?;
-        let row = self.tx.query_opt(&st, &[&id]).map_err(fail)?;
-        Ok(row.map(|r| Lease { holder: r.get(0), until_ms: r.get(1) }))
+        Ok(self.one(sql::LEASE, &[&id])?.map(|r| lease(&r, 0)))
     }
 
+    fn leases(&mut self) -> Result<Vec<(String, Lease)>> {
+        Ok(self.all(sql::LEASES, &[])?.iter().map(|r| (r.get(0), lease(r, 1))).collect())
+    }
+}
+
+impl AttemptRows for PgTx<'_> {
     fn insert_attempt(
         &mut self,
         id: &str,
@@ -291,42 +308,35 @@ impl Tx for PgTx<'_> {
         from_version: i64,
         at_ms: i64,
     ) -> Result<i64> {
-        let st = self.statement(sql::INSERT_ATTEMPT)?;
-        let row = self.tx.query_one(&st, &[&id, &holder, &from_version, &at_ms]).map_err(fail)?;
-        Ok(row.get(0))
+        let row = self.one(sql::INSERT_ATTEMPT, &[&id, &holder, &from_version, &at_ms])?;
+        row.map(|r| r.get(0))
+            .ok_or_else(|| StoreError::database("an attempt was inserted without an id"))
     }
 
     fn mark_sent(&mut self, attempt: i64, at_ms: i64) -> Result<()> {
-        let st = self.statement(sql::MARK_SENT)?;
-        self.tx.execute(&st, &[&at_ms, &attempt]).map(drop).map_err(fail)
+        self.run(sql::MARK_SENT, &[&at_ms, &attempt]).map(drop)
     }
 
     fn finish_attempt(&mut self, attempt: i64, at_ms: i64, f: &Finish) -> Result<()> {
-        let st = self.statement(sql::FINISH_ATTEMPT)?;
-        self.tx
-            .execute(
-                &st,
-                &[&at_ms, &f.outcome, &f.detail, &f.retry_at_ms, &f.answered_at_ms, &attempt],
-            )
-            .map(drop)
-            .map_err(fail)
+        let row: Params<'_> =
+            &[&at_ms, &f.outcome.as_str(), &f.detail, &f.retry_at_ms, &f.answered_at_ms, &attempt];
+        self.run(sql::FINISH_ATTEMPT, row).map(drop)
     }
 
     fn attempts(&mut self, id: &str, limit: i64) -> Result<Vec<Attempt>> {
-        let st = self.statement(sql::ATTEMPTS)?;
-        Ok(self.tx.query(&st, &[&id, &limit]).map_err(fail)?.iter().map(attempt_row).collect())
+        self.all(sql::ATTEMPTS, &[&id, &limit])?.iter().map(attempt_row).collect()
     }
 
     fn latest_attempts(&mut self) -> Result<Vec<Attempt>> {
-        let st = self.statement(sql::LATEST_ATTEMPTS)?;
-        Ok(self.tx.query(&st, &[]).map_err(fail)?.iter().map(attempt_row).collect())
+        self.all(sql::LATEST_ATTEMPTS, &[])?.iter().map(attempt_row).collect()
     }
 
     fn prune_attempts(&mut self, id: &str, below: i64) -> Result<()> {
-        let st = self.statement(sql::PRUNE_ATTEMPTS)?;
-        self.tx.execute(&st, &[&id, &below]).map(drop).map_err(fail)
+        self.run(sql::PRUNE_ATTEMPTS, &[&id, &below]).map(drop)
     }
+}
 
+impl PendingRows for PgTx<'_> {
     fn put_pending(
         &mut self,
         state_sha256: &str,
@@ -334,40 +344,16 @@ impl Tx for PgTx<'_> {
         expires_at_ms: i64,
         now_ms: i64,
     ) -> Result<bool> {
-        let st = self.statement(sql::DROP_EXPIRED_PENDING)?;
-        self.tx.execute(&st, &[&now_ms]).map_err(fail)?;
-        let st = self.statement(sql::PUT_PENDING)?;
-        let changed = self
-            .tx
-            .execute(
-                &st,
-                &[&state_sha256, &sealed.key_id, &sealed.nonce, &sealed.ciphertext, &expires_at_ms],
-            )
-            .map_err(fail)?;
-        Ok(changed == 1)
+        self.run(sql::DROP_EXPIRED_PENDING, &[&now_ms])?;
+        let row: Params<'_> =
+            &[&state_sha256, &sealed.key_id, &sealed.nonce, &sealed.ciphertext, &expires_at_ms];
+        Ok(self.run(sql::PUT_PENDING, row)? == 1)
     }
 
     fn take_pending(&mut self, state_sha256: &str) -> Result<Option<(Sealed, i64)>> {
-        let st = self.statement(sql::TAKE_PENDING)?;
-        let row = self.tx.query_opt(&st, &[&state_sha256]).map_err(fail)?;
+        let row = self.one(sql::TAKE_PENDING, &[&state_sha256])?;
         Ok(row.map(|r| {
             (Sealed { key_id: r.get(0), nonce: r.get(1), ciphertext: r.get(2) }, r.get(3))
         }))
-    }
-}
-
-fn attempt_row(r: &Row) -> Attempt {
-    Attempt {
-        id: r.get(0),
-        system_id: r.get(1),
-        holder: r.get(2),
-        from_version: r.get(3),
-        started_at_ms: r.get(4),
-        sent_at_ms: r.get(5),
-        answered_at_ms: r.get(6),
-        finished_at_ms: r.get(7),
-        outcome: r.get(8),
-        detail: r.get(9),
-        retry_at_ms: r.get(10),
     }
 }

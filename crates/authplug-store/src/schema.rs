@@ -116,7 +116,7 @@ pub(crate) fn parse_version(text: Option<String>) -> Result<i64> {
     match text {
         None => Ok(0),
         Some(text) => text.parse().map_err(|_| {
-            StoreError::Corrupt(format!("authplug_meta holds a malformed schema version {text:?}"))
+            StoreError::corrupt(format!("authplug_meta holds a malformed schema version {text:?}"))
         }),
     }
 }
@@ -126,6 +126,7 @@ pub(crate) mod sql {
     pub const SYSTEM: &str =
         "SELECT id, scheme, state, state_reason, parameters, expires_at, version, \
         created_at, updated_at, last_refresh_at, failures FROM systems WHERE id = ?";
+    pub const COUNT_BY_STATE: &str = "SELECT state, COUNT(*) FROM systems GROUP BY state";
     pub const SYSTEMS: &str =
         "SELECT id, scheme, state, state_reason, parameters, expires_at, version, \
         created_at, updated_at, last_refresh_at, failures FROM systems ORDER BY id";
@@ -160,6 +161,8 @@ pub(crate) mod sql {
         WHERE leases.expires_at_ms < ? OR leases.holder = excluded.holder";
     pub const RELEASE_LEASE: &str = "DELETE FROM leases WHERE system_id = ? AND holder = ?";
     pub const LEASE: &str = "SELECT holder, expires_at_ms FROM leases WHERE system_id = ?";
+    pub const LEASES: &str =
+        "SELECT system_id, holder, expires_at_ms FROM leases ORDER BY system_id";
     pub const INSERT_ATTEMPT: &str =
         "INSERT INTO refresh_attempts (system_id, holder, from_version, started_at_ms) \
         VALUES (?, ?, ?, ?) RETURNING id";

@@ -2,9 +2,10 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use authplug_store::{Change, Keyring, State, StoreError};
+use authplug_store::{Change, Injected, Keyring, Lifecycle, ManualClock, State, StoreError};
 use support::{exposed, secrets, system, Backend, Kind};
 
 /// Generates `sqlite::<test>` and `postgres::<test>` for each test function taking a [`Kind`].
@@ -42,10 +43,10 @@ fn an_onboarding_creates_or_with_replace_renews_a_system(kind: Kind) {
     let store = Backend::new(kind).open();
     let mut first = system("s", &[("api_key", "first-1a")]);
     first.scheme = "api_key".into();
-    let (record, replaced) = store.onboarded(first, false, "t").unwrap();
-    assert!(!replaced && record.summary.version == 1);
+    let onboarded = store.onboarded(first, false, "t").unwrap();
+    assert!(onboarded.previous.is_none() && onboarded.record.summary.version == 1);
     let change = Change {
-        state: Some((State::NeedsReauth, Some("invalid_grant".into()))),
+        state: Some(Lifecycle::NeedsReauth("invalid_grant".into())),
         failures: Some(3),
         ..Change::default()
     };
@@ -54,8 +55,10 @@ fn an_onboarding_creates_or_with_replace_renews_a_system(kind: Kind) {
     assert!(matches!(again, Err(StoreError::Exists(_))), "{again:?}");
     let mut renewed = system("s", &[("oauth_access_token", "third-3c")]);
     renewed.scheme = "oauth2".into();
-    let (record, replaced) = store.onboarded(renewed, true, "t").unwrap();
-    assert!(replaced);
+    let authplug_store::Onboarded { record, previous } =
+        store.onboarded(renewed, true, "t").unwrap();
+    let previous = previous.expect("it replaced one");
+    assert_eq!((previous.state, previous.failures), (State::NeedsReauth, 3), "as it was");
     assert_eq!(record.summary.scheme, "oauth2");
     assert_eq!(record.summary.state, State::Active);
     assert_eq!(record.summary.failures, 0);
@@ -115,7 +118,10 @@ fn concurrent_callers_in_one_process_each_get_their_own_outcome(kind: Kind) {
                             let next =
                                 exposed(&record.injected)["counter"].parse::<usize>().unwrap() + 1;
                             let change = Change {
-                                injected: Some(secrets(&[("counter", &next.to_string())])),
+                                injected: Some(Injected::new(
+                                    secrets(&[("counter", &next.to_string())]),
+                                    None,
+                                )),
                                 ..Change::default()
                             };
                             match store.update("shared", record.summary.version, change, "test") {
@@ -174,7 +180,7 @@ fn an_id_is_created_once(kind: Kind) {
     let store = Backend::new(kind).open();
     store.create(system("s", &[]), "test").unwrap();
     let error = store.create(system("s", &[("x", "y")]), "test").unwrap_err();
-    assert_eq!(error, StoreError::Exists("s".into()));
+    assert!(matches!(&error, StoreError::Exists(id) if id == "s"), "{error}");
     assert!(store.get("s").unwrap().unwrap().injected.is_empty(), "the first one is intact");
 }
 
@@ -187,8 +193,10 @@ fn updates_are_compare_and_set(kind: Kind) {
         )
         .unwrap();
     let change = Change {
-        injected: Some(secrets(&[("oauth_access_token", "at-2"), ("oauth_refresh_token", "rt-2")])),
-        expires_at: Some(Some(1_950_000_000)),
+        injected: Some(Injected::new(
+            secrets(&[("oauth_access_token", "at-2"), ("oauth_refresh_token", "rt-2")]),
+            Some(1_950_000_000),
+        )),
         ..Change::default()
     };
     let updated = store.update("s", 1, change.clone(), "engine").unwrap();
@@ -197,12 +205,15 @@ fn updates_are_compare_and_set(kind: Kind) {
     assert_eq!(exposed(&updated.required)["client_id"], "app", "untouched sets stay");
 
     let stale = store.update("s", 1, change, "engine").unwrap_err();
-    assert_eq!(stale, StoreError::VersionConflict { id: "s".into(), expected: 1, actual: 2 });
+    assert!(
+        matches!(&stale, StoreError::VersionConflict { id, expected: 1, actual: 2 } if id == "s"),
+        "{stale}"
+    );
     let missing = store.update("nope", 1, Change::default(), "engine").unwrap_err();
-    assert_eq!(missing, StoreError::NotFound("nope".into()));
+    assert!(matches!(&missing, StoreError::NotFound(id) if id == "nope"), "{missing}");
 
     let state = Change {
-        state: Some((State::NeedsReauth, Some("invalid_grant: revoked".into()))),
+        state: Some(Lifecycle::NeedsReauth("invalid_grant: revoked".into())),
         failures: Some(1),
         ..Change::default()
     };
@@ -227,7 +238,7 @@ fn the_audit_trail_names_changes_never_values(kind: Kind) {
     let store = Backend::new(kind).open();
     store.create(system("s", &[("oauth_access_token", "value-in-create")]), "cli:alice").unwrap();
     let change = Change {
-        injected: Some(secrets(&[("oauth_access_token", "value-in-update")])),
+        injected: Some(Injected::new(secrets(&[("oauth_access_token", "value-in-update")]), None)),
         ..Change::default()
     };
     store.update("s", 1, change, "engine:host-a").unwrap();
@@ -257,19 +268,29 @@ fn the_audit_trail_names_changes_never_values(kind: Kind) {
 }
 
 fn leases_exclude_others_until_released_or_expired(kind: Kind) {
-    let store = Backend::new(kind).open();
+    let clock = Arc::new(ManualClock::at(1_000_000));
+    let store = Backend::new(kind).open().with_clock(clock.clone());
     let ttl = Duration::from_secs(30);
-    let t0 = 1_000_000;
-    assert!(store.try_lease_at("s", "a", t0, ttl).unwrap());
-    assert!(!store.try_lease_at("s", "b", t0 + 1, ttl).unwrap(), "held by a");
-    assert!(store.try_lease_at("s", "a", t0 + 2, ttl).unwrap(), "a renews");
-    assert!(!store.try_lease_at("s", "b", t0 + 29_000, ttl).unwrap(), "still a's");
-    assert!(store.try_lease_at("s", "b", t0 + 30_003, ttl).unwrap(), "a's lease lapsed");
+    let at = |ms: i64| clock.set(1_000_000 + ms);
+    assert!(store.try_lease("s", "a", ttl).unwrap());
+    at(1);
+    assert!(!store.try_lease("s", "b", ttl).unwrap(), "held by a");
+    at(2);
+    assert!(store.try_lease("s", "a", ttl).unwrap(), "a renews");
+    at(29_000);
+    assert!(!store.try_lease("s", "b", ttl).unwrap(), "still a's");
+    at(30_003);
+    assert!(store.try_lease("s", "b", ttl).unwrap(), "a's lease lapsed");
     store.release_lease("s", "a").unwrap(); // not a's any more: no effect
-    assert!(!store.try_lease_at("s", "a", t0 + 30_004, ttl).unwrap());
+    at(30_004);
+    assert!(!store.try_lease("s", "a", ttl).unwrap());
     store.release_lease("s", "b").unwrap();
-    assert!(store.try_lease_at("s", "a", t0 + 30_005, ttl).unwrap(), "released");
-    assert!(store.try_lease_at("other", "b", t0, ttl).unwrap(), "leases are per system");
+    at(30_005);
+    assert!(store.try_lease("s", "a", ttl).unwrap(), "released");
+    at(0);
+    assert!(store.try_lease("other", "b", ttl).unwrap(), "leases are per system");
+    let held: Vec<String> = store.leases().unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(held, ["other", "s"]);
 }
 
 fn a_wrong_master_key_refuses_to_open_and_changes_nothing(kind: Kind) {
@@ -278,12 +299,10 @@ fn a_wrong_master_key_refuses_to_open_and_changes_nothing(kind: Kind) {
     let before = backend.raw_bytes();
     let wrong = authplug_store::MasterKey::generate().unwrap();
     let error = backend.open_with(Keyring::fixed(vec![wrong.clone()])).unwrap_err();
-    assert_eq!(
-        error,
-        StoreError::WrongKey {
-            needed: vec![backend.key.id().into()],
-            have: vec![wrong.id().into()]
-        }
+    assert!(
+        matches!(&error, StoreError::WrongKey { needed, have }
+            if *needed == [backend.key.id()] && *have == [wrong.id()]),
+        "{error}"
     );
     assert!(error.to_string().starts_with("wrong master key: values are sealed under"), "{error}");
     if kind == Kind::Sqlite {
@@ -323,7 +342,7 @@ fn a_tampered_byte_is_refused(kind: Kind) {
     backend.flip_ciphertext_byte("api_key", 3);
     let error = store.get("s").unwrap_err();
     assert!(
-        matches!(&error, StoreError::Tampered(place) if place.contains("`api_key` of system `s`")),
+        matches!(&error, StoreError::Tampered { place } if place.contains("`api_key` of system `s`")),
         "{error}"
     );
     assert!(store.list().is_ok(), "metadata stays readable");
@@ -334,7 +353,7 @@ fn an_older_binary_refuses_a_newer_schema(kind: Kind) {
     backend.open().create(system("s", &[]), "t").unwrap();
     backend.raw("UPDATE authplug_meta SET value = '99' WHERE key = 'schema_version'");
     let error = backend.open_with(Keyring::fixed(vec![backend.key.clone()])).unwrap_err();
-    assert_eq!(error, StoreError::SchemaTooNew { found: 99, known: 3 });
+    assert!(matches!(error, StoreError::SchemaTooNew { found: 99, known: 3 }), "{error}");
     assert!(error.to_string().contains("upgrade authplug"));
 }
 
@@ -368,10 +387,10 @@ fn no_secret_value_is_stored_in_clear(kind: Kind) {
     new.required = secrets(&[("client_id", "app"), ("client_secret", values[2])]);
     store.create(new, "t").unwrap();
     let change = Change {
-        injected: Some(secrets(&[
-            ("oauth_access_token", values[0]),
-            ("oauth_refresh_token", values[1]),
-        ])),
+        injected: Some(Injected::new(
+            secrets(&[("oauth_access_token", values[0]), ("oauth_refresh_token", values[1])]),
+            None,
+        )),
         ..Change::default()
     };
     store.update("s", 1, change, "t").unwrap();
@@ -427,7 +446,10 @@ fn a_running_instance_follows_a_rotation_made_by_another(kind: Kind) {
     // conflict. The running instance reads what was re-sealed, and seals what it writes next under the new
     // key, so the retired key is never needed again.
     assert_eq!(exposed(&running.get("s").unwrap().unwrap().injected)["token"], "before");
-    let change = Change { injected: Some(secrets(&[("token", "after")])), ..Change::default() };
+    let change = Change {
+        injected: Some(Injected::new(secrets(&[("token", "after")]), None)),
+        ..Change::default()
+    };
     let updated = running.update("s", 1, change, "t").unwrap();
     assert_eq!(updated.summary.key_ids, vec![rotation.current_key.clone()]);
     let fresh = backend.open_with(Keyring::from_file(&key_file).unwrap()).unwrap();
@@ -440,7 +462,7 @@ fn bundles_restore_into_another_store(kind: Kind) {
     store.create(system("a", &[("token", "bundle-value-a")]), "t").unwrap();
     store.create(system("b", &[("token", "bundle-value-b")]), "t").unwrap();
     let state =
-        Change { state: Some((State::NeedsReauth, Some("revoked".into()))), ..Change::default() };
+        Change { state: Some(Lifecycle::NeedsReauth("revoked".into())), ..Change::default() };
     store.update("b", 1, state, "t").unwrap();
     let bundle = store.export().unwrap();
     assert!(!windows_contain(&bundle, b"bundle-value-a"), "the bundle is encrypted");
@@ -484,7 +506,7 @@ fn a_truncated_sqlite_file_is_named_and_left_alone() {
     std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
     let before = std::fs::read(path).unwrap();
     let error = backend.open_with(Keyring::fixed(vec![backend.key.clone()])).unwrap_err();
-    assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
     assert!(error.to_string().contains(&path.display().to_string()), "{error}");
     assert_eq!(std::fs::read(path).unwrap(), before, "the damaged file is not overwritten");
 }
@@ -501,7 +523,7 @@ fn a_file_that_is_not_a_database_is_named() {
         Keyring::fixed(vec![key]),
     )
     .unwrap_err();
-    assert!(matches!(error, StoreError::Corrupt(_)), "{error}");
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use authplug_store::{Change, Keyring, Location, Store, StoreError};
+use authplug_store::{Change, Injected, Keyring, Location, Store, StoreError};
 use support::{exposed, secrets, system, Backend, Kind};
 
 const ROLE: &str = "AUTHPLUG_STORE_CHILD";
@@ -53,10 +53,10 @@ fn increment(store: &Store, count: Option<u64>) {
         let record = store.get("s").unwrap().unwrap();
         let next: u64 = record.injected["counter"].expose().parse::<u64>().unwrap() + 1;
         let change = Change {
-            injected: Some(secrets(&[
-                ("counter", &next.to_string()),
-                ("token", &format!("token-{next}")),
-            ])),
+            injected: Some(Injected::new(
+                secrets(&[("counter", &next.to_string()), ("token", &format!("token-{next}"))]),
+                None,
+            )),
             ..Change::default()
         };
         match store.update("s", record.summary.version, change, "child") {

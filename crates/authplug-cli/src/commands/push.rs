@@ -4,17 +4,40 @@
 
 use std::collections::BTreeMap;
 
-use authplug_host::Registry;
 use authplug_protocol::Secret;
+use clap::Args;
 use serde_json::{json, Value};
 
-use crate::cli::{Cli, PushArgs};
+use crate::context::{Context, EngineOptions};
 use crate::exit::{Code, Failure};
+use crate::output::print_json;
 
 /// Parameters that go to the node as environment variables (the classic tool's set).
 const ENV_PARAMETERS: &[&str] = &["token_url", "base_url", "account_id", "service_url"];
 
-pub fn push(cli: &Cli, registry: Registry, args: &PushArgs) -> Result<(), Failure> {
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The stored system.
+    pub system: String,
+
+    /// The node's base URL (https://, or http:// to this machine).
+    #[arg(long, value_name = "URL", env = "AUTHPLUG_NODE_URL")]
+    pub node: String,
+
+    /// The node's JWT. Prefer AUTHPLUG_NODE_JWT: arguments are visible to other users.
+    #[arg(long, value_name = "TOKEN")]
+    pub jwt: Option<String>,
+
+    /// Show the names that would be pushed, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Replace the system's secrets on the node (PUT) instead of adding to them (POST).
+    #[arg(long)]
+    pub replace: bool,
+}
+
+pub fn run(ctx: &Context<'_>, args: &PushArgs) -> Result<(), Failure> {
     let node = args.node.trim_end_matches('/').to_owned();
     check_node_url(&node)?;
     let jwt = match (&args.jwt, std::env::var("AUTHPLUG_NODE_JWT")) {
@@ -29,7 +52,8 @@ pub fn push(cli: &Cli, registry: Registry, args: &PushArgs) -> Result<(), Failur
         ));
     }
     let system = args.system.clone();
-    crate::lifecycle::with_engine(cli, registry, None, async move |engine| {
+    let timeout = std::time::Duration::from_secs(ctx.cli.engine.http_timeout.max(1));
+    ctx.with_engine(EngineOptions::default(), async move |engine| {
         let token = engine.token(&system).await?;
         let record = engine
             .store()
@@ -64,7 +88,7 @@ pub fn push(cli: &Cli, registry: Registry, args: &PushArgs) -> Result<(), Failur
         }
         let jwt = jwt.expect("checked above");
         let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(cli.engine.http_timeout.max(1)))
+            .timeout(timeout)
             .build()
             .map_err(|e| Failure::new(Code::Failure, format!("no HTTP client: {e}")))?;
 
@@ -100,8 +124,8 @@ pub fn push(cli: &Cli, registry: Registry, args: &PushArgs) -> Result<(), Failur
                 );
             }
         }
-        if args.json {
-            crate::schemes::print_json(
+        if ctx.json() {
+            print_json(
                 &json!({"system": system, "node": node, "secrets": names, "env": env_names}),
             )?;
         }

@@ -1,25 +1,41 @@
-//! `authplug schemes`, `authplug schemes show` and `authplug docs`.
+//! `authplug schemes` and `authplug schemes show ID`: the loaded schemes, where each came from,
+//! and any refused plugin file.
 
-use std::path::Path;
-
-use authplug_host::{docs, LoadedScheme, Origin, Registry};
+use authplug_host::{LoadedScheme, Origin, Registry};
 use authplug_protocol::{SchemeDescriptor, Source};
-use serde::Serialize;
+use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::cli::PluginArgs;
+use crate::context::{plugin_dirs, warn_refusals, Context};
 use crate::exit::{Code, Failure};
+use crate::output::{print_json, print_table};
 
-/// Prints refusals as warnings on stderr; called before any listing.
-pub fn warn_refusals(registry: &Registry) {
-    for refusal in registry.refusals() {
-        eprintln!("warning: {refusal}");
+#[derive(Debug, Args)]
+pub struct SchemesArgs {
+    #[command(subcommand)]
+    pub command: Option<SchemesCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemesCommand {
+    /// Show one scheme's contract: what it serves, requires and injects.
+    Show {
+        /// The scheme id, e.g. api_key.
+        id: String,
+    },
+}
+
+pub fn run(ctx: &Context<'_>, args: &SchemesArgs) -> Result<(), Failure> {
+    let registry = ctx.registry()?;
+    warn_refusals(&registry);
+    match &args.command {
+        None => list(ctx, &registry),
+        Some(SchemesCommand::Show { id }) => show(ctx, &registry, id),
     }
 }
 
-pub fn list(registry: &Registry, args: &PluginArgs, json: bool) -> Result<(), Failure> {
-    warn_refusals(registry);
-    if json {
+fn list(ctx: &Context<'_>, registry: &Registry) -> Result<(), Failure> {
+    if ctx.json() {
         let schemes: Vec<_> = registry.schemes().map(scheme_json).collect();
         let refused: Vec<_> = registry
             .refusals()
@@ -30,7 +46,7 @@ pub fn list(registry: &Registry, args: &PluginArgs, json: bool) -> Result<(), Fa
     }
     if registry.schemes().next().is_none() {
         let dirs: Vec<String> =
-            crate::plugins::dirs(args).iter().map(|d| d.display().to_string()).collect();
+            plugin_dirs(&ctx.cli.plugins).iter().map(|d| d.display().to_string()).collect();
         eprintln!(
             "no schemes loaded; searched {} (build plugins with `cargo xtask plugins`, or pass \
              --plugin-dir)",
@@ -38,8 +54,6 @@ pub fn list(registry: &Registry, args: &PluginArgs, json: bool) -> Result<(), Fa
         );
         return Ok(());
     }
-    let header =
-        ["ID", "NAME", "SERVES", "PLUGIN", "VERSION", "PROTOCOL", "SOURCE"].map(String::from);
     let rows: Vec<[String; 7]> = registry
         .schemes()
         .map(|s| {
@@ -55,14 +69,13 @@ pub fn list(registry: &Registry, args: &PluginArgs, json: bool) -> Result<(), Fa
             ]
         })
         .collect();
-    print_table(&header, &rows);
+    print_table(&["ID", "NAME", "SERVES", "PLUGIN", "VERSION", "PROTOCOL", "SOURCE"], &rows);
     Ok(())
 }
 
-pub fn show(registry: &Registry, id: &str, json: bool) -> Result<(), Failure> {
-    warn_refusals(registry);
+fn show(ctx: &Context<'_>, registry: &Registry, id: &str) -> Result<(), Failure> {
     let scheme = find(registry, id)?;
-    if json {
+    if ctx.json() {
         return print_json(&scheme_json(scheme));
     }
     let d = scheme.descriptor();
@@ -101,28 +114,8 @@ pub fn show(registry: &Registry, id: &str, json: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn docs(registry: &Registry, output: Option<&Path>, ids: &[String]) -> Result<(), Failure> {
-    warn_refusals(registry);
-    let chosen: Vec<&SchemeDescriptor> = if ids.is_empty() {
-        registry.schemes().map(LoadedScheme::descriptor).collect()
-    } else {
-        ids.iter()
-            .map(|id| find(registry, id).map(LoadedScheme::descriptor))
-            .collect::<Result<_, _>>()?
-    };
-    let page = docs::reference_page(chosen);
-    match output {
-        None => {
-            print!("{page}");
-            Ok(())
-        }
-        Some(path) => std::fs::write(path, page).map_err(|e| {
-            Failure::new(Code::Failure, format!("cannot write {}: {e}", path.display()))
-        }),
-    }
-}
-
-fn find<'r>(registry: &'r Registry, id: &str) -> Result<&'r LoadedScheme, Failure> {
+/// The scheme `id`, or a failure listing the loaded ones.
+pub fn find<'r>(registry: &'r Registry, id: &str) -> Result<&'r LoadedScheme, Failure> {
     registry.get(id).ok_or_else(|| {
         let loaded: Vec<&str> = registry.schemes().map(LoadedScheme::id).collect();
         let loaded = if loaded.is_empty() { "none".to_owned() } else { loaded.join(", ") };
@@ -147,25 +140,4 @@ fn scheme_json(scheme: &LoadedScheme) -> serde_json::Value {
         "plugin": {"name": package, "version": version},
         "protocol": scheme.origin().protocol().to_string(),
     })
-}
-
-pub fn print_json(value: &impl Serialize) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Failure::new(Code::Failure, format!("cannot print JSON: {e}")))?;
-    println!("{text}");
-    Ok(())
-}
-
-pub fn print_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) {
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    for row in std::iter::once(header).chain(rows) {
-        let cells: Vec<String> =
-            row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
 }

@@ -4,12 +4,35 @@
 
 use std::io::Write;
 
-use authplug_host::Registry;
+use clap::Args;
 
-use crate::cli::{Cli, RequestArgs};
+use crate::context::{Context, EngineOptions};
 use crate::exit::{Code, Failure};
 
-pub fn request(cli: &Cli, registry: Registry, args: &RequestArgs) -> Result<(), Failure> {
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// The stored system.
+    pub system: String,
+
+    /// GET, POST, PUT, PATCH, DELETE, ...
+    pub method: String,
+
+    /// The full URL.
+    pub url: String,
+
+    /// An extra header, 'Name: value'; repeat for several.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// The request body.
+    #[arg(short = 'd', long, value_name = "BODY")]
+    pub data: Option<String>,
+}
+
+pub fn run(ctx: &Context<'_>, args: &RequestArgs) -> Result<(), Failure> {
+    if ctx.json() {
+        return Err(Failure::no_json("request", "the answer's body goes to stdout as it came"));
+    }
     let method =
         reqwest::Method::from_bytes(args.method.to_uppercase().as_bytes()).map_err(|_| {
             Failure::new(Code::BadInput, format!("{}: not an HTTP method", args.method))
@@ -24,14 +47,15 @@ pub fn request(cli: &Cli, registry: Registry, args: &RequestArgs) -> Result<(), 
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
     let system = args.system.clone();
-    crate::lifecycle::with_engine(cli, registry, None, async move |engine| {
+    let timeout = std::time::Duration::from_secs(ctx.cli.engine.http_timeout.max(1));
+    ctx.with_engine(EngineOptions::default(), async move |engine| {
         let applied = engine.authorize(&system).await?.applied.clone();
         let mut url = url;
         for (name, value) in &applied.query {
             url.query_pairs_mut().append_pair(name, value.expose());
         }
         let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(cli.engine.http_timeout.max(1)))
+            .timeout(timeout)
             .build()
             .map_err(|e| Failure::new(Code::Failure, format!("no HTTP client: {e}")))?;
         let mut request = client.request(method.clone(), url.clone());

@@ -3,20 +3,49 @@
 //! audited).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use authplug_connector::{expand, resolve, variables, Connector, Resolver, PLATFORM_VARIABLES};
 use authplug_store::StoreError;
+use clap::Args;
 use serde_json::{json, Value};
 
-use crate::cli::{Cli, RenderArgs};
+use crate::context::Context;
 use crate::exit::{Code, Failure};
+use crate::output::write_private;
 
 const MASK: &str = "********";
 
-pub fn render(cli: &Cli, args: &RenderArgs) -> Result<(), Failure> {
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The connector folder.
+    #[arg(value_name = "CONNECTOR_DIR")]
+    pub dir: PathBuf,
+
+    /// The stored system whose secrets and parameters fill the templates.
+    #[arg(long, value_name = "ID")]
+    pub system: String,
+
+    /// Write secret values instead of ******** (recorded in the audit trail; files 0600).
+    #[arg(long)]
+    pub reveal: bool,
+
+    /// Write system.json and <datatype>.json here instead of printing system.json.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// A value for $ENV(KEY), over the stored one; repeat for several.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+}
+
+pub fn run(ctx: &Context<'_>, args: &RenderArgs) -> Result<(), Failure> {
+    if ctx.json() {
+        return Err(Failure::no_json("render", "the rendered system.json is JSON already"));
+    }
     let bad = |message: String| Failure::new(Code::BadInput, message);
     let connector = Connector::load(&args.dir).map_err(|e| bad(e.to_string()))?;
-    let store = crate::store::open(&cli.store)?;
+    let store = ctx.store()?;
     let record =
         store.get(&args.system)?.ok_or_else(|| StoreError::NotFound(args.system.clone()))?;
     if args.reveal {
@@ -24,7 +53,7 @@ pub fn render(cli: &Cli, args: &RenderArgs) -> Result<(), Failure> {
         let names = &record.summary.secret_names;
         store.record_event(
             &args.system,
-            &crate::store::actor(),
+            &ctx.actor(),
             "revealed",
             json!({"secrets": names, "by": "render"}),
         )?;
@@ -115,7 +144,7 @@ pub fn render(cli: &Cli, args: &RenderArgs) -> Result<(), Failure> {
                 .map_err(|e| Failure::new(Code::Failure, format!("{}: {e}", out.display())))?;
             for (name, text) in &outputs {
                 // Every rendered file is written readable by its owner only (mode 0600).
-                crate::store::write_private(&out.join(name), text.as_bytes())?;
+                write_private(&out.join(name), text.as_bytes())?;
             }
             eprintln!("wrote {} file(s) to {}", outputs.len(), out.display());
         }

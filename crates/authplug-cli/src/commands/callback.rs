@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use authplug_onboard::OnboardError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-use crate::exit::{Code, Failure};
 
 /// A bound callback listener and the path it answers.
 pub struct Callback {
@@ -17,8 +16,8 @@ pub struct Callback {
 }
 
 /// Where the browser comes back to: a loopback `http://` URI, whose host and port are listened on.
-pub fn parse_redirect(uri: &str) -> Result<(String, u16, String), Failure> {
-    let bad = |why: &str| Failure::new(Code::BadInput, format!("--redirect-uri {uri}: {why}"));
+pub fn parse_redirect(uri: &str) -> Result<(String, u16, String), OnboardError> {
+    let bad = |why: &str| OnboardError::Input(format!("--redirect-uri {uri}: {why}"));
     let rest = uri
         .strip_prefix("http://")
         .ok_or_else(|| bad("the callback server speaks plain http:// on this machine"))?;
@@ -38,28 +37,28 @@ pub fn parse_redirect(uri: &str) -> Result<(String, u16, String), Failure> {
 
 impl Callback {
     /// Binds before the consent URL is shown, so the browser never finds nobody listening.
-    pub async fn bind(host: &str, port: u16, path: String) -> Result<Self, Failure> {
+    pub async fn bind(host: &str, port: u16, path: String) -> Result<Self, OnboardError> {
         let address = if host == "localhost" { "127.0.0.1" } else { host };
         let listener = TcpListener::bind((address, port)).await.map_err(|e| {
-            Failure::new(
-                Code::Failure,
-                format!("cannot listen for the callback on {address}:{port}: {e} (choose another with --port)"),
-            )
+            OnboardError::Consent(format!(
+                "cannot listen for the callback on {address}:{port}: {e} (choose another with --port)"
+            ))
         })?;
         Ok(Self { listener, path })
     }
 
     /// Waits for the browser's request to the callback path and returns its query parameters,
-    /// once `state` matched. Requests to other paths (a favicon) get a 404 and are not counted.
+    /// once `state` matched (a provider's refusal included: the onboarding service says it).
+    /// Requests to other paths (a favicon) get a 404 and are not counted.
     pub async fn wait(
         self,
         state: &str,
         timeout: Duration,
-    ) -> Result<BTreeMap<String, String>, Failure> {
+    ) -> Result<BTreeMap<String, String>, OnboardError> {
         let waiting = async {
             loop {
                 let (mut stream, _) = self.listener.accept().await.map_err(|e| {
-                    Failure::new(Code::Failure, format!("the callback listener failed: {e}"))
+                    OnboardError::Consent(format!("the callback listener failed: {e}"))
                 })?;
                 let Some(target) = read_target(&mut stream).await else { continue };
                 let (path, query) = target.split_once('?').unwrap_or((&target, ""));
@@ -70,37 +69,21 @@ impl Callback {
                 let query: BTreeMap<String, String> = form_urlencoded(query);
                 if query.get("state").map(String::as_str) != Some(state) {
                     respond(&mut stream, 400, "The state does not match this consent: nothing was stored. Start again with authplug connect.").await;
-                    return Err(Failure::new(
-                        Code::BadInput,
-                        "the callback's state does not match the consent's: refused (a replayed or forged callback?); nothing was stored",
-                    ));
+                    return Err(OnboardError::ForgedCallback);
                 }
-                if let Some(error) = query.get("error") {
-                    respond(
-                        &mut stream,
-                        400,
-                        "The provider refused the consent: see the terminal.",
-                    )
-                    .await;
-                    let description = query
-                        .get("error_description")
-                        .map(|d| format!(": {d}"))
-                        .unwrap_or_default();
-                    return Err(Failure::new(
-                        Code::Failure,
-                        format!("the provider refused the consent: {error}{description}"),
-                    ));
+                if query.contains_key("error") {
+                    let page = "The provider refused the consent: see the terminal.";
+                    respond(&mut stream, 400, page).await;
+                } else {
+                    let page = "authplug: connected. You can close this window.";
+                    respond(&mut stream, 200, page).await;
                 }
-                respond(&mut stream, 200, "authplug: connected. You can close this window.").await;
                 return Ok(query);
             }
         };
         match tokio::time::timeout(timeout, waiting).await {
             Ok(result) => result,
-            Err(_) => Err(Failure::new(
-                Code::Failure,
-                format!("no callback within {} s: the consent was not completed (use --timeout for longer)", timeout.as_secs()),
-            )),
+            Err(_) => Err(OnboardError::ConsentTimedOut(timeout.as_secs())),
         }
     }
 }

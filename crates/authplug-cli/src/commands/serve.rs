@@ -1,19 +1,59 @@
-//! `authplug serve` and `authplug api-token`: the long-running host, and the tokens its callers
-//! present.
+//! `authplug serve`: the long-running host. The server crate has the routes; this wires the
+//! engine, the tokens and the connectors to a listener, and the signals to reloads and a
+//! graceful stop.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authplug_host::Registry;
-use authplug_server::{hash_token, new_token, AppState, Scope, ServeOptions, TokenEntry, Tokens};
+use authplug_server::{AppState, Scope, ServeOptions, Tokens};
+use clap::Args;
 
-use crate::cli::{ApiTokenArgs, Cli, ServeArgs};
+use super::api_token::tokens_file;
+use crate::context::{Context, EngineOptions};
 use crate::exit::{Code, Failure};
 
-fn tokens_file(given: &Option<PathBuf>) -> PathBuf {
-    given.clone().unwrap_or_else(|| authplug_store::config_dir().join("tokens.json"))
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, value_name = "ADDR", env = "AUTHPLUG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// The API tokens file. Default: $XDG_CONFIG_HOME/authplug/tokens.json.
+    #[arg(long, value_name = "FILE", env = "AUTHPLUG_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Seconds between two checks of every system for a due refresh.
+    #[arg(long, value_name = "SECS", env = "AUTHPLUG_SWEEP_INTERVAL", default_value_t = 30)]
+    pub sweep_interval: u64,
+
+    /// Refreshes a sweep runs at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub sweep_concurrency: usize,
+
+    /// Also refresh systems idle for this many seconds (providers that expire unused tokens).
+    #[arg(long, value_name = "SECS", env = "AUTHPLUG_KEEPALIVE")]
+    pub keepalive: Option<u64>,
+
+    /// Reuse a system's authorize answer for this many milliseconds (never past the moment its
+    /// secrets become due; 0: never). Also how late a change made by another instance sharing
+    /// the store is seen by this one's authorize.
+    #[arg(long, value_name = "MS", env = "AUTHPLUG_AUTHORIZE_CACHE_MS", default_value_t = 1000)]
+    pub authorize_cache_ms: u64,
+
+    /// A folder of connector folders users may onboard through the API.
+    #[arg(long, value_name = "DIR", env = "AUTHPLUG_CONNECTORS")]
+    pub connectors: Option<PathBuf>,
+
+    /// Do not serve the web page at / (an API-only deployment).
+    #[arg(long, env = "AUTHPLUG_NO_WEB_PAGE")]
+    pub no_web_page: bool,
+
+    /// The address browsers reach this server at, for the OAuth2 callback
+    /// (PUBLIC_URL/v1/onboarding/callback). Default: http://LISTEN.
+    #[arg(long, value_name = "URL", env = "AUTHPLUG_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// The tokens file, and the admin token of the environment.
@@ -46,7 +86,7 @@ async fn reload_on_hangup(
             match authplug_server::load_connectors(dir) {
                 Ok(loaded) => {
                     let count = loaded.len();
-                    *state.connectors.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+                    state.set_connectors(loaded);
                     eprintln!(
                         "authplug serve: reloaded {count} connector(s) from {}",
                         dir.display()
@@ -57,7 +97,7 @@ async fn reload_on_hangup(
         }
         match load_tokens(&path) {
             Ok(tokens) => {
-                *state.tokens.write().unwrap_or_else(|p| p.into_inner()) = tokens;
+                state.set_tokens(tokens);
                 eprintln!("authplug serve: reloaded the API tokens from {}", path.display());
             }
             Err(failure) => {
@@ -67,7 +107,10 @@ async fn reload_on_hangup(
     }
 }
 
-pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Failure> {
+pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
+    if ctx.json() {
+        return Err(Failure::no_json("serve", "it serves JSON over HTTP instead"));
+    }
     let started = Instant::now();
     let path = tokens_file(&args.tokens_file);
     let tokens = load_tokens(&path)?;
@@ -76,10 +119,11 @@ pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Fail
             "warning: no API token: only /healthz and /readyz will answer (set AUTHPLUG_ADMIN_TOKEN, or `authplug api-token NAME --scope ...`)"
         );
     }
-    let schemes = registry.schemes().count();
-    let runtime = crate::lifecycle::runtime()?;
     let cache = Duration::from_millis(args.authorize_cache_ms);
-    let engine = crate::lifecycle::engine(cli, registry, &runtime, args.keepalive, Some(cache))?;
+    let options = EngineOptions { keepalive: args.keepalive, authorize_cache: Some(cache) };
+    let engine = ctx.engine(options)?;
+    let schemes = engine.registry().schemes().count();
+    let runtime = ctx.runtime()?;
     let connectors = match &args.connectors {
         Some(dir) => {
             authplug_server::load_connectors(dir).map_err(|e| Failure::new(Code::BadInput, e))?
@@ -96,14 +140,13 @@ pub fn serve(cli: &Cli, registry: Registry, args: &ServeArgs) -> Result<(), Fail
         })?;
         let address: SocketAddr = listener.local_addr().map_err(|e| Failure::new(Code::Failure, e.to_string()))?;
         let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
-        let state = Arc::new(AppState {
-            engine: engine.clone(),
-            tokens: std::sync::RwLock::new(tokens),
-            connectors: std::sync::RwLock::new(Arc::new(connectors)),
-            public_url: public_url.trim_end_matches('/').to_owned(),
-            metrics: Default::default(),
-            web_page: !args.no_web_page,
-        });
+        let state = Arc::new(AppState::new(
+            engine.clone(),
+            tokens,
+            connectors,
+            public_url.trim_end_matches('/'),
+            !args.no_web_page,
+        ));
         tokio::spawn(authplug_server::count_events(state.clone()));
         // Installed before the server says it listens, so that no SIGHUP finds the default action.
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -141,33 +184,4 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
     eprintln!("authplug serve: shutting down (in-flight requests finish)");
-}
-
-pub fn api_token(args: &ApiTokenArgs) -> Result<(), Failure> {
-    let scopes: Vec<Scope> = args
-        .scopes
-        .iter()
-        .map(|s| Scope::parse(s))
-        .collect::<Result<_, _>>()
-        .map_err(|e| Failure::new(Code::BadInput, e))?;
-    let token = new_token().map_err(|e| Failure::new(Code::Failure, e))?;
-    let path = tokens_file(&args.tokens_file);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Failure::new(Code::Failure, format!("{}: {e}", parent.display())))?;
-    }
-    let entry = TokenEntry {
-        name: args.name.clone(),
-        sha256: hash_token(&token),
-        scopes: scopes.iter().map(ToString::to_string).collect(),
-    };
-    Tokens::append(&path, entry).map_err(|e| Failure::new(Code::BadInput, e))?;
-    println!("{token}");
-    eprintln!(
-        "token {} ({}) added to {}; this is the only time it is shown",
-        args.name,
-        args.scopes.join(", "),
-        path.display()
-    );
-    Ok(())
 }

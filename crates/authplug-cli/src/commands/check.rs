@@ -1,22 +1,30 @@
-//! Commands over connector folders: `check`.
+//! `authplug check DIR...`: connector folders judged against their schemes, like a compiler.
 
 use std::path::{Path, PathBuf};
 
 use authplug_connector::{Connector, ConnectorError, Finding, Report, Severity};
-use authplug_host::Registry;
+use clap::Args;
 use serde_json::json;
 
+use crate::context::{warn_refusals, Context};
 use crate::exit::{Code, Failure};
-use crate::schemes::{print_json, warn_refusals};
+use crate::output::print_json;
 
-/// `authplug check DIR...`.
-pub fn check(
-    registry: &Registry,
-    dirs: &[PathBuf],
-    json: bool,
-    deny_warnings: bool,
-) -> Result<(), Failure> {
-    warn_refusals(registry);
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Connector folders (each holding a manifest.json and templates/).
+    #[arg(value_name = "CONNECTOR_DIR", required = true)]
+    pub connectors: Vec<PathBuf>,
+
+    /// Fail (exit code 2) on warnings too.
+    #[arg(long)]
+    pub deny_warnings: bool,
+}
+
+pub fn run(ctx: &Context<'_>, args: &CheckArgs) -> Result<(), Failure> {
+    let (dirs, json, deny_warnings) = (&args.connectors, ctx.json(), args.deny_warnings);
+    let registry = ctx.registry()?;
+    warn_refusals(&registry);
     let schemes: Vec<_> = registry.schemes().map(|s| s.descriptor()).collect();
     let reports: Vec<(PathBuf, Report)> = dirs
         .iter()

@@ -1,0 +1,41 @@
+//! One module per command, each with its options (`...Args`) and its `run`.
+
+pub mod api_token;
+mod callback;
+pub mod check;
+pub mod connect;
+pub mod docs;
+pub mod push;
+pub mod refresh;
+pub mod render;
+pub mod request;
+pub mod schemes;
+pub mod serve;
+pub mod status;
+pub mod store;
+pub mod systems;
+pub mod token;
+
+use crate::cli::Command;
+use crate::context::Context;
+use crate::exit::Failure;
+
+/// Runs the command the user named.
+pub fn run(ctx: &Context<'_>) -> Result<(), Failure> {
+    match &ctx.cli.command {
+        Command::Connect(args) => connect::run(ctx, args),
+        Command::Render(args) => render::run(ctx, args),
+        Command::Push(args) => push::run(ctx, args),
+        Command::Request(args) => request::run(ctx, args),
+        Command::Serve(args) => serve::run(ctx, args),
+        Command::ApiToken(args) => api_token::run(ctx, args),
+        Command::Check(args) => check::run(ctx, args),
+        Command::Token(args) => token::run(ctx, args),
+        Command::Refresh(args) => refresh::run(ctx, args),
+        Command::Status => status::run(ctx),
+        Command::Systems(args) => systems::run(ctx, args),
+        Command::Store { command } => store::run(ctx, command),
+        Command::Schemes(args) => schemes::run(ctx, args),
+        Command::Docs(args) => docs::run(ctx, args),
+    }
+}

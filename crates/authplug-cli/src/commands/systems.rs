@@ -1,0 +1,168 @@
+//! `authplug systems [show|delete|audit]`: the stored systems, from the store alone. Never a
+//! value unless `show --reveal`, which is audited first.
+
+use std::collections::BTreeMap;
+
+use authplug_protocol::Secret;
+use authplug_store::{Store, StoreError, SystemSummary};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::exit::Failure;
+use crate::output::{print_json, print_table, time};
+
+#[derive(Debug, Args)]
+pub struct SystemsArgs {
+    #[command(subcommand)]
+    pub command: Option<SystemsCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemsCommand {
+    /// Show one system: metadata and secret names; values only with --reveal (audited).
+    Show {
+        id: String,
+
+        /// Also print the secret values. Recorded in the system's audit trail.
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// Delete a system and its secrets (its audit trail stays).
+    Delete {
+        id: String,
+
+        /// Confirm the deletion (required: there is no undo).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Show a system's audit trail: who changed or revealed what, and when. Never values.
+    Audit { id: String },
+}
+
+pub fn run(ctx: &Context<'_>, args: &SystemsArgs) -> Result<(), Failure> {
+    let store = ctx.store()?;
+    match &args.command {
+        None => list(ctx, &store),
+        Some(SystemsCommand::Show { id, reveal }) => show(ctx, &store, id, *reveal),
+        Some(SystemsCommand::Delete { id, yes }) => {
+            if !yes {
+                return Err(Failure::bad_input(format!(
+                    "deleting `{id}` cannot be undone: run again with --yes to confirm"
+                )));
+            }
+            if !store.delete(id, &ctx.actor())? {
+                return Err(StoreError::NotFound(id.clone()).into());
+            }
+            if ctx.json() {
+                return print_json(&json!({"deleted": id}));
+            }
+            eprintln!("deleted system `{id}`");
+            Ok(())
+        }
+        Some(SystemsCommand::Audit { id }) => {
+            let trail = store.audit(id)?;
+            if trail.is_empty() {
+                return Err(StoreError::NotFound(id.clone()).into());
+            }
+            if ctx.json() {
+                return print_json(&trail);
+            }
+            for entry in trail {
+                println!(
+                    "{}  {:<16} {:<10} {}",
+                    time(Some(entry.at)),
+                    entry.actor,
+                    entry.action,
+                    entry.detail
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn list(ctx: &Context<'_>, store: &Store) -> Result<(), Failure> {
+    let systems = store.list()?;
+    if ctx.json() {
+        return print_json(&systems);
+    }
+    if systems.is_empty() {
+        eprintln!("no systems in {}", store.location());
+        return Ok(());
+    }
+    let rows: Vec<[String; 6]> = systems
+        .iter()
+        .map(|s| {
+            [
+                s.id.clone(),
+                s.scheme.clone(),
+                s.state.to_string(),
+                time(s.expires_at),
+                s.version.to_string(),
+                time(Some(s.updated_at)),
+            ]
+        })
+        .collect();
+    print_table(&["ID", "SCHEME", "STATE", "EXPIRES", "VERSION", "UPDATED"], &rows);
+    Ok(())
+}
+
+fn show(ctx: &Context<'_>, store: &Store, id: &str, reveal: bool) -> Result<(), Failure> {
+    let record = store.get(id)?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+    if reveal {
+        // Audited before anything is printed.
+        let names = json!({"secrets": record.summary.secret_names});
+        store.record_event(id, &ctx.actor(), "revealed", names)?;
+    }
+    let value = |secret: &Secret| {
+        if reveal {
+            secret.expose().to_owned()
+        } else {
+            "********".to_owned()
+        }
+    };
+    if ctx.json() {
+        let mut out = serde_json::to_value(&record.summary).expect("summaries serialise");
+        if reveal {
+            let values = |set: &BTreeMap<String, Secret>| {
+                set.iter()
+                    .map(|(k, v)| (k.clone(), json!(v.expose())))
+                    .collect::<serde_json::Map<_, _>>()
+            };
+            out["required"] = json!(values(&record.required));
+            out["injected"] = json!(values(&record.injected));
+        }
+        return print_json(&out);
+    }
+    let s: &SystemSummary = &record.summary;
+    println!("{} ({})", s.id, s.scheme);
+    println!(
+        "  state:        {}{}",
+        s.state,
+        s.state_reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+    );
+    println!("  expires:      {}", time(s.expires_at));
+    println!("  version:      {}", s.version);
+    println!("  created:      {}", time(Some(s.created_at)));
+    println!("  updated:      {}", time(Some(s.updated_at)));
+    println!("  last refresh: {}", time(s.last_refresh_at));
+    println!("  failures:     {}", s.failures);
+    println!("  sealed under: {}", s.key_ids.join(", "));
+    if !s.parameters.is_empty() {
+        println!("  parameters:");
+        for (name, value) in &s.parameters {
+            println!("    {name} = {value}");
+        }
+    }
+    for (kind, set) in [("required", &record.required), ("injected", &record.injected)] {
+        println!("  {kind}:");
+        for (name, secret) in set {
+            println!("    {name} = {}", value(secret));
+        }
+    }
+    if !reveal {
+        eprintln!("(values hidden; --reveal shows them and records it in the audit trail)");
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! What commands share: the global options, and the store, the loaded plugins, the runtime and
+//! the engine, each opened only when a command asks for it (`authplug status` loads no plugin;
+//! `authplug schemes` opens no store).
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use authplug_engine::{Engine, EngineConfig, Events, Webhook};
+use authplug_host::{
+    HostServices, LoadOptions, OperatorSecrets, Registry, Transport, TransportConfig,
+};
+use authplug_protocol::Secret;
+use authplug_store::{Keyring, Location, Store};
+
+use crate::cli::{Cli, PluginArgs};
+use crate::exit::{Code, Failure};
+
+/// How long a command waits at exit for webhook deliveries still being retried.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The engine's settings a command may choose.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineOptions {
+    /// Refresh systems idle this long, in seconds.
+    pub keepalive: Option<u64>,
+    /// How long authorize answers are reused (the engine's default without it).
+    pub authorize_cache: Option<Duration>,
+}
+
+pub struct Context<'a> {
+    pub cli: &'a Cli,
+    registry: OnceLock<Arc<Registry>>,
+    runtime: OnceLock<tokio::runtime::Runtime>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(cli: &'a Cli) -> Self {
+        Self { cli, registry: OnceLock::new(), runtime: OnceLock::new() }
+    }
+
+    /// `--json`.
+    pub fn json(&self) -> bool {
+        self.cli.json
+    }
+
+    /// Who is acting, for the audit trail.
+    pub fn actor(&self) -> String {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        format!("cli:{user}")
+    }
+
+    /// Opens the store the options name, with the master key from the environment or the key
+    /// file.
+    pub fn store(&self) -> Result<Store, Failure> {
+        let args = &self.cli.store;
+        let location = match &args.location {
+            Some(text) => Location::parse(text),
+            None => Location::default_sqlite(),
+        };
+        let key_file = args
+            .key_file
+            .clone()
+            .unwrap_or_else(|| authplug_store::config_dir().join("master.key"));
+        let keys = Keyring::from_env_or_file(&key_file)?;
+        tracing::debug!(store = %location, "opening the credential store");
+        Ok(Store::open(&location, keys)?)
+    }
+
+    /// The loaded plugins (loaded once); refusals are warnings, or a failure with
+    /// `--strict-plugins`.
+    pub fn registry(&self) -> Result<Arc<Registry>, Failure> {
+        if let Some(registry) = self.registry.get() {
+            return Ok(registry.clone());
+        }
+        let args = &self.cli.plugins;
+        let registry = Registry::load(&LoadOptions::from_dirs(plugin_dirs(args)));
+        if args.strict_plugins && !registry.refusals().is_empty() {
+            let count = registry.refusals().len();
+            return Err(Failure::new(
+                Code::PluginRefused,
+                format!("{count} plugin file(s) refused and --strict-plugins is set (see above)"),
+            ));
+        }
+        Ok(self.registry.get_or_init(|| Arc::new(registry)).clone())
+    }
+
+    /// The async runtime (started once).
+    pub fn runtime(&self) -> Result<&tokio::runtime::Runtime, Failure> {
+        if let Some(runtime) = self.runtime.get() {
+            return Ok(runtime);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::new(Code::Failure, format!("cannot start the runtime: {e}")))?;
+        Ok(self.runtime.get_or_init(|| runtime))
+    }
+
+    /// What plugins may use of the host: its HTTP transport (timeouts, SSRF guard) and the
+    /// operator's secrets.
+    pub fn services(&self) -> Result<HostServices, Failure> {
+        let args = &self.cli.engine;
+        let config = TransportConfig {
+            timeout: Duration::from_secs(args.http_timeout.max(1)),
+            allow_loopback_http: args.allow_loopback_http,
+            ..TransportConfig::default()
+        };
+        let transport = Transport::new(config, self.runtime()?.handle().clone())
+            .map(Arc::new)
+            .map_err(|e| Failure::new(Code::Failure, e))?;
+        let mut services = HostServices::new(transport);
+        if let Some(path) = &args.operator_secrets {
+            let operator =
+                OperatorSecrets::from_file(path).map_err(|e| Failure::new(Code::BadInput, e))?;
+            services = services.with_operator_secrets(operator);
+        }
+        Ok(services)
+    }
+
+    /// The engine over the store, the loaded schemes and the host's transport.
+    pub fn engine(&self, options: EngineOptions) -> Result<Arc<Engine>, Failure> {
+        let args = &self.cli.engine;
+        let store = Arc::new(self.store()?);
+        let services = self.services()?;
+        let events = match self.webhook()? {
+            Some(webhook) => self.runtime()?.block_on(async { Events::with_webhook(webhook) }),
+            None => Events::default(),
+        };
+        let defaults = EngineConfig::default();
+        let config = EngineConfig {
+            // A refresh may take the transport's timeout per attempt, plus the waits between
+            // them.
+            lease_ttl: Duration::from_secs(args.http_timeout.max(1) * 4 + 30),
+            keepalive: options.keepalive.map(Duration::from_secs),
+            actor: self.actor(),
+            authorize_cache: options.authorize_cache.unwrap_or(defaults.authorize_cache),
+            ..defaults
+        };
+        Ok(Arc::new(Engine::new(store, self.registry()?, services, config, events)))
+    }
+
+    /// Runs `work` with the engine, then waits for webhook deliveries before returning.
+    pub fn with_engine<T>(
+        &self,
+        options: EngineOptions,
+        work: impl AsyncFnOnce(&Arc<Engine>) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let engine = self.engine(options)?;
+        self.runtime()?.block_on(async {
+            let result = work(&engine).await;
+            if !engine.events().flush(FLUSH_TIMEOUT).await {
+                tracing::warn!("some webhook deliveries did not finish before exit");
+            }
+            result
+        })
+    }
+
+    fn webhook(&self) -> Result<Option<Webhook>, Failure> {
+        let args = &self.cli.engine;
+        let Some(url) = &args.webhook_url else { return Ok(None) };
+        let host = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+        if host.is_none_or(|rest| rest.is_empty() || rest.starts_with('/')) {
+            return Err(Failure::bad_input(
+                "--webhook-url must be an http:// or https:// URL with a host",
+            ));
+        }
+        let secret = match (&args.webhook_secret_file, std::env::var("AUTHPLUG_WEBHOOK_SECRET")) {
+            (Some(path), _) => {
+                std::fs::read_to_string(path).map(|text| text.trim().to_owned()).map_err(|e| {
+                    Failure::bad_input(format!("webhook secret file {}: {e}", path.display()))
+                })?
+            }
+            (None, Ok(value)) => value,
+            (None, Err(_)) => {
+                return Err(Failure::bad_input(
+                    "--webhook-url needs a signing secret: --webhook-secret-file or \
+                     AUTHPLUG_WEBHOOK_SECRET",
+                ))
+            }
+        };
+        if secret.is_empty() {
+            return Err(Failure::bad_input("the webhook signing secret is empty"));
+        }
+        Ok(Some(Webhook::new(url.clone(), Secret::new(secret))))
+    }
+}
+
+/// The folders searched for plugins: the options', or by default `plugins/` next to the binary
+/// and then the user's data folder.
+pub fn plugin_dirs(args: &PluginArgs) -> Vec<PathBuf> {
+    if !args.dirs.is_empty() {
+        return args.dirs.clone();
+    }
+    let mut dirs = Vec::new();
+    if let Some(bin_dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from))
+    {
+        dirs.push(bin_dir.join("plugins"));
+    }
+    dirs.push(authplug_store::data_dir().join("plugins"));
+    dirs
+}
+
+/// Prints refusals as warnings on stderr; called before any listing.
+pub fn warn_refusals(registry: &Registry) {
+    for refusal in registry.refusals() {
+        eprintln!("warning: {refusal}");
+    }
+}

@@ -1,0 +1,167 @@
+//! One refresh under the lease: attempts until one renews, the provider refuses for good, or the
+//! backoff says to stop for now. Each attempt calls the scheme on a blocking thread with the
+//! journal watching its HTTP (so the request is journaled as sent before it leaves), re-reads
+//! the store before believing a refusal, and stores the settled result before anyone sees it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authplug_host::{CallError, LoadedScheme};
+use authplug_protocol::{ErrorCode, RefreshOutcome, RefreshRequest};
+use authplug_store::{Attempt, Begin, Finish, StoreError, SystemRecord};
+
+use crate::journal::Journal;
+use crate::outcome::{classify, settle, Attempted, Then, Verdict};
+use crate::{Engine, EngineError, Token};
+
+impl Engine {
+    /// Runs attempts under the lease, starting with `first`; `Ok(None)` when the lease was lost
+    /// between attempts (the caller looks again).
+    pub(crate) async fn run(
+        &self,
+        record: SystemRecord,
+        scheme: &LoadedScheme,
+        first: Attempt,
+        previous: Option<Attempt>,
+    ) -> Result<Option<Token>, EngineError> {
+        let interrupted = previous.as_ref().and_then(interrupted_note);
+        if let Some(note) = &interrupted {
+            tracing::warn!(system = %record.summary.id, "{note}");
+        }
+        let mut attempt = first;
+        let mut number = 1u32;
+        loop {
+            let journal =
+                Arc::new(Journal::new(self.store.clone(), attempt.clone(), self.config.lease_ttl));
+            let answer = self.call_refresh(&record, scheme, journal.clone()).await;
+            // The host scrubbed what went in; the journal scrubs what came back.
+            let answer = journal.scrub_outcome(answer);
+            let mut verdict = classify(answer, journal.retry_after());
+            if let Verdict::Refused { reason } = verdict {
+                // Another instance may have stored a newer credential meanwhile: then our
+                // refresh token was simply old.
+                let current = self.get(&record.summary.id).await?;
+                verdict = if current.summary.version != attempt.from_version {
+                    Verdict::Superseded { reason, current: Box::new(current) }
+                } else {
+                    Verdict::Refused { reason }
+                };
+            }
+            let settlement = settle(
+                verdict,
+                &Attempted {
+                    record: &record,
+                    attempt: &attempt,
+                    number,
+                    answered_at_ms: journal.answered_at_ms(),
+                    now_ms: self.clock().now_ms(),
+                    backoff: &self.config.backoff,
+                    jitter: 0.5 + rand::random::<f64>() / 2.0,
+                    interrupted: interrupted.as_deref(),
+                },
+            );
+            let version = self.finish(&attempt, settlement.finish).await?;
+            for event in settlement.events {
+                self.events.emit(event);
+            }
+            match settlement.then.at_version(version) {
+                Then::Done(token) => return Ok(Some(token)),
+                Then::Fail(error) => return Err(error),
+                Then::Retry(delay) => tokio::time::sleep(delay).await,
+            }
+            let (id, holder) = (attempt.system_id.clone(), attempt.holder.clone());
+            let (ttl, from) = (self.config.lease_ttl, attempt.from_version);
+            let begin = self
+                .blocking("a store write", move |store| {
+                    Ok(store.begin_refresh(&id, &holder, ttl, from, None, false)?)
+                })
+                .await?;
+            attempt = match begin {
+                Begin::Started { attempt, .. } => attempt,
+                // Our lease lapsed and someone else has it or moved on: start over.
+                Begin::Moved { .. } | Begin::Held(_) | Begin::Backoff(_) => return Ok(None),
+            };
+            number += 1;
+        }
+    }
+
+    /// The scheme's `refresh`, on a blocking thread (the HTTP callback waits on the runtime:
+    /// never on a worker), its HTTP watched by `journal`.
+    async fn call_refresh(
+        &self,
+        record: &SystemRecord,
+        scheme: &LoadedScheme,
+        journal: Arc<Journal>,
+    ) -> Result<RefreshOutcome, CallError> {
+        let services = self.services.clone().with_observer(journal);
+        let request = RefreshRequest {
+            scheme: scheme.id().to_owned(),
+            required: record.required.clone(),
+            injected: record.injected.clone(),
+            parameters: record.summary.parameters.clone(),
+        };
+        let (registry, scheme_id) = (self.registry.clone(), scheme.id().to_owned());
+        let failed = |message: &str| CallError {
+            scheme: scheme.id().to_owned(),
+            code: ErrorCode::Internal,
+            message: message.into(),
+        };
+        tokio::task::spawn_blocking(move || match registry.get(&scheme_id) {
+            Some(scheme) => scheme.refresh(request, &services),
+            None => Err(CallError {
+                scheme: scheme_id,
+                code: ErrorCode::Internal,
+                message: "the scheme is no longer registered".into(),
+            }),
+        })
+        .await
+        .unwrap_or_else(|_| Err(failed("the refresh thread ended abnormally")))
+    }
+
+    /// Ends an attempt in the store; the system's new version if it changed. A store error is
+    /// retried a few times within a second or two: the result (perhaps a rotated refresh token
+    /// that exists nowhere else) is only in memory until this succeeds.
+    async fn finish(&self, attempt: &Attempt, finish: Finish) -> Result<Option<i64>, EngineError> {
+        let finish = Arc::new(finish);
+        let mut wait = Duration::from_millis(50);
+        let mut tries_left = 5;
+        loop {
+            let (owned, shared) = (attempt.clone(), finish.clone());
+            let actor = self.config.actor.clone();
+            let result = self
+                .blocking("a store write", move |store| {
+                    Ok(store.finish_refresh(&owned, &shared, &actor)?)
+                })
+                .await;
+            tries_left -= 1;
+            match result {
+                // A conflict will not go away by trying again; anything else may.
+                Err(EngineError::Store(error))
+                    if tries_left > 0 && !matches!(error, StoreError::VersionConflict { .. }) =>
+                {
+                    tracing::warn!(system = %attempt.system_id, error = %authplug_store::chain(&error), "storing a refresh result failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// A note for the operator when the previous attempt died in flight.
+pub(crate) fn interrupted_note(previous: &Attempt) -> Option<String> {
+    if !previous.interrupted_in_flight() {
+        return None;
+    }
+    let sent = previous
+        .sent_at_ms
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f UTC").to_string())
+        .unwrap_or_default();
+    Some(format!(
+        "an earlier refresh by {} was sent at {sent} and its answer was never stored (the process \
+         died in flight); the provider may have rotated the refresh token then",
+        previous.holder
+    ))
+}

@@ -1,0 +1,130 @@
+//! Error answers: `{"error", "message"}` with a status, never a secret; and the one mapping from
+//! the engine's, the store's and the onboarding's error kinds to them.
+
+use authplug_engine::EngineError;
+use authplug_onboard::OnboardError;
+use authplug_store::StoreError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    pub(crate) fn internal(message: &str) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// The machine-readable code (`bad_state`, `consent_refused`, `onboarding_failed`, ...).
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The error as a page for a person (the browser back from a consent), with a way back.
+    pub(crate) fn page(self) -> Response {
+        let body = format!(
+            "<!doctype html><title>authplug</title><h1>Not connected</h1><p>{}</p><p><a href=\"/\">Back to authplug</a></p>\n",
+            html_escape(&self.message)
+        );
+        (self.status, axum::response::Html(body)).into_response()
+    }
+}
+
+pub(crate) fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status, Json(json!({"error": self.code, "message": self.message})))
+                .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
+        let (status, code) = match &error {
+            EngineError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            EngineError::NeedsReauth { .. } => (StatusCode::CONFLICT, "needs_reauth"),
+            EngineError::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            EngineError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            EngineError::SchemeNotLoaded { .. } | EngineError::CannotRenew { .. } => {
+                (StatusCode::CONFLICT, "cannot_serve")
+            }
+            EngineError::Store(_) | EngineError::Scheme { .. } | EngineError::Aborted { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        ApiError::new(status, code, authplug_store::chain(&error))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", authplug_store::chain(&error))
+    }
+}
+
+impl From<OnboardError> for ApiError {
+    fn from(error: OnboardError) -> Self {
+        let said = authplug_store::chain(&error);
+        let (status, code) = match error {
+            OnboardError::Engine(inner) => return inner.into(),
+            OnboardError::Exists(id) => {
+                return ApiError::new(
+                    StatusCode::CONFLICT,
+                    "exists",
+                    format!("system {id} exists: send \"replace\": true to onboard it again"),
+                )
+            }
+            OnboardError::Missing { names } => {
+                let names = names.join(", ");
+                return ApiError::bad_request(format!("missing required secret(s): {names}"));
+            }
+            OnboardError::NoAuth { .. }
+            | OnboardError::NoScheme { .. }
+            | OnboardError::Input(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            OnboardError::ForgedCallback | OnboardError::UnknownState => {
+                (StatusCode::BAD_REQUEST, "bad_state")
+            }
+            OnboardError::ConsentRefused(_) => (StatusCode::BAD_REQUEST, "consent_refused"),
+            OnboardError::Scheme(_) | OnboardError::Tenant(_) => {
+                (StatusCode::BAD_GATEWAY, "onboarding_failed")
+            }
+            OnboardError::ConsentTimedOut(_) | OnboardError::Consent(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        ApiError::new(status, code, said)
+    }
+}

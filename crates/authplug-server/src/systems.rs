@@ -1,0 +1,162 @@
+//! `/v1/systems`: the systems (metadata, the engine's reading of their lifecycle), one system's
+//! secrets for workers whose token allows them, and `authorize` for those that may only see one
+//! request's headers. Every secret read is audited.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use authplug_engine::SystemStatus;
+use authplug_protocol::Source;
+use authplug_store::SystemSummary;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::access::permitted;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::AppState;
+
+fn summary_json(summary: &SystemSummary) -> Value {
+    json!({
+        "id": summary.id,
+        "scheme": summary.scheme,
+        "connector": summary
+            .parameters
+            .get(authplug_connector::CONNECTOR_PARAMETER)
+            .and_then(|c| c.get("name")),
+        "state": summary.state.as_str(),
+        "state_reason": summary.state_reason,
+        "expires_at": summary.expires_at,
+        "last_refresh_at": summary.last_refresh_at,
+        "failures": summary.failures,
+        "version": summary.version,
+        "secret_names": summary.secret_names,
+    })
+}
+
+/// A listed system: its summary, and what the lease and the journal say (as `authplug status`).
+fn status_json(status: &SystemStatus) -> Value {
+    let mut value = summary_json(&status.summary);
+    value["refreshing"] = status.refreshing.into();
+    value["next_attempt_at_ms"] = status.next_attempt_at_ms.into();
+    value["interrupted_in_flight"] = status.interrupted_in_flight.into();
+    value
+}
+
+pub(crate) async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    permitted(&state, &headers, Caller::is_admin, || "list systems".to_owned())?;
+    let systems = state.engine.status().await?;
+    Ok(Json(json!({"systems": systems.iter().map(status_json).collect::<Vec<_>>()})))
+}
+
+pub(crate) async fn show(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    permitted(&state, &headers, |c| c.may_see(&id), || format!("see system {id}"))?;
+    let found = id.clone();
+    let summary = state
+        .with_store(move |store| store.get(&found).map(|r| r.map(|r| r.summary)))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no system {id}")))?;
+    Ok(Json(summary_json(&summary)))
+}
+
+pub(crate) async fn delete(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let caller = permitted(&state, &headers, Caller::is_admin, || "delete systems".to_owned())?;
+    let actor = format!("api:{}", caller.name);
+    let target = id.clone();
+    let deleted = state.with_store(move |store| store.delete(&target, &actor)).await?;
+    state.engine.forget(&id);
+    if deleted {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no system {id}")))
+    }
+}
+
+/// Secrets that outlive an access token: refresh tokens, and copies of the user's confidential
+/// inputs (client secrets, API keys, consumer tokens). Only `long-lived:` scopes read them; a
+/// worker that needs them for a call asks `authorize` instead.
+fn long_lived(state: &AppState, scheme: &str, name: &str) -> bool {
+    if name.contains("refresh_token") {
+        return true;
+    }
+    state.engine.registry().get(scheme).is_some_and(|s| {
+        let descriptor = s.descriptor();
+        descriptor.injected.iter().any(|i| {
+            i.name == name
+                && matches!(&i.source, Source::Copied { from }
+                    if descriptor.required.iter().any(|r| r.name == *from && r.secret))
+        })
+    })
+}
+
+pub(crate) async fn secrets(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let caller =
+        permitted(&state, &headers, |c| c.may_read(&id), || format!("read the secrets of {id}"))?;
+    let token = state.engine.token(&id).await?;
+    let full = caller.may_read_long_lived(&id);
+    let mut given: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut withheld = Vec::new();
+    for (name, value) in &token.injected {
+        if full || !long_lived(&state, &token.scheme, name) {
+            given.insert(name, value.expose());
+        } else {
+            withheld.push(name.as_str());
+        }
+    }
+    // Every secret read is audited: who, which names.
+    let (system, actor) = (id.clone(), format!("api:{}", caller.name));
+    let names: Vec<String> = given.keys().map(|n| n.to_string()).collect();
+    state
+        .with_store(move |store| {
+            store.record_event(&system, &actor, "secrets_read", json!({"secrets": names}))
+        })
+        .await?;
+    Ok(Json(json!({
+        "system": id,
+        "scheme": token.scheme,
+        "expires_at": token.expires_at,
+        "refreshed": token.refreshed,
+        "secrets": given,
+        "withheld": withheld,
+    })))
+}
+
+pub(crate) async fn authorize(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    permitted(
+        &state,
+        &headers,
+        |c| c.may_authorize(&id),
+        || format!("authorize requests of {id}"),
+    )?;
+    let authorization = state.engine.authorize(&id).await?;
+    let pairs = |list: &[(String, authplug_protocol::Secret)]| -> Vec<Value> {
+        list.iter().map(|(k, v)| json!([k, v.expose()])).collect()
+    };
+    Ok(Json(json!({
+        "system": id,
+        "expires_at": authorization.token.expires_at,
+        "headers": pairs(&authorization.applied.headers),
+        "query": pairs(&authorization.applied.query),
+    })))
+}

@@ -1,0 +1,231 @@
+//! The router without a socket (`tower::ServiceExt::oneshot`): the route table against the
+//! OpenAPI document, who may call what, and an onboarding through the API. A temporary SQLite
+//! store, the API key scheme linked statically, no network.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use authplug_engine::{Engine, EngineConfig, Events};
+use authplug_host::{HostServices, LoadOptions, Registry};
+use authplug_store::{Keyring, Location, MasterKey, Store};
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+
+use crate::{AppState, Connectors, Scope, Tokens};
+
+// The scheme the tests onboard, linked into this binary.
+use api_key as _;
+
+const ADMIN: &str = "admin-token-0123456789";
+const WORKER: &str = "worker-token-0123456789";
+const STRANGER: &str = "stranger-token-0123456789";
+
+struct Lab {
+    _dir: tempfile::TempDir,
+    state: Arc<AppState>,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::Sqlite(dir.path().join("store.sqlite3"));
+        let store =
+            Store::open(&location, Keyring::fixed(vec![MasterKey::generate().unwrap()])).unwrap();
+        let registry = Registry::load(&LoadOptions { dirs: vec![], include_static: true });
+        let engine = Arc::new(Engine::new(
+            Arc::new(store),
+            Arc::new(registry),
+            HostServices::offline(),
+            EngineConfig::default(),
+            Events::default(),
+        ));
+        let connector_dir = dir.path().join("shop");
+        std::fs::create_dir_all(connector_dir.join("templates")).unwrap();
+        std::fs::write(
+            connector_dir.join("manifest.json"),
+            r#"{"auth": "api_key", "system-template": "templates/system.json"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            connector_dir.join("templates/system.json"),
+            r#"{"headers": {"X-Key": "$SECRET(api_key)"}}"#,
+        )
+        .unwrap();
+        let connector = authplug_connector::Connector::load(&connector_dir).unwrap();
+        let connectors: Connectors = BTreeMap::from([("shop".to_owned(), connector)]);
+        let tokens = Tokens::default()
+            .with_plain("admin", ADMIN, vec![Scope::Admin])
+            .with_plain("worker", WORKER, vec![Scope::Secrets("*".into())])
+            .with_plain("stranger", STRANGER, vec![Scope::Authorize("elsewhere".into())]);
+        let state =
+            Arc::new(AppState::new(engine, tokens, connectors, "http://127.0.0.1:9/", true));
+        Self { _dir: dir, state }
+    }
+
+    fn router(&self) -> Router {
+        crate::router(self.state.clone())
+    }
+
+    /// One request through a fresh router: its status, headers and body.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let body = match body {
+            Some(value) => Body::from(value.to_string()),
+            None => Body::empty(),
+        };
+        let response = self.router().oneshot(request.body(body).unwrap()).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (parts.status, parts.headers, value)
+    }
+
+    async fn onboard(&self, system: &str, body: Value) -> (StatusCode, Value) {
+        let path = format!("/v1/systems/{system}/onboard");
+        let (status, _, answer) = self.call(Method::POST, &path, Some(ADMIN), Some(body)).await;
+        (status, answer)
+    }
+}
+
+/// The (method, path) pairs the OpenAPI document describes.
+fn described() -> Vec<(Method, String)> {
+    let document: Value = serde_json::from_str(crate::OPENAPI).unwrap();
+    let mut pairs = Vec::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            if item.get(method.as_str().to_lowercase()).is_some() {
+                pairs.push((method, path.clone()));
+            }
+        }
+    }
+    pairs.sort_by(|a, b| (&a.1, a.0.as_str()).cmp(&(&b.1, b.0.as_str())));
+    pairs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_exactly_the_routes_the_router_serves() {
+    let lab = Lab::new();
+    let mut table: Vec<(Method, String)> =
+        crate::routes::api().into_iter().map(|r| (r.method, r.path.to_owned())).collect();
+    table.sort_by(|a, b| (&a.1, a.0.as_str()).cmp(&(&b.1, b.0.as_str())));
+    assert_eq!(described(), table, "the document and the route table");
+    for (method, path) in described() {
+        // Served by the router: neither the fallback (404 "no such route") nor 405.
+        let concrete = path.replace("{id}", "no-such-system");
+        let (status, _, body) = lab.call(method.clone(), &concrete, None, None).await;
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert_ne!(body["message"], "no such route", "{method} {path}");
+        // And nothing else on that path: every other method is 405.
+        for other in [Method::GET, Method::POST, Method::PUT, Method::DELETE] {
+            if !described().contains(&(other.clone(), path.clone())) {
+                let (status, _, _) = lab.call(other.clone(), &concrete, None, None).await;
+                assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path}");
+            }
+        }
+    }
+    let (status, _, body) = lab.call(Method::GET, "/v1/nothing-here", Some(ADMIN), None).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_but_the_probes_wants_a_token_of_the_right_scope() {
+    let lab = Lab::new();
+    let open = ["/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/v1/onboarding/callback"];
+    for (method, path) in described() {
+        if open.contains(&path.as_str()) {
+            continue;
+        }
+        let concrete = path.replace("{id}", "crm");
+        let (status, headers, body) = lab.call(method.clone(), &concrete, None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {body}");
+        assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer");
+        let (status, _, _) = lab.call(method.clone(), &concrete, Some("wrong"), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        let (status, _, body) = lab.call(method.clone(), &concrete, Some(STRANGER), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
+        assert!(body["message"].as_str().unwrap().starts_with("token stranger may not"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_says_no_store_and_the_probes_answer_without_a_token() {
+    let lab = Lab::new();
+    for path in ["/healthz", "/readyz", "/v1/systems", "/nowhere", "/"] {
+        let (_, headers, _) = lab.call(Method::GET, path, None, None).await;
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{path}");
+    }
+    let (status, _, body) = lab.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["schemes"], json!(["api_key"]));
+    let (_, headers, _) = lab.call(Method::GET, "/", None, None).await;
+    assert!(headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_is_onboarded_through_the_api_once_unless_replaced() {
+    let lab = Lab::new();
+    let (status, answer) = lab.onboard("shop-1", json!({"connector": "shop"})).await;
+    assert_eq!(
+        (status, answer["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("missing required secret(s): api_key"))
+    );
+    let body = json!({"connector": "shop", "secrets": {"api_key": "key-value-1"}});
+    let (status, answer) = lab.onboard("shop-1", body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer, json!({"step": "done", "system": "shop-1", "state": "created"}));
+    let (status, answer) = lab.onboard("shop-1", body.clone()).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("exists")));
+    let mut again = body;
+    again["replace"] = true.into();
+    let (_, answer) = lab.onboard("shop-1", again).await;
+    assert_eq!(answer["state"], "replaced");
+    let (status, answer) = lab.onboard("shop-2", json!({"connector": "nope"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
+    // Listed with its lifecycle, and its key readable by a worker only as its scope allows.
+    let (_, _, listed) = lab.call(Method::GET, "/v1/systems", Some(ADMIN), None).await;
+    let system = &listed["systems"][0];
+    assert_eq!(
+        (system["id"].as_str(), system["connector"].as_str()),
+        (Some("shop-1"), Some("shop"))
+    );
+    assert_eq!((system["state"].as_str(), &system["refreshing"]), (Some("active"), &json!(false)));
+    let (status, _, secrets) =
+        lab.call(Method::GET, "/v1/systems/shop-1/secrets", Some(WORKER), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        secrets["withheld"],
+        json!(["api_key"]),
+        "a copied confidential input is long-lived"
+    );
+    let audit = lab.state.engine.store().audit("shop-1").unwrap();
+    assert_eq!(audit.last().unwrap().action, "secrets_read", "every read is audited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_for_no_pending_onboarding_is_refused_with_a_page() {
+    let lab = Lab::new();
+    let path = "/v1/onboarding/callback?state=abcdefghijklmnopqrstu&code=x";
+    let (status, headers, body) = lab.call(Method::GET, path, None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(headers[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(body.as_str().unwrap().contains("unknown, expired or already used state"), "{body}");
+    let (status, _, _) = lab.call(Method::GET, "/v1/onboarding/callback", None, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -1,0 +1,290 @@
+//! The SQLite backend: one file, WAL journal, `synchronous=FULL`, and immediate transactions for
+//! writes, so that several processes on one machine can share it without lost updates.
+//!
+//! Transactions of concurrent callers in one process are committed as a group: the caller that
+//! finds the connection free opens a transaction, every caller that queued behind it runs its
+//! body in that transaction under its own savepoint, and the last one in the queue commits for
+//! all. One fsync then makes a whole batch durable, instead of one fsync per caller in turn,
+//! which is what bounded the refresh engine (three journaled writes per refresh). Nobody is told
+//! "done" before the commit that holds their writes has returned, and a body that fails is rolled
+//! back to its savepoint without touching the others.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::backend::{Backend, Tx};
+use crate::schema::{self, Dialect};
+use crate::{Result, StoreError};
+
+mod rows;
+
+use rows::SqliteTx;
+
+pub(crate) struct SqliteBackend {
+    state: Mutex<Group>,
+    /// Signalled whenever a batch has been committed or rolled back.
+    settled: Condvar,
+    /// Callers waiting for `state`: while there are some, the open batch stays open for them.
+    queued: AtomicUsize,
+    path: PathBuf,
+}
+
+/// At most this many callers share one commit, so a steady stream of callers cannot keep a
+/// batch (and its earliest members) waiting forever.
+const MAX_BATCH: usize = 64;
+
+/// The connection and the batch bookkeeping, behind one mutex.
+struct Group {
+    connection: Connection,
+    /// The batch whose transaction is open, and how many callers it holds.
+    open: Option<(u64, usize)>,
+    next_batch: u64,
+    /// The newest batch that has settled (committed or rolled back); batches settle in order.
+    settled: u64,
+    /// Batches whose commit failed: the error, and how many members have yet to read it.
+    failed: HashMap<u64, (StoreError, usize)>,
+}
+
+fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| classify(path, e)
+}
+
+/// A damaged file is named as such, and so is a value no authplug writes; anything else is a
+/// database error.
+fn classify(path: &Path, error: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    if let rusqlite::Error::FromSqlConversionFailure(_, _, inner) = &error {
+        if let Some(damage) = inner.downcast_ref::<StoreError>() {
+            return damage.clone();
+        }
+    }
+    let what = path.display().to_string();
+    match error.sqlite_error_code() {
+        Some(DatabaseCorrupt | NotADatabase) => StoreError::Corrupt {
+            what: format!("{what} is not a readable SQLite database (truncated or overwritten?)"),
+            source: Some(std::sync::Arc::new(error)),
+        },
+        _ => StoreError::database_because(what, error),
+    }
+}
+
+impl SqliteBackend {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        crate::location::prepare_sqlite_dir(path)?;
+        create_private_file(path)?;
+        let fail = database_error(path);
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut connection = Connection::open_with_flags(path, flags).map_err(&fail)?;
+        // Every statement the store runs fits, so none is parsed twice.
+        connection.set_prepared_statement_cache_capacity(64);
+        connection.busy_timeout(Duration::from_secs(30)).map_err(&fail)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(&fail)?;
+        // A truncated or damaged file must be named before anything is read or written.
+        let check: String =
+            connection.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(&fail)?;
+        if check != "ok" {
+            return Err(StoreError::corrupt(format!(
+                "{} failed its integrity check (truncated or damaged?): {check}",
+                path.display()
+            )));
+        }
+        migrate(&mut connection)?;
+        Ok(Self {
+            state: Mutex::new(Group {
+                connection,
+                open: None,
+                next_batch: 1,
+                settled: 0,
+                failed: HashMap::new(),
+            }),
+            settled: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// Creates the file with mode 0600 before SQLite does (SQLite would use the umask).
+fn create_private_file(path: &Path) -> Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|e| StoreError::io(format!("cannot create {}", path.display()), e))
+}
+
+fn migrate(connection: &mut Connection) -> Result<()> {
+    let fail = |e: rusqlite::Error| StoreError::database_because("migration", e);
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fail)?;
+    tx.execute(schema::CREATE_META, []).map_err(fail)?;
+    let found: Option<String> =
+        tx.query_row(schema::READ_VERSION, [], |r| r.get(0)).optional().map_err(fail)?;
+    let found = schema::parse_version(found)?;
+    for (version, statements) in schema::pending(found, Dialect::Sqlite)? {
+        tx.execute_batch(&statements).map_err(fail)?;
+        tx.execute(schema::WRITE_VERSION, [version.to_string()]).map_err(fail)?;
+    }
+    tx.commit().map_err(fail)
+}
+
+impl Backend for SqliteBackend {
+    fn transaction(
+        &self,
+        write: bool,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let mut group = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        let path = self.path.as_path();
+        if group.open.is_none() {
+            if !write && self.queued.load(Ordering::SeqCst) == 0 {
+                // A lone reader needs no batch: a deferred transaction of its own.
+                return read_alone(&mut group.connection, path, body);
+            }
+            group.connection.execute_batch("BEGIN IMMEDIATE").map_err(|e| classify(path, e))?;
+            let batch = group.next_batch;
+            group.next_batch += 1;
+            group.open = Some((batch, 0));
+        }
+        let (batch, members) = group.open.as_mut().expect("a batch is open");
+        *members += 1;
+        let batch = *batch;
+
+        let outcome = run_in_savepoint(&group.connection, path, body);
+        if group.connection.is_autocommit() {
+            // SQLite rolled the whole transaction back (a full disk, an I/O error): the batch is
+            // lost for every member, whose writes must not be reported as done.
+            let error = match &outcome {
+                Ok(Err(e)) => e.clone(),
+                _ => StoreError::database(format!("{}: transaction rolled back", path.display())),
+            };
+            self.settle(&mut group, batch, Err(error));
+        } else {
+            let members = group.open.map_or(0, |(_, n)| n);
+            if self.queued.load(Ordering::SeqCst) == 0 || members >= MAX_BATCH {
+                let committed = group.connection.execute_batch("COMMIT");
+                let result = committed.map_err(|e| classify(path, e));
+                if result.is_err() {
+                    // A failed COMMIT may leave the transaction open; nothing of it may stay.
+                    let _ = group.connection.execute_batch("ROLLBACK");
+                }
+                self.settle(&mut group, batch, result);
+            }
+        }
+        let own = match outcome {
+            Ok(own) => own,
+            Err(panic) => {
+                self.forget(&mut group, batch);
+                drop(group);
+                std::panic::resume_unwind(panic)
+            }
+        };
+        if let Err(error) = own {
+            // This body's writes were rolled back to its savepoint: nothing to wait for.
+            self.forget(&mut group, batch);
+            return Err(error);
+        }
+        while group.settled < batch {
+            group = self.settled.wait(group).unwrap_or_else(|p| p.into_inner());
+        }
+        match group.failed.get_mut(&batch) {
+            None => Ok(()),
+            Some((error, readers)) => {
+                let error = error.clone();
+                *readers -= 1;
+                if *readers == 0 {
+                    group.failed.remove(&batch);
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+impl SqliteBackend {
+    /// Records how `batch` ended and wakes its members.
+    fn settle(&self, group: &mut MutexGuard<'_, Group>, batch: u64, result: Result<()>) {
+        let members = group.open.take().map_or(0, |(_, n)| n);
+        if let Err(error) = result {
+            group.failed.insert(batch, (error, members));
+        }
+        group.settled = batch;
+        self.settled.notify_all();
+    }
+
+    /// A member that will not wait for its batch's outcome (its own body failed).
+    fn forget(&self, group: &mut MutexGuard<'_, Group>, batch: u64) {
+        if let Some((open, members)) = group.open.as_mut() {
+            if *open == batch {
+                *members -= 1;
+                return;
+            }
+        }
+        if let Some((_, readers)) = group.failed.get_mut(&batch) {
+            *readers -= 1;
+            if *readers == 0 {
+                group.failed.remove(&batch);
+            }
+        }
+    }
+}
+
+/// A read with no batch open: its own deferred transaction, committed at once.
+fn read_alone(
+    connection: &mut Connection,
+    path: &Path,
+    body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+) -> Result<()> {
+    let tx = connection
+        .transaction_with_behavior(TransactionBehavior::Deferred)
+        .map_err(|e| classify(path, e))?;
+    body(&mut SqliteTx { tx: &tx, path })?;
+    tx.commit().map_err(|e| classify(path, e))
+}
+
+type Panic = Box<dyn std::any::Any + Send>;
+
+/// Runs `body` under a savepoint of the open transaction: released when it succeeds, rolled
+/// back when it fails or panics (the panic is handed back, to be resumed once the batch is
+/// settled, so that the other members are not left waiting).
+fn run_in_savepoint(
+    connection: &Connection,
+    path: &Path,
+    body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+) -> std::result::Result<Result<()>, Panic> {
+    if let Err(e) = connection.execute_batch("SAVEPOINT member") {
+        return Ok(Err(classify(path, e)));
+    }
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        body(&mut SqliteTx { tx: connection, path })
+    }));
+    let end = match &outcome {
+        Ok(Ok(())) => "RELEASE member",
+        _ => "ROLLBACK TO member; RELEASE member",
+    };
+    if !connection.is_autocommit() {
+        if let Err(e) = connection.execute_batch(end) {
+            // The savepoint's fate is unknown: give up the whole transaction rather than commit
+            // writes whose caller was told they failed.
+            let _ = connection.execute_batch("ROLLBACK");
+            return Ok(Err(classify(path, e)));
+        }
+    }
+    outcome
+}

@@ -1,0 +1,331 @@
+//! Systems: create, read, compare-and-set, delete, and the audit trail. Values are sealed before
+//! a transaction starts and opened after it ends, so no transaction waits on the cipher.
+
+use std::collections::BTreeMap;
+
+use authplug_protocol::Secret;
+use serde_json::json;
+
+use crate::backend::{SecretRow, SystemRow, Tx};
+use crate::crypto::Place;
+use crate::model::{
+    AuditEntry, Change, Injected, Lifecycle, NewSystem, Onboarded, SecretKind, State, SystemRecord,
+    SystemSummary,
+};
+use crate::{Result, Store, StoreError};
+
+impl Store {
+    /// Stores a new onboarding: creates the system or, with `replace`, gives the existing one
+    /// the onboarding's scheme, parameters and secrets, active again and without failures.
+    /// Without `replace`, a taken id is [`StoreError::Exists`]. Answers the record and, when it
+    /// replaced one, the system as it was.
+    pub fn onboarded(&self, new: NewSystem, replace: bool, actor: &str) -> Result<Onboarded> {
+        // Kept for a replacement only.
+        let again = replace.then(|| new.clone());
+        match (self.create(new, actor), again) {
+            (Ok(record), _) => Ok(Onboarded { record, previous: None }),
+            (Err(StoreError::Exists(id)), Some(new)) => {
+                let current = self.get(&id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+                let change = Change {
+                    scheme: Some(new.scheme),
+                    parameters: Some(new.parameters),
+                    required: Some(new.required),
+                    injected: Some(Injected::new(new.injected, new.expires_at)),
+                    state: Some(Lifecycle::Active),
+                    last_refresh_at: Some(self.clock.now_secs()),
+                    failures: Some(0),
+                };
+                let record = self.update(&id, current.summary.version, change, actor)?;
+                Ok(Onboarded { record, previous: Some(current.summary) })
+            }
+            (Err(other), _) => Err(other),
+        }
+    }
+
+    /// Creates a system; fails with [`StoreError::Exists`] if the id is taken.
+    pub fn create(&self, new: NewSystem, actor: &str) -> Result<SystemRecord> {
+        let now = self.clock.now_secs();
+        let row = SystemRow {
+            id: new.id.clone(),
+            scheme: new.scheme.clone(),
+            state: State::Active,
+            state_reason: None,
+            parameters: serde_json::to_string(&new.parameters).expect("JSON values serialise"),
+            expires_at: new.expires_at,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            last_refresh_at: None,
+            failures: 0,
+        };
+        let mut sealed = self.seal_kind(&new.id, SecretKind::Required, &new.required)?;
+        sealed.extend(self.seal_kind(&new.id, SecretKind::Injected, &new.injected)?);
+        self.tx(true, |tx| {
+            if !tx.insert_system(&row)? {
+                return Err(StoreError::Exists(new.id.clone()));
+            }
+            for secret in &sealed {
+                tx.put_secret(secret)?;
+            }
+            let detail = json!({"scheme": new.scheme, "version": 1, "secrets": names(&sealed)});
+            tx.append_audit(&self.audit_entry(&new.id, actor, "created", detail))
+        })?;
+        self.get(&new.id)?.ok_or_else(|| StoreError::NotFound(new.id.clone()))
+    }
+
+    /// The system with its secrets decrypted, or `None`. Any value that does not decrypt fails the
+    /// whole read: nothing is returned half.
+    pub fn get(&self, id: &str) -> Result<Option<SystemRecord>> {
+        let found = self.tx(false, |tx| {
+            let Some(row) = tx.system(id)? else { return Ok(None) };
+            Ok(Some((row, tx.secrets(id)?)))
+        })?;
+        found.map(|(row, secrets)| self.record(row, secrets)).transpose()
+    }
+
+    /// The system's version, or `None`: a cheap read for callers that wait for a change.
+    pub fn version(&self, id: &str) -> Result<Option<i64>> {
+        self.tx(false, |tx| Ok(tx.system(id)?.map(|row| row.version)))
+    }
+
+    /// How many systems are in each state (every state named, zeros included), counted by the
+    /// database: cheap enough for readiness probes and metrics scrapes.
+    pub fn count_by_state(&self) -> Result<BTreeMap<String, u64>> {
+        let counted = self.tx(false, |tx| tx.count_by_state())?;
+        let mut counts: BTreeMap<String, u64> =
+            [State::Active, State::NeedsReauth].map(|s| (s.as_str().to_owned(), 0)).into();
+        for (state, count) in counted {
+            *counts.entry(state.as_str().to_owned()).or_default() += count;
+        }
+        Ok(counts)
+    }
+
+    /// Metadata of every system, by id; no value is decrypted.
+    pub fn list(&self) -> Result<Vec<SystemSummary>> {
+        let rows = self.tx(false, |tx| {
+            let systems = tx.systems()?;
+            let mut out = Vec::with_capacity(systems.len());
+            for row in systems {
+                let secrets = tx.secrets(&row.id)?;
+                out.push((row, secrets));
+            }
+            Ok(out)
+        })?;
+        rows.into_iter().map(|(row, secrets)| summary(row, &secrets)).collect()
+    }
+
+    /// Compare-and-set: applies `change` if the system is still at `expected_version`, and returns
+    /// the new record (version `expected_version + 1`).
+    pub fn update(
+        &self,
+        id: &str,
+        expected_version: i64,
+        change: Change,
+        actor: &str,
+    ) -> Result<SystemRecord> {
+        let sealed = self.seal_change(id, &change)?;
+        let (row, secrets) = self.tx(true, |tx| {
+            let next = self.write_change(tx, id, expected_version, &change, &sealed, actor)?;
+            Ok((next, tx.secrets(id)?))
+        })?;
+        self.record(row, secrets)
+    }
+
+    /// Deletes a system and its secrets; its audit trail stays. False if there was none.
+    pub fn delete(&self, id: &str, actor: &str) -> Result<bool> {
+        self.tx(true, |tx| {
+            let existed = tx.delete_system(id)?;
+            if existed {
+                tx.append_audit(&self.audit_entry(id, actor, "deleted", json!({})))?;
+            }
+            Ok(existed)
+        })
+    }
+
+    /// Records an audited event without changing the system (e.g. values revealed to a user).
+    pub fn record_event(
+        &self,
+        id: &str,
+        actor: &str,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        self.tx(true, |tx| tx.append_audit(&self.audit_entry(id, actor, action, detail)))
+    }
+
+    /// The audit trail of a system, oldest first.
+    pub fn audit(&self, id: &str) -> Result<Vec<AuditEntry>> {
+        self.tx(false, |tx| tx.audit(id))
+    }
+
+    /// The sealed secret sets a change replaces, sealed before its transaction starts.
+    pub(crate) fn seal_change(&self, id: &str, change: &Change) -> Result<SealedSets> {
+        let required = change.required.as_ref();
+        let injected = change.injected.as_ref().map(|i| &i.secrets);
+        Ok(SealedSets {
+            required: required.map(|r| self.seal_kind(id, SecretKind::Required, r)).transpose()?,
+            injected: injected.map(|i| self.seal_kind(id, SecretKind::Injected, i)).transpose()?,
+        })
+    }
+
+    /// The compare-and-set of [`Store::update`] inside a transaction: checks the version,
+    /// writes the row and the sealed secret sets, and appends the audit line. Returns the new
+    /// row.
+    pub(crate) fn write_change(
+        &self,
+        tx: &mut dyn Tx,
+        id: &str,
+        expected_version: i64,
+        change: &Change,
+        sealed: &SealedSets,
+        actor: &str,
+    ) -> Result<SystemRow> {
+        let current = tx.system(id)?.ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+        let conflict = |actual| StoreError::VersionConflict {
+            id: id.to_owned(),
+            expected: expected_version,
+            actual,
+        };
+        if current.version != expected_version {
+            return Err(conflict(current.version));
+        }
+        let mut next = current;
+        let mut changed = Vec::new();
+        if let Some(scheme) = &change.scheme {
+            next.scheme = scheme.clone();
+            changed.push("scheme".to_owned());
+        }
+        if let Some(parameters) = &change.parameters {
+            next.parameters = serde_json::to_string(parameters).expect("JSON values serialise");
+            changed.push("parameters".to_owned());
+        }
+        if let Some(injected) = &change.injected {
+            next.expires_at = injected.expires_at;
+            changed.push("expires_at".to_owned());
+        }
+        if let Some(lifecycle) = &change.state {
+            next.state = lifecycle.state();
+            next.state_reason = lifecycle.reason().map(str::to_owned);
+            changed.push(format!("state={}", next.state));
+        }
+        if let Some(at) = change.last_refresh_at {
+            next.last_refresh_at = Some(at);
+        }
+        if let Some(failures) = change.failures {
+            next.failures = failures;
+        }
+        next.version = expected_version + 1;
+        next.updated_at = self.clock.now_secs();
+        if !tx.update_system(&next, expected_version)? {
+            return Err(conflict(tx.system(id)?.map(|r| r.version).unwrap_or(-1)));
+        }
+        for (kind, rows) in
+            [(SecretKind::Required, &sealed.required), (SecretKind::Injected, &sealed.injected)]
+        {
+            if let Some(rows) = rows {
+                tx.delete_secrets(id, kind)?;
+                for secret in rows {
+                    tx.put_secret(secret)?;
+                }
+                changed.extend(names(rows));
+            }
+        }
+        let detail = json!({"version": next.version, "changed": changed});
+        tx.append_audit(&self.audit_entry(id, actor, "updated", detail))?;
+        Ok(next)
+    }
+
+    pub(crate) fn seal_kind(
+        &self,
+        id: &str,
+        kind: SecretKind,
+        values: &BTreeMap<String, Secret>,
+    ) -> Result<Vec<SecretRow>> {
+        values
+            .iter()
+            .map(|(name, value)| {
+                let place = Place { system: id, kind: kind.as_str(), name };
+                Ok(SecretRow {
+                    system_id: id.to_owned(),
+                    kind,
+                    name: name.clone(),
+                    sealed: self.keys.seal(&place, value.expose().as_bytes())?,
+                })
+            })
+            .collect()
+    }
+
+    fn record(&self, row: SystemRow, secrets: Vec<SecretRow>) -> Result<SystemRecord> {
+        let mut required = BTreeMap::new();
+        let mut injected = BTreeMap::new();
+        for secret in &secrets {
+            let kind = secret.kind.as_str();
+            let place = Place { system: &row.id, kind, name: &secret.name };
+            let plain = self.keys.open(&place, &secret.sealed)?;
+            let text = String::from_utf8(plain.to_vec()).map_err(|_| {
+                StoreError::tampered(format!(
+                    "{kind} secret `{}` of system `{}`",
+                    secret.name, row.id
+                ))
+            })?;
+            let set = match secret.kind {
+                SecretKind::Required => &mut required,
+                SecretKind::Injected => &mut injected,
+            };
+            set.insert(secret.name.clone(), Secret::new(text));
+        }
+        Ok(SystemRecord { summary: summary(row, &secrets)?, required, injected })
+    }
+
+    /// An audit line stamped now.
+    pub(crate) fn audit_entry(
+        &self,
+        id: &str,
+        actor: &str,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            system_id: id.to_owned(),
+            at: self.clock.now_secs(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            detail,
+        }
+    }
+}
+
+/// The secret sets a change replaces, sealed.
+#[derive(Debug, Default)]
+pub(crate) struct SealedSets {
+    required: Option<Vec<SecretRow>>,
+    injected: Option<Vec<SecretRow>>,
+}
+
+fn summary(row: SystemRow, secrets: &[SecretRow]) -> Result<SystemSummary> {
+    let parameters = serde_json::from_str(&row.parameters).map_err(|_| {
+        StoreError::corrupt(format!("the parameters of system `{}` are not JSON", row.id))
+    })?;
+    let mut key_ids: Vec<String> = secrets.iter().map(|s| s.sealed.key_id.clone()).collect();
+    key_ids.sort();
+    key_ids.dedup();
+    Ok(SystemSummary {
+        state: row.state,
+        id: row.id,
+        scheme: row.scheme,
+        state_reason: row.state_reason,
+        parameters,
+        expires_at: row.expires_at,
+        version: row.version,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        last_refresh_at: row.last_refresh_at,
+        failures: row.failures,
+        secret_names: names(secrets),
+        key_ids,
+    })
+}
+
+fn names(secrets: &[SecretRow]) -> Vec<String> {
+    secrets.iter().map(|s| format!("{}.{}", s.kind.as_str(), s.name)).collect()
+}
