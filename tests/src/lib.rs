@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod node;
 pub mod oidc;
 pub mod rst;
+pub mod webhook;
 
 fn from_env(name: &str) -> PathBuf {
     match std::env::var_os(name) {

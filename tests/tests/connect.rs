@@ -9,12 +9,19 @@ use serde_json::json;
 use tests::desk::Desk;
 use tests::oidc::{follow_consent, OidcProvider};
 
-/// A running `authplug connect`, killed (by its own id) if the test ends before it does.
-struct Running(Option<Child>);
+/// A running `authplug connect`, killed (by its own id) if the test ends before it does; the
+/// rest of its stderr is collected.
+struct Running(Option<Child>, Option<std::thread::JoinHandle<Vec<String>>>);
 
 impl Running {
-    fn wait(mut self) -> std::process::Output {
-        self.0.take().unwrap().wait_with_output().unwrap()
+    fn wait(self) -> std::process::Output {
+        self.wait_with_log().0
+    }
+
+    /// Its output, and the stderr lines after the consent address.
+    fn wait_with_log(mut self) -> (std::process::Output, Vec<String>) {
+        let output = self.0.take().unwrap().wait_with_output().unwrap();
+        (output, self.1.take().unwrap().join().unwrap())
     }
 }
 
@@ -39,7 +46,7 @@ fn start_connect(desk: &Desk, args: &[&str]) -> (Running, String, Vec<String>) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let child = Running(Some(child));
+    let mut child = Running(Some(child), None);
     let mut seen = Vec::new();
     loop {
         let Some(Ok(line)) = lines.next() else {
@@ -47,8 +54,8 @@ fn start_connect(desk: &Desk, args: &[&str]) -> (Running, String, Vec<String>) {
         };
         seen.push(line.clone());
         if let Some(url) = line.strip_prefix("  http") {
-            // Drain the rest in the background so the process never blocks on a full pipe.
-            std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+            // Read the rest in the background so the process never blocks on a full pipe.
+            child.1 = Some(std::thread::spawn(move || lines.map_while(Result::ok).collect()));
             return (child, format!("http{url}"), seen);
         }
         assert!(seen.len() < 20, "no consent address in {seen:?}");
@@ -174,6 +181,63 @@ fn hubspot_connects_through_a_real_consent_and_renders_with_the_stored_values() 
     let masked: serde_json::Value = serde_json::from_slice(&masked.stdout).unwrap();
     assert_eq!(masked["oauth2"]["refresh_token"], "********");
     assert_eq!(masked["oauth2"]["client_secret"], "********");
+}
+
+/// A system that needs re-authorisation, connected again with `--replace`: active again, and
+/// the onboarding service says `recovered` exactly once, to the webhook and in the log.
+#[test]
+fn connecting_again_a_system_that_needs_reauthorisation_says_it_recovered_once() {
+    let provider = OidcProvider::start();
+    let desk = Desk::new();
+    let hubspot = hubspot_at(&desk, &provider);
+    std::fs::write(
+        hubspot.join(".authconfig"),
+        json!({"client_id": "native", "client_secret": "native-secret"}).to_string(),
+    )
+    .unwrap();
+    let (hook, delivered) = tests::webhook::receiver("connect-whsec", 0);
+    let secret_file = desk.dir.path().join("webhook.secret");
+    std::fs::write(&secret_file, "connect-whsec").unwrap();
+    let webhook_url = format!("{}/events", hook.url());
+    let connect = |replace: bool| {
+        let port = free_port();
+        let redirect = format!("http://127.0.0.1:{port}/callback");
+        let mut args = vec![hubspot.to_str().unwrap(), "--system", "crm", "--port", &port];
+        args.extend(["--webhook-url", &webhook_url, "--webhook-secret-file"]);
+        args.push(secret_file.to_str().unwrap());
+        args.push("-v");
+        if replace {
+            args.push("--replace");
+        }
+        let (child, url, _) = start_connect(&desk, &args);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let query = runtime.block_on(follow_consent(&url, &redirect));
+        let callback = reqwest::Url::parse_with_params(&redirect, &query).unwrap();
+        runtime.block_on(async { reqwest::get(callback).await.unwrap() });
+        let (output, log) = child.wait_with_log();
+        assert!(output.status.success(), "connect failed: {log:?}");
+        log
+    };
+    let first = connect(false);
+    assert!(!first.iter().any(|l| l.contains("recovered")), "a new system recovers nothing");
+
+    let store = desk.store();
+    let version = store.version("crm").unwrap().unwrap();
+    let lost = authplug_store::Change {
+        state: Some(authplug_store::Lifecycle::NeedsReauth("invalid_grant: revoked".into())),
+        failures: Some(1),
+        ..Default::default()
+    };
+    store.update("crm", version, lost, "test").unwrap();
+    let again = connect(true);
+    let said: Vec<&String> = again.iter().filter(|l| l.contains("crm recovered")).collect();
+    assert_eq!(said.len(), 1, "one log line: {again:?}");
+    // The webhook was flushed before connect exited.
+    assert_eq!(tests::webhook::kinds(&delivered, "crm"), ["recovered"]);
+    let record = store.get("crm").unwrap().unwrap();
+    assert_eq!((record.summary.state, record.summary.failures), (authplug_store::State::Active, 0));
+    let audited = store.audit("crm").unwrap();
+    assert_eq!(audited.iter().filter(|e| e.action == "recovered").count(), 1);
 }
 
 #[test]

@@ -199,27 +199,6 @@ fn kill_nine_during_200_refreshes_postgres() {
     kill_nine_during_refreshes(Lab::postgres(), 200);
 }
 
-/// A webhook receiver that keeps the events whose signature verifies; it answers the first
-/// `fail_first` deliveries with 503, so retries are exercised.
-fn receiver(secret: &str, fail_first: usize) -> (FakeServer, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let events: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-    let (kept, secret) = (events.clone(), Secret::new(secret));
-    let failures = std::sync::atomic::AtomicUsize::new(0);
-    let server = FakeServer::start(move |request| {
-        if failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < fail_first {
-            return Response::text(503, "busy");
-        }
-        let signature = request.header(SIGNATURE_HEADER).unwrap_or("");
-        let now = authplug_store::now_secs();
-        if !verify(&secret, signature, &request.body, now, Duration::from_secs(300)) {
-            return Response::text(401, "bad signature");
-        }
-        kept.lock().unwrap().push(serde_json::from_slice(&request.body).unwrap());
-        Response::text(204, "")
-    });
-    (server, events)
-}
-
 fn quick_backoff() -> EngineConfig {
     EngineConfig {
         backoff: Backoff {
@@ -235,7 +214,7 @@ fn quick_backoff() -> EngineConfig {
 #[test]
 fn faults_between_engine_and_server_lose_nothing_and_back_off_visibly() {
     let lab = Lab::sqlite();
-    let (hook, delivered) = receiver("whsec-test", 1);
+    let (hook, delivered) = tests::webhook::receiver("whsec-test", 1);
     let events = lab.host.block_on(async {
         Events::with_webhook(Webhook::new(
             format!("{}/events", hook.url()),
@@ -366,7 +345,7 @@ fn token_prints_fresh_secrets_for_scripts() {
 #[test]
 fn refresh_due_refreshes_what_is_due_or_idle_and_signs_its_events() {
     let lab = Lab::sqlite();
-    let (hook, delivered) = receiver("cli-whsec", 0);
+    let (hook, delivered) = tests::webhook::receiver("cli-whsec", 0);
     let forwarded = lab.proxy.forwarded();
     let output = lab.run(&["refresh", "--due", "--json"]);
     assert!(output.status.success(), "{}", stderr(&output));

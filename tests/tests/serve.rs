@@ -622,3 +622,70 @@ fn the_web_page_connects_a_connector_through_the_consent_in_a_real_browser() {
     eprintln!("web page: screenshots in {}", artifacts.display());
     drop(server);
 }
+
+/// A system that needs re-authorisation, onboarded again through the API and its consent:
+/// active again, and the onboarding service says `recovered` exactly once, to the webhook and
+/// in the server's log.
+#[test]
+fn onboarding_again_through_the_api_a_system_that_needs_reauthorisation_says_it_recovered_once() {
+    let lab = Lab::sqlite();
+    let hubspot = HubSpot::new(&lab);
+    let (hook, delivered) = tests::webhook::receiver("serve-whsec", 0);
+    let secret_file = lab.key_file().with_file_name("webhook.secret");
+    std::fs::write(&secret_file, "serve-whsec").unwrap();
+    let hook_url = format!("{}/events", hook.url());
+    let extra = [
+        "--connectors",
+        hubspot.connectors.to_str().unwrap(),
+        "--webhook-url",
+        &hook_url,
+        "--webhook-secret-file",
+        secret_file.to_str().unwrap(),
+        "-v",
+    ];
+    let mut server = Server::start_with(&lab, &hubspot.tokens, &extra);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let redirect = format!("{}/v1/onboarding/callback", server.url);
+    let onboard = |replace: bool| {
+        runtime.block_on(async {
+            let body = serde_json::json!({
+                "connector": "hubspot",
+                "secrets": {"client_id": "native", "client_secret": "native-secret"},
+                "replace": replace,
+            });
+            let answer = reqwest::Client::new()
+                .post(format!("{}/v1/systems/crm-again/onboard", server.url))
+                .bearer_auth(&hubspot.admin)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let started: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+            assert_eq!(started["step"], "redirect", "{started}");
+            let query =
+                tests::oidc::follow_consent(started["url"].as_str().unwrap(), &redirect).await;
+            let callback = reqwest::Url::parse_with_params(&redirect, &query).unwrap();
+            assert_eq!(reqwest::get(callback).await.unwrap().status(), 200);
+        })
+    };
+    onboard(false);
+    let store = lab.store();
+    let version = store.version("crm-again").unwrap().unwrap();
+    let lost = authplug_store::Change {
+        state: Some(authplug_store::Lifecycle::NeedsReauth("invalid_grant: revoked".into())),
+        ..Default::default()
+    };
+    store.update("crm-again", version, lost, "test").unwrap();
+    onboard(true);
+    let record = store.get("crm-again").unwrap().unwrap();
+    assert_eq!(record.summary.state, authplug_store::State::Active);
+    // A graceful stop delivers what is queued and closes the log.
+    assert!(server.stop().success());
+    assert_eq!(tests::webhook::kinds(&delivered, "crm-again"), ["recovered"]);
+    let log = server.log.lock().unwrap();
+    let said: Vec<&String> = log.iter().filter(|l| l.contains("crm-again recovered")).collect();
+    assert_eq!(said.len(), 1, "one log line: {log:?}");
+    let audited = store.audit("crm-again").unwrap();
+    assert_eq!(audited.iter().filter(|e| e.action == "recovered").count(), 1);
+}

@@ -149,13 +149,18 @@ impl<'a> Context<'a> {
         work: impl AsyncFnOnce(&Arc<Engine>) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
         let engine = self.engine(options)?;
-        self.runtime()?.block_on(async {
-            let result = work(&engine).await;
-            if !engine.events().flush(FLUSH_TIMEOUT).await {
-                tracing::warn!("some webhook deliveries did not finish before exit");
-            }
-            result
-        })
+        let result = self.runtime()?.block_on(work(&engine));
+        self.flush(&engine)?;
+        result
+    }
+
+    /// Waits (a while) for the engine's webhook deliveries still being retried: called before
+    /// a command that made the engine say something exits.
+    pub fn flush(&self, engine: &Engine) -> Result<(), Failure> {
+        if !self.runtime()?.block_on(engine.events().flush(FLUSH_TIMEOUT)) {
+            tracing::warn!("some webhook deliveries did not finish before exit");
+        }
+        Ok(())
     }
 
     fn webhook(&self) -> Result<Option<Webhook>, Failure> {

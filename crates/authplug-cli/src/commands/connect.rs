@@ -154,7 +154,10 @@ pub fn run(ctx: &Context<'_>, args: &ConnectArgs) -> Result<(), Failure> {
         open_browser: !args.no_browser,
         progress: &mut progress,
     };
-    let finished = match onboarder.run(plan, &mut consent)? {
+    let outcome = onboarder.run(plan, &mut consent);
+    // What the engine said (recovered) reaches the webhook before the command exits.
+    ctx.flush(&engine)?;
+    let finished = match outcome? {
         Outcome::Done(finished) => finished,
         Outcome::AwaitingConsent { .. } => {
             return Err(Failure::new(Code::Failure, "the consent was parked, not awaited"))
