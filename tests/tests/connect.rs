@@ -70,6 +70,17 @@ fn hubspot_at(desk: &Desk, provider: &OidcProvider) -> std::path::PathBuf {
     })
 }
 
+/// [`hubspot_at`], with the provider's `native` client in its `.authconfig`.
+fn hubspot_with_authconfig(desk: &Desk, provider: &OidcProvider) -> std::path::PathBuf {
+    let hubspot = hubspot_at(desk, provider);
+    std::fs::write(
+        hubspot.join(".authconfig"),
+        json!({"client_id": "native", "client_secret": "native-secret"}).to_string(),
+    )
+    .unwrap();
+    hubspot
+}
+
 /// A free loopback port for a callback listener (oidc-provider's `native` client accepts any).
 fn free_port() -> String {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string()
@@ -79,12 +90,7 @@ fn free_port() -> String {
 fn hubspot_connects_through_a_real_consent_and_renders_with_the_stored_values() {
     let provider = OidcProvider::start();
     let desk = Desk::new();
-    let hubspot = hubspot_at(&desk, &provider);
-    std::fs::write(
-        hubspot.join(".authconfig"),
-        json!({"client_id": "native", "client_secret": "native-secret"}).to_string(),
-    )
-    .unwrap();
+    let hubspot = hubspot_with_authconfig(&desk, &provider);
     let port = free_port();
     let redirect = format!("http://127.0.0.1:{port}/callback");
 
@@ -189,12 +195,7 @@ fn hubspot_connects_through_a_real_consent_and_renders_with_the_stored_values() 
 fn connecting_again_a_system_that_needs_reauthorisation_says_it_recovered_once() {
     let provider = OidcProvider::start();
     let desk = Desk::new();
-    let hubspot = hubspot_at(&desk, &provider);
-    std::fs::write(
-        hubspot.join(".authconfig"),
-        json!({"client_id": "native", "client_secret": "native-secret"}).to_string(),
-    )
-    .unwrap();
+    let hubspot = hubspot_with_authconfig(&desk, &provider);
     let (hook, delivered) = tests::webhook::receiver("connect-whsec", 0);
     let secret_file = desk.dir.path().join("webhook.secret");
     std::fs::write(&secret_file, "connect-whsec").unwrap();

@@ -128,13 +128,23 @@ impl HubSpot {
         system: &str,
         return_to: Option<&str>,
     ) -> reqwest::Response {
-        let mut body = serde_json::json!({
-            "connector": "hubspot",
-            "secrets": {"client_id": "native", "client_secret": "native-secret"},
-        });
+        let mut body = serde_json::json!({});
         if let Some(path) = return_to {
             body["return_to"] = path.into();
         }
+        self.onboard_with(server, system, body).await
+    }
+
+    /// The same, with `body`'s fields (`return_to`, `replace`) added to the request.
+    async fn onboard_with(
+        &self,
+        server: &Server,
+        system: &str,
+        mut body: Value,
+    ) -> reqwest::Response {
+        body["connector"] = "hubspot".into();
+        body["secrets"] =
+            serde_json::json!({"client_id": "native", "client_secret": "native-secret"});
         reqwest::Client::new()
             .post(format!("{}/v1/systems/{system}/onboard", server.url))
             .bearer_auth(&self.admin)
@@ -648,19 +658,8 @@ fn onboarding_again_through_the_api_a_system_that_needs_reauthorisation_says_it_
     let redirect = format!("{}/v1/onboarding/callback", server.url);
     let onboard = |replace: bool| {
         runtime.block_on(async {
-            let body = serde_json::json!({
-                "connector": "hubspot",
-                "secrets": {"client_id": "native", "client_secret": "native-secret"},
-                "replace": replace,
-            });
-            let answer = reqwest::Client::new()
-                .post(format!("{}/v1/systems/crm-again/onboard", server.url))
-                .bearer_auth(&hubspot.admin)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
+            let body = serde_json::json!({"replace": replace});
+            let answer = hubspot.onboard_with(&server, "crm-again", body).await;
             let started: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
             assert_eq!(started["step"], "redirect", "{started}");
             let query =
