@@ -5,13 +5,12 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use authplug_engine::webhook::{verify, SIGNATURE_HEADER};
 use authplug_engine::{Backoff, EngineConfig, EngineError, EventKind, Events, Webhook};
 use authplug_protocol::Secret;
-use authplug_testkit::{FakeServer, Fault, Response};
+use authplug_testkit::Fault;
 use tests::lifecycle::{fingerprint, Lab, SYSTEM};
 use tests::{stderr, stdout};
 

@@ -204,7 +204,14 @@ pub fn plugin_dirs(args: &PluginArgs) -> Vec<PathBuf> {
     {
         dirs.push(bin_dir.join("plugins"));
     }
-    dirs.push(authplug_store::data_dir().join("plugins"));
+    // The user's data folder, only when the environment names one: never a folder relative
+    // to wherever the command happens to run (cron, a unit without HOME).
+    let named = ["XDG_DATA_HOME", "HOME"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|d| !d.is_empty()));
+    if named {
+        dirs.push(authplug_store::data_dir().join("plugins"));
+    }
     dirs
 }
 

@@ -122,11 +122,59 @@ impl From<OnboardError> for Failure {
             | OnboardError::ForgedCallback
             | OnboardError::UnknownState => Code::BadInput,
             OnboardError::Scheme(_)
-            | OnboardError::ConsentRefused(_)
+            | OnboardError::ConsentRefused { .. }
             | OnboardError::ConsentTimedOut(_)
             | OnboardError::Consent(_)
+            | OnboardError::Local(_)
             | OnboardError::Tenant(_) => Code::Failure,
         };
         Failure::new(code, said(&error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_kind_maps_to_its_code_with_its_causes_said() {
+        let cases: Vec<(Failure, Code)> = vec![
+            (StoreError::NotFound("crm".into()).into(), Code::NotFound),
+            (
+                EngineError::NeedsReauth { system: "crm".into(), reason: "x".into() }.into(),
+                Code::NeedsReauth,
+            ),
+            (
+                EngineError::Unavailable {
+                    system: "crm".into(),
+                    reason: "HTTP 503".into(),
+                    retry_at_ms: None,
+                    still_valid: None,
+                }
+                .into(),
+                Code::Unavailable,
+            ),
+            (EngineError::Busy { system: "crm".into(), holder: "h".into() }.into(), Code::Conflict),
+            (OnboardError::Missing { names: vec!["api_key".into()] }.into(), Code::BadInput),
+            (OnboardError::ForgedCallback.into(), Code::BadInput),
+            (OnboardError::ConsentTimedOut(5).into(), Code::Failure),
+            (OnboardError::Engine(EngineError::NotFound("crm".into())).into(), Code::Conflict),
+        ];
+        for (failure, code) in cases {
+            assert_eq!(failure.code, code, "{}", failure.message);
+        }
+        let exists = Failure::from(OnboardError::Exists("crm".into()));
+        assert_eq!(exists.code, Code::Conflict);
+        assert_eq!(exists.message, "system crm exists: pass --replace to onboard it again");
+        let wrapped =
+            Failure::from(OnboardError::Engine(EngineError::Store(StoreError::Corrupt {
+                what: "store.sqlite3 failed its integrity check".into(),
+                source: None,
+            })));
+        assert_eq!(
+            wrapped.code,
+            Code::Store,
+            "a store error through the onboarding keeps its code"
+        );
     }
 }

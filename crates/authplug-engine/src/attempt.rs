@@ -56,7 +56,7 @@ impl Engine {
                     answered_at_ms: journal.answered_at_ms(),
                     now_ms: self.clock().now_ms(),
                     backoff: &self.config.backoff,
-                    jitter: 0.5 + rand::random::<f64>() / 2.0,
+                    jitter: crate::Backoff::jitter(),
                     interrupted: interrupted.as_deref(),
                 },
             );
@@ -101,21 +101,19 @@ impl Engine {
             parameters: record.summary.parameters.clone(),
         };
         let (registry, scheme_id) = (self.registry.clone(), scheme.id().to_owned());
-        let failed = |message: &str| CallError {
-            scheme: scheme.id().to_owned(),
+        let failed = |scheme: String, message: &str| CallError {
+            scheme,
             code: ErrorCode::Internal,
             message: message.into(),
         };
         tokio::task::spawn_blocking(move || match registry.get(&scheme_id) {
             Some(scheme) => scheme.refresh(request, &services),
-            None => Err(CallError {
-                scheme: scheme_id,
-                code: ErrorCode::Internal,
-                message: "the scheme is no longer registered".into(),
-            }),
+            None => Err(failed(scheme_id, "the scheme is no longer registered")),
         })
         .await
-        .unwrap_or_else(|_| Err(failed("the refresh thread ended abnormally")))
+        .unwrap_or_else(|_| {
+            Err(failed(scheme.id().to_owned(), "the refresh thread ended abnormally"))
+        })
     }
 
     /// Ends an attempt in the store; the system's new version if it changed. A store error is

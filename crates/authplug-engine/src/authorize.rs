@@ -28,7 +28,7 @@ impl Engine {
         };
         let (registry, services) = (self.registry.clone(), self.services.clone());
         let (scheme_id, system) = (token.scheme.clone(), id.to_owned());
-        let aborted = EngineError::Scheme {
+        let aborted = || EngineError::Scheme {
             system: id.to_owned(),
             error: CallError {
                 scheme: token.scheme.clone(),
@@ -43,7 +43,7 @@ impl Engine {
             None => Err(EngineError::SchemeNotLoaded { system, scheme: scheme_id }),
         })
         .await
-        .unwrap_or(Err(aborted))?;
+        .unwrap_or_else(|_| Err(aborted()))?;
         let due_in = self.registry.get(&token.scheme).and_then(|scheme| {
             let due_at =
                 crate::due::due_at(token.expires_at, token.issued_at, self.margin(scheme))?;

@@ -77,10 +77,9 @@ impl Backoff {
         full.mul_f64(jitter.clamp(0.5, 1.0))
     }
 
-    /// [`Backoff::delay`] with a random jitter, for `failures` counted as the store counts them.
-    pub fn next_delay(&self, failures: i64) -> Duration {
-        let failures = u32::try_from(failures.max(1)).unwrap_or(u32::MAX);
-        self.delay(failures, 0.5 + rand::random::<f64>() / 2.0)
+    /// A random jitter for [`Backoff::delay`], in `[0.5, 1.0]`.
+    pub fn jitter() -> f64 {
+        0.5 + rand::random::<f64>() / 2.0
     }
 }
 

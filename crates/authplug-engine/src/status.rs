@@ -63,8 +63,8 @@ fn utc(at_ms: i64) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// Every system's lifecycle, by id, read from the store (three reads, whatever the number of
-/// systems).
+/// Every system's lifecycle, by id, read from the store: the listing, then every system's
+/// latest attempt and every lease, one query each (not one per system).
 pub fn status(store: &Store) -> Result<Vec<SystemStatus>, StoreError> {
     let systems = store.list()?;
     let mut attempts: HashMap<String, Attempt> =
@@ -103,7 +103,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use authplug_store::{Keyring, Location, ManualClock, MasterKey, NewSystem};
+    use authplug_store::{Begin, Keyring, Location, ManualClock, MasterKey, NewSystem};
     use std::time::Duration;
 
     #[test]
@@ -144,6 +144,4 @@ mod tests {
         assert_eq!((busy.1, busy.2), ("active", true));
         assert!(busy.3.contains("died in flight"), "{busy:?}");
     }
-
-    use authplug_store::Begin;
 }

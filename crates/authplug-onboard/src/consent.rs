@@ -62,7 +62,7 @@ impl Parked<'_> {
     }
 }
 
-/// Parks every consent in the store for `0`: the server's way.
+/// Parks every consent in the store for the given time: the server's way.
 #[derive(Debug, Clone, Copy)]
 pub struct Park(pub Duration);
 

@@ -27,9 +27,13 @@ pub enum OnboardError {
     /// The scheme's onboarding failed (the provider, the connector's settings, the plugin).
     #[error("onboarding failed")]
     Scheme(#[source] CallError),
-    /// The provider answered the consent with an error (the user declined, a bad request).
-    #[error("the provider refused the consent: {0}")]
-    ConsentRefused(String),
+    /// The provider answered the consent with an error (the user declined, a bad request): its
+    /// code, and its description when it gave one.
+    #[error(
+        "the provider refused the consent: {error}{}",
+        description.as_ref().map(|d| format!(": {d}")).unwrap_or_default()
+    )]
+    ConsentRefused { error: String, description: Option<String> },
     /// A callback whose `state` is not the consent's: replayed or forged.
     #[error(
         "the callback's state does not match the consent's: refused (a replayed or forged \
@@ -45,6 +49,9 @@ pub enum OnboardError {
     /// The way back from the consent failed (the callback listener, the store that keeps it).
     #[error("{0}")]
     Consent(String),
+    /// Something this machine could not do (read the terminal, draw randomness).
+    #[error("{0}")]
+    Local(String),
     /// The tenant could not be read from the provider (`identity_url`).
     #[error("{0}; nothing was stored")]
     Tenant(String),

@@ -98,7 +98,7 @@ pub(crate) fn gather(
 fn random_hex(bytes: usize) -> Result<String, OnboardError> {
     let mut buffer = vec![0u8; bytes];
     getrandom::getrandom(&mut buffer)
-        .map_err(|e| OnboardError::Input(format!("no randomness for a generated secret: {e}")))?;
+        .map_err(|e| OnboardError::Local(format!("no randomness for a generated secret: {e}")))?;
     Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
 }
 

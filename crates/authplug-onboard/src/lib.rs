@@ -22,10 +22,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use authplug_connector::{Connector, CONNECTOR_PARAMETER};
-use authplug_engine::Engine;
+use authplug_engine::{Engine, EngineError};
 use authplug_host::LoadedScheme;
 use authplug_protocol::{OnboardRequest, OnboardStep, Resume, Secret};
-use authplug_store::{NewSystem, Onboarded};
+use authplug_store::{NewSystem, Onboarded, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -153,11 +153,12 @@ impl Onboarder {
     ) -> Result<Plan, OnboardError> {
         let connector = request.connector;
         let scheme = self.scheme_for(connector)?;
-        let wanted = connector.manifest.onboarding_inputs(scheme.descriptor());
-        let gathered = inputs::gather(&wanted, inputs)?;
+        // Before anyone types a secret or is sent to a consent.
         if !request.replace && self.engine.store().version(&request.system)?.is_some() {
             return Err(OnboardError::Exists(request.system));
         }
+        let wanted = connector.manifest.onboarding_inputs(scheme.descriptor());
+        let gathered = inputs::gather(&wanted, inputs)?;
         let mut parameters = connector.scheme_parameters();
         for (key, value) in request.defaults {
             parameters.entry(key).or_insert(value);
@@ -283,7 +284,14 @@ impl Onboarder {
         let mut required = request.required;
         required.extend(extras);
         let new = NewSystem { id: system, scheme, parameters, required, injected, expires_at };
-        let stored = self.engine.onboarded(new, replace, &actor)?;
+        let stored = match self.engine.onboarded(new, replace, &actor) {
+            Ok(stored) => stored,
+            // Taken by another onboarding during the consent.
+            Err(EngineError::Store(StoreError::Exists(id))) => {
+                return Err(OnboardError::Exists(id))
+            }
+            Err(other) => return Err(other.into()),
+        };
         Ok(Finished { stored, tenant, notes })
     }
 }
@@ -295,13 +303,15 @@ fn resumed(
     continuation: Secret,
     callback: BTreeMap<String, String>,
 ) -> Result<Resume, OnboardError> {
+    // (A resumed onboarding was found by its state: there this holds by construction.)
     if callback.get("state").map(String::as_str) != Some(state) {
         return Err(OnboardError::ForgedCallback);
     }
     if let Some(error) = callback.get("error") {
-        let description =
-            callback.get("error_description").map(|d| format!(": {d}")).unwrap_or_default();
-        return Err(OnboardError::ConsentRefused(format!("{error}{description}")));
+        return Err(OnboardError::ConsentRefused {
+            error: error.clone(),
+            description: callback.get("error_description").cloned(),
+        });
     }
     Ok(Resume { continuation, callback })
 }

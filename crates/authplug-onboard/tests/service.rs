@@ -180,10 +180,10 @@ fn a_consent_answered_at_once_is_checked_then_exchanged_and_stored() {
         }),
         "refused",
     );
-    assert!(
-        matches!(&refused, Err(OnboardError::ConsentRefused(why)) if why == "access_denied: no"),
-        "{refused:?}"
-    );
+    let Err(refused @ OnboardError::ConsentRefused { .. }) = refused else {
+        panic!("refused: {refused:?}")
+    };
+    assert_eq!(refused.to_string(), "the provider refused the consent: access_denied: no");
     let bad_code = run(&mut Answering(|s| query(&[("state", s), ("code", "refused")])), "bad-code");
     assert!(matches!(bad_code, Err(OnboardError::Scheme(_))));
     for system in ["forged", "refused", "bad-code"] {

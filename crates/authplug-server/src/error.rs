@@ -81,7 +81,8 @@ impl From<EngineError> for ApiError {
             EngineError::SchemeNotLoaded { .. } | EngineError::CannotRenew { .. } => {
                 (StatusCode::CONFLICT, "cannot_serve")
             }
-            EngineError::Store(_) | EngineError::Scheme { .. } | EngineError::Aborted { .. } => {
+            EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+            EngineError::Scheme { .. } | EngineError::Aborted { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };
@@ -117,13 +118,18 @@ impl From<OnboardError> for ApiError {
             OnboardError::ForgedCallback | OnboardError::UnknownState => {
                 (StatusCode::BAD_REQUEST, "bad_state")
             }
-            OnboardError::ConsentRefused(_) => (StatusCode::BAD_REQUEST, "consent_refused"),
+            // The provider's code only: the description is the callback link's, which anyone
+            // can craft, and this page is shown by the server.
+            OnboardError::ConsentRefused { error, .. } => {
+                let message = format!("the provider refused the consent: {error}");
+                return ApiError::new(StatusCode::BAD_REQUEST, "consent_refused", message);
+            }
             OnboardError::Scheme(_) | OnboardError::Tenant(_) => {
                 (StatusCode::BAD_GATEWAY, "onboarding_failed")
             }
-            OnboardError::ConsentTimedOut(_) | OnboardError::Consent(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+            OnboardError::ConsentTimedOut(_)
+            | OnboardError::Consent(_)
+            | OnboardError::Local(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, said)
     }

@@ -104,10 +104,23 @@ impl AppState {
             + 'static,
     ) -> Result<T, ApiError> {
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || work(engine.store()))
-            .await
-            .map_err(|_| ApiError::internal("a store task ended abnormally"))?
-            .map_err(ApiError::from)
+        blocking(move || work(engine.store())).await
+    }
+}
+
+/// Runs synchronous work (the store, plugin calls, the onboarding service) on a blocking
+/// thread, never on an async worker.
+pub(crate) async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    ApiError: From<E>,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(_) => Err(ApiError::internal("a blocking task ended abnormally")),
     }
 }
 

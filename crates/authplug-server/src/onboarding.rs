@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use authplug_onboard::{Given, OnboardError, Outcome, Park, Request};
+use authplug_onboard::{Given, Outcome, Park, Request};
 use authplug_protocol::Secret;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use crate::access::permitted;
 use crate::auth::Caller;
 use crate::error::{html_escape, ApiError};
-use crate::AppState;
+use crate::{blocking, AppState};
 
 /// How long a consent may take.
 const PENDING_FOR: Duration = Duration::from_secs(600);
@@ -77,22 +77,21 @@ pub(crate) async fn start(
         )));
     }
     let connectors = state.connectors();
-    let connector = connectors.get(&start.connector).cloned().ok_or_else(|| {
+    let Some(connector) = connectors.get(&start.connector) else {
         let known: Vec<&String> = connectors.keys().collect();
-        ApiError::bad_request(format!("no connector {} (known: {known:?})", start.connector))
-    })?;
+        let message = format!("no connector {} (known: {known:?})", start.connector);
+        return Err(ApiError::bad_request(message));
+    };
     if connector.manifest.auth.is_none() {
-        return Err(ApiError::bad_request(format!(
-            "connector {} needs no authentication",
-            start.connector
-        )));
+        let message = format!("connector {} needs no authentication", start.connector);
+        return Err(ApiError::bad_request(message));
     }
     let onboarder = state.onboarder();
     let redirect_uri = format!("{}/v1/onboarding/callback", state.public_url);
     let system = id.clone();
     let outcome = blocking(move || {
         let request = Request {
-            connector: &connector,
+            connector: &connectors[&start.connector],
             system,
             replace: start.replace,
             actor: format!("api:{}", caller.name),
@@ -156,7 +155,12 @@ async fn finish_consent(
             html_escape(&system)
         ))
         .into_response()),
-        (Ok(Outcome::AwaitingConsent { url }), _) => Ok(Redirect::to(&url).into_response()),
+        // The scheme asks for another consent: the browser goes on to it.
+        (Ok(Outcome::AwaitingConsent { url }), _) => {
+            let location = HeaderValue::try_from(url)
+                .map_err(|_| ApiError::internal("the scheme's consent address is not a URL"))?;
+            Ok((StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response())
+        }
         (Err(error), Some(path)) => Ok(back(&path, "error", error.code())),
         (Err(error), None) => Err(error),
     }
@@ -168,16 +172,6 @@ fn back(path: &str, key: &str, value: &str) -> Response {
     let fragment: String =
         url::form_urlencoded::Serializer::new(String::new()).append_pair(key, value).finish();
     Redirect::to(&format!("{path}#{fragment}")).into_response()
-}
-
-/// Runs onboarding work on a blocking thread: plugin calls and the store are synchronous.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, OnboardError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| ApiError::internal("the onboarding thread ended abnormally"))?
-        .map_err(ApiError::from)
 }
 
 #[cfg(test)]

@@ -18,28 +18,42 @@ impl Store {
     /// Stores a new onboarding: creates the system or, with `replace`, gives the existing one
     /// the onboarding's scheme, parameters and secrets, active again and without failures.
     /// Without `replace`, a taken id is [`StoreError::Exists`]. Answers the record and, when it
-    /// replaced one, the system as it was.
-    pub fn onboarded(&self, new: NewSystem, replace: bool, actor: &str) -> Result<Onboarded> {
+    /// replaced one, the system as it was; `also` may add an audit line about that, written in
+    /// the same transaction (the engine's `recovered`).
+    pub fn onboarded(
+        &self,
+        new: NewSystem,
+        replace: bool,
+        actor: &str,
+        also: &dyn Fn(&SystemSummary) -> Option<(String, serde_json::Value)>,
+    ) -> Result<Onboarded> {
         // Kept for a replacement only.
         let again = replace.then(|| new.clone());
-        match (self.create(new, actor), again) {
-            (Ok(record), _) => Ok(Onboarded { record, previous: None }),
-            (Err(StoreError::Exists(id)), Some(new)) => {
-                let current = self.get(&id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
-                let change = Change {
-                    scheme: Some(new.scheme),
-                    parameters: Some(new.parameters),
-                    required: Some(new.required),
-                    injected: Some(Injected::new(new.injected, new.expires_at)),
-                    state: Some(Lifecycle::Active),
-                    last_refresh_at: Some(self.clock.now_secs()),
-                    failures: Some(0),
-                };
-                let record = self.update(&id, current.summary.version, change, actor)?;
-                Ok(Onboarded { record, previous: Some(current.summary) })
+        let (id, new) = match (self.create(new, actor), again) {
+            (Ok(record), _) => return Ok(Onboarded { record, previous: None }),
+            (Err(StoreError::Exists(id)), Some(new)) => (id, new),
+            (Err(other), _) => return Err(other),
+        };
+        let change = Change {
+            scheme: Some(new.scheme),
+            parameters: Some(new.parameters),
+            required: Some(new.required),
+            injected: Some(Injected::new(new.injected, new.expires_at)),
+            state: Some(Lifecycle::Active),
+            last_refresh_at: Some(self.clock.now_secs()),
+            failures: Some(0),
+        };
+        let sealed = self.seal_change(&id, &change)?;
+        let (previous, row, secrets) = self.tx(true, |tx| {
+            let current = tx.system(&id)?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            let previous = summary(current.clone(), &tx.secrets(&id)?)?;
+            let next = self.write_change(tx, &id, current.version, &change, &sealed, actor)?;
+            if let Some((action, detail)) = also(&previous) {
+                tx.append_audit(&self.audit_entry(&id, actor, &action, detail))?;
             }
-            (Err(other), _) => Err(other),
-        }
+            Ok((previous, next, tx.secrets(&id)?))
+        })?;
+        Ok(Onboarded { record: self.record(row, secrets)?, previous: Some(previous) })
     }
 
     /// Creates a system; fails with [`StoreError::Exists`] if the id is taken.

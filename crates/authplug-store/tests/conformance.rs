@@ -43,7 +43,7 @@ fn an_onboarding_creates_or_with_replace_renews_a_system(kind: Kind) {
     let store = Backend::new(kind).open();
     let mut first = system("s", &[("api_key", "first-1a")]);
     first.scheme = "api_key".into();
-    let onboarded = store.onboarded(first, false, "t").unwrap();
+    let onboarded = store.onboarded(first, false, "t", &|_| None).unwrap();
     assert!(onboarded.previous.is_none() && onboarded.record.summary.version == 1);
     let change = Change {
         state: Some(Lifecycle::NeedsReauth("invalid_grant".into())),
@@ -51,18 +51,26 @@ fn an_onboarding_creates_or_with_replace_renews_a_system(kind: Kind) {
         ..Change::default()
     };
     store.update("s", 1, change, "t").unwrap();
-    let again = store.onboarded(system("s", &[("api_key", "second-2b")]), false, "t");
+    let again = store.onboarded(system("s", &[("api_key", "second-2b")]), false, "t", &|_| None);
     assert!(matches!(again, Err(StoreError::Exists(_))), "{again:?}");
     let mut renewed = system("s", &[("oauth_access_token", "third-3c")]);
     renewed.scheme = "oauth2".into();
+    let line = |previous: &authplug_store::SystemSummary| {
+        Some(("recovered".to_owned(), serde_json::json!({"was": previous.state})))
+    };
     let authplug_store::Onboarded { record, previous } =
-        store.onboarded(renewed, true, "t").unwrap();
+        store.onboarded(renewed, true, "t", &line).unwrap();
     let previous = previous.expect("it replaced one");
     assert_eq!((previous.state, previous.failures), (State::NeedsReauth, 3), "as it was");
     assert_eq!(record.summary.scheme, "oauth2");
     assert_eq!(record.summary.state, State::Active);
     assert_eq!(record.summary.failures, 0);
     assert_eq!(exposed(&record.injected).keys().collect::<Vec<_>>(), ["oauth_access_token"]);
+    let trail = store.audit("s").unwrap();
+    let last: Vec<(&str, &serde_json::Value)> =
+        trail.iter().rev().take(2).map(|e| (e.action.as_str(), &e.detail)).collect();
+    assert_eq!(last[0], ("recovered", &serde_json::json!({"was": "needs_reauth"})), "{trail:?}");
+    assert_eq!(last[1].0, "updated", "with the change, in its transaction");
 }
 
 /// What an onboarding's callback needs waits sealed, under the state's hash, and is taken once,

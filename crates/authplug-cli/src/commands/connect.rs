@@ -23,7 +23,7 @@ use crate::output::{print_json, time};
 /// Non-secret inputs the classic tool read from `.authconfig`; they become parameters.
 const PARAMETER_INPUTS: &[&str] = &["account_id", "base_url"];
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct ConnectArgs {
     /// The connector folder (manifest.json and templates/).
     #[arg(value_name = "CONNECTOR_DIR")]
@@ -71,6 +71,20 @@ pub struct ConnectArgs {
     /// Onboard an existing system again (after "needs re-authorisation"), replacing its secrets.
     #[arg(long)]
     pub replace: bool,
+}
+
+/// Never prints a `--secret` value.
+impl std::fmt::Debug for ConnectArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> =
+            self.secrets.iter().filter_map(|s| s.split_once('=').map(|(n, _)| n)).collect();
+        f.debug_struct("ConnectArgs")
+            .field("dir", &self.dir)
+            .field("system", &self.system)
+            .field("secrets", &names)
+            .field("replace", &self.replace)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Progress lines on stderr, so that stdout stays for `--json`.
@@ -315,7 +329,7 @@ impl Inputs for Sources {
             std::io::stdin().read_line(&mut line).map(|_| line)
         };
         let answer = answer.map_err(|e| {
-            OnboardError::Input(format!("cannot read {} from the terminal: {e}", input.name))
+            OnboardError::Local(format!("cannot read {} from the terminal: {e}", input.name))
         })?;
         let answer = answer.trim().to_owned();
         Ok((!answer.is_empty())

@@ -15,7 +15,7 @@ use crate::output::print_json;
 /// Parameters that go to the node as environment variables (the classic tool's set).
 const ENV_PARAMETERS: &[&str] = &["token_url", "base_url", "account_id", "service_url"];
 
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct PushArgs {
     /// The stored system.
     pub system: String,
@@ -35,6 +35,19 @@ pub struct PushArgs {
     /// Replace the system's secrets on the node (PUT) instead of adding to them (POST).
     #[arg(long)]
     pub replace: bool,
+}
+
+/// Never prints the node's token.
+impl std::fmt::Debug for PushArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushArgs")
+            .field("system", &self.system)
+            .field("node", &self.node)
+            .field("jwt", &self.jwt.as_ref().map(|_| "********"))
+            .field("dry_run", &self.dry_run)
+            .field("replace", &self.replace)
+            .finish()
+    }
 }
 
 pub fn run(ctx: &Context<'_>, args: &PushArgs) -> Result<(), Failure> {
