@@ -102,10 +102,6 @@ impl Engine {
         &self.events
     }
 
-    pub fn config(&self) -> &EngineConfig {
-        &self.config
-    }
-
     /// The one clock: the store's.
     pub(crate) fn clock(&self) -> &dyn Clock {
         self.store.clock().as_ref()

@@ -94,14 +94,6 @@ impl std::fmt::Debug for Plan {
 }
 
 impl Plan {
-    pub fn system(&self) -> &str {
-        &self.system
-    }
-
-    pub fn scheme(&self) -> &str {
-        &self.scheme
-    }
-
     /// Each input's name and where it came from (`--secret`, `generated`, ...), never a value.
     pub fn sources(&self) -> &[(String, String)] {
         &self.sources
