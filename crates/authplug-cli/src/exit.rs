@@ -126,7 +126,7 @@ impl From<OnboardError> for Failure {
             | OnboardError::ConsentTimedOut(_)
             | OnboardError::Consent(_)
             | OnboardError::Local(_)
-            | OnboardError::Tenant(_) => Code::Failure,
+=> Code::Failure,
         };
         Failure::new(code, said(&error))
     }

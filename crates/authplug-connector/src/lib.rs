@@ -13,15 +13,13 @@ mod error;
 mod manifest;
 mod render;
 mod template;
-mod tenant;
 
 pub use authconfig::{parse_authconfig, read_authconfig, AUTHCONFIG};
 pub use check::{check, Finding, Report, Severity, PLATFORM_VARIABLES};
 pub use error::ConnectorError;
 pub use manifest::{
-    connector_parameter, stored_extras, Connector, ConnectorSecret, Datatype, Manifest,
+    connector_parameter, parameter_name, stored_extras, Connector, ConnectorSecret, Datatype, Manifest,
     CONNECTOR_PARAMETER, MANIFEST,
 };
 pub use render::{expand, resolve, variables, RenderError, Resolver};
 pub use template::{scan, Reference, ReferenceKind};
-pub use tenant::{jwt_claims, tenant_from};

@@ -20,12 +20,6 @@ pub struct Manifest {
     /// Refines `auth`: `superoffice-ticket`, `jwt`, `tripletex`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_variant: Option<String>,
-    /// `login_url`, `token_url`, `scopes`, ... for OAuth2 schemes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oauth2: Option<serde_json::Map<String, Value>>,
-    /// `login_url`, `jwt_header_key`, `refresh_url` for the JWT scheme.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwt: Option<serde_json::Map<String, Value>>,
     /// The system template's path. The manifests spell it `system-template`, the documentation
     /// `system_template`: both are read.
     #[serde(
@@ -279,11 +273,26 @@ impl Connector {
         Ok(scan(&text))
     }
 
-    /// The scheme parameters the manifest gives: the entries of its `oauth2` and `jwt` blocks.
-    pub fn scheme_parameters(&self) -> BTreeMap<String, Value> {
-        let blocks = [&self.manifest.oauth2, &self.manifest.jwt];
-        blocks.into_iter().flatten().flatten().map(|(k, v)| (k.clone(), v.clone())).collect()
+    /// What `scheme` is handed of this manifest: each field it declares in `manifest_fields`
+    /// that the manifest has, under the path's last segment (`membercare.base_url` arrives as
+    /// `base_url`). A scheme older than protocol 1.3 declares none and gets, as it always did,
+    /// the entries of the blocks named like the manifest's `auth` and `auth_variant`.
+    pub fn scheme_parameters(&self, scheme: &SchemeDescriptor) -> BTreeMap<String, Value> {
+        if scheme.manifest_fields.is_empty() {
+            let named = [&self.manifest.auth, &self.manifest.auth_variant];
+            let blocks = named.into_iter().flatten().filter_map(|name| self.raw.get(name));
+            let entries = blocks.filter_map(Value::as_object).flatten();
+            return entries.map(|(k, v)| (k.clone(), v.clone())).collect();
+        }
+        let fields = scheme.manifest_fields.iter();
+        let found = fields.filter_map(|f| Some((parameter_name(&f.path), self.field(&f.path)?)));
+        found.map(|(name, value)| (name.to_owned(), value.clone())).collect()
     }
+}
+
+/// The parameter a manifest field arrives as: its path's last segment.
+pub fn parameter_name(path: &str) -> &str {
+    path.rsplit('.').next().unwrap_or(path)
 }
 
 /// serde's message without its trailing " at line L column C" (the place is said once, in front).
@@ -309,6 +318,30 @@ mod tests {
 
     fn parse(text: &str) -> Result<Connector, ConnectorError> {
         Connector::parse(Path::new("conn"), text.to_owned())
+    }
+
+    #[test]
+    fn a_scheme_is_handed_the_fields_it_declares_and_an_older_one_its_block() {
+        let connector = parse(
+            r#"{"auth": "api_key", "auth_variant": "member",
+                "member": {"base_url": "https://m.example", "ignored": 1},
+                "other": {"region": "eu", "unread": 2}}"#,
+        )
+        .unwrap();
+        let declared = SchemeDescriptor {
+            manifest_fields: vec![
+                authplug_protocol::ManifestField::required("member.base_url", "Where."),
+                authplug_protocol::ManifestField::optional("other.region", "Which."),
+                authplug_protocol::ManifestField::optional("other.absent", "Not there."),
+            ],
+            ..SchemeDescriptor::default()
+        };
+        let given = connector.scheme_parameters(&declared);
+        let expected = serde_json::json!({"base_url": "https://m.example", "region": "eu"});
+        assert_eq!(serde_json::to_value(&given).unwrap(), expected);
+        let older = connector.scheme_parameters(&SchemeDescriptor::default());
+        let expected = serde_json::json!({"base_url": "https://m.example", "ignored": 1});
+        assert_eq!(serde_json::to_value(&older).unwrap(), expected);
     }
 
     #[test]

@@ -52,9 +52,6 @@ pub enum OnboardError {
     /// Something this machine could not do (read the terminal, draw randomness).
     #[error("{0}")]
     Local(String),
-    /// The tenant could not be read from the provider (`identity_url`).
-    #[error("{0}; nothing was stored")]
-    Tenant(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }

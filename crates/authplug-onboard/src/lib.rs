@@ -7,16 +7,21 @@
 //! 2. [`Onboarder::run`]: run the scheme's `onboard` steps; a consent goes through the front
 //!    end's [`Consent`] (the CLI waits on a loopback server; the server [`Park`]s the onboarding
 //!    sealed in the store until [`Onboarder::resume`] takes it back by its `state`);
-//! 3. find the tenant the manifest asks for, and store the result through
-//!    [`Engine::onboarded`], which forgets earlier `authorize` answers and says `recovered`
-//!    when a system that needed re-authorisation is active again.
+//! 3. store the result, with what the scheme learned (its `outputs`, e.g. the tenant as
+//!    `account_id`) over the parameters, through [`Engine::onboarded`], which forgets earlier
+//!    `authorize` answers and says `recovered` when a system that needed re-authorisation is
+//!    active again.
+//!
+//! The service knows no scheme: a scheme is handed the manifest fields it declares
+//! ([`Connector::scheme_parameters`]), then the front end's defaults (the connector's
+//! `additional_parameters` values, e.g. from `.authconfig`) where those leave a gap, then the
+//! front end's explicit parameters over everything.
 //!
 //! Plugin calls and the store are synchronous: run these on a blocking thread.
 
 mod consent;
 mod error;
 mod inputs;
-mod tenant;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,8 +37,6 @@ use serde_json::Value;
 pub use consent::{Answer, Consent, Park, Parked, Pending};
 pub use error::OnboardError;
 pub use inputs::{Found, Given, Inputs};
-
-use tenant::TenantRule;
 
 /// The onboarding service over an engine.
 #[derive(Debug, Clone)]
@@ -75,7 +78,6 @@ pub struct Plan {
     extras: BTreeMap<String, Secret>,
     /// What is recorded of the connector on the system.
     record: Value,
-    tenant: Option<TenantRule>,
     replace: bool,
     actor: String,
     return_to: Option<String>,
@@ -113,9 +115,9 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct Finished {
     pub stored: Onboarded,
-    /// The tenant found for `account_id`, if the manifest asks for one.
+    /// The tenant the scheme found (its output `account_id`), if any.
     pub tenant: Option<String>,
-    /// What the operator should know (a tenant not found, a given `account_id` overruled).
+    /// What the operator should know (a given `account_id` overruled by the provider's).
     pub notes: Vec<String>,
 }
 
@@ -151,7 +153,7 @@ impl Onboarder {
         }
         let wanted = connector.manifest.onboarding_inputs(scheme.descriptor());
         let gathered = inputs::gather(&wanted, inputs)?;
-        let mut parameters = connector.scheme_parameters();
+        let mut parameters = connector.scheme_parameters(scheme.descriptor());
         for (key, value) in request.defaults {
             parameters.entry(key).or_insert(value);
         }
@@ -167,7 +169,6 @@ impl Onboarder {
                 ..OnboardRequest::default()
             },
             extras: gathered.extras,
-            tenant: TenantRule::of(connector),
             replace: request.replace,
             actor: request.actor,
             return_to: request.return_to,
@@ -254,24 +255,18 @@ impl Onboarder {
         expires_at: Option<i64>,
         outputs: BTreeMap<String, Value>,
     ) -> Result<Finished, OnboardError> {
-        let Plan { system, scheme, request, extras, record, tenant, replace, actor, .. } = plan;
+        let Plan { system, scheme, request, extras, record, replace, actor, .. } = plan;
         let mut parameters = request.parameters;
-        parameters.extend(outputs);
         let mut notes = Vec::new();
-        let tenant = match &tenant {
-            Some(rule) => rule.resolve(&injected, self.engine.services(), &mut notes)?,
-            None => None,
-        };
-        if let Some(tenant) = &tenant {
-            if let Some(given) = parameters.get("account_id").and_then(Value::as_str) {
-                if given != tenant {
-                    notes.push(format!(
-                        "the provider names tenant {tenant}, not the account_id given ({given}); keeping {tenant}"
-                    ));
-                }
+        let tenant = outputs.get(TENANT).and_then(text);
+        if let (Some(tenant), Some(given)) = (&tenant, parameters.get(TENANT).and_then(text)) {
+            if given != *tenant {
+                notes.push(format!(
+                    "the provider names tenant {tenant}, not the {TENANT} given ({given}); keeping {tenant}"
+                ));
             }
-            parameters.insert("account_id".into(), Value::from(tenant.clone()));
         }
+        parameters.extend(outputs);
         parameters.insert(CONNECTOR_PARAMETER.into(), record);
         let mut required = request.required;
         required.extend(extras);
@@ -285,6 +280,19 @@ impl Onboarder {
             Err(other) => return Err(other.into()),
         };
         Ok(Finished { stored, tenant, notes })
+    }
+}
+
+/// The connector parameter that names the tenant (the platform's convention; a scheme that
+/// learns it says so in its `outputs`).
+const TENANT: &str = "account_id";
+
+/// A parameter's value as text (a tenant may be a number).
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
     }
 }
 

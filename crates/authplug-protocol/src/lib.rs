@@ -395,6 +395,15 @@ impl OnboardStep {
     pub fn done(injected: BTreeMap<String, Secret>, expires_at: Option<i64>) -> Self {
         OnboardStep::Done { injected, expires_at, outputs: BTreeMap::new() }
     }
+
+    /// The same step with the non-secret fact `name` among a `Done` step's outputs (e.g.
+    /// `account_id`, the tenant); other steps are returned unchanged.
+    pub fn with_output(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        if let OnboardStep::Done { outputs, .. } = &mut self {
+            outputs.insert(name.to_owned(), value.into());
+        }
+        self
+    }
 }
 
 /// The error half of every call, in both directions.

@@ -23,6 +23,7 @@
 mod entry;
 mod host;
 pub mod oauth;
+pub mod tenant;
 
 pub use authplug_protocol as protocol;
 pub use authplug_protocol::{
@@ -31,6 +32,8 @@ pub use authplug_protocol::{
     RefreshRequest, RequiredSecret, Resume, SchemeDescriptor, Secret, Source, ValueType,
 };
 pub use host::{Host, HostCall, HostHttp, HostHttpError};
+/// The `serde_json` whose `Value` the protocol's parameters and outputs hold.
+pub use serde_json;
 /// The `oauth2` crate the SDK's [`HostHttp`] implements `SyncHttpClient` for: use this one, so the
 /// versions match.
 pub use oauth2;

@@ -108,6 +108,37 @@ pub fn manifest_fields() -> Vec<ManifestField> {
     ]
 }
 
+/// The manifest fields that say where the connection's tenant is ([`crate::tenant`]), for
+/// schemes that report it as `outputs.account_id`.
+pub fn tenant_fields() -> Vec<ManifestField> {
+    vec![
+        ManifestField::optional(
+            "oauth2.tenant_id_expression",
+            "Where the tenant (`account_id`) is: a key, a dotted path or a JSON list of keys.",
+        ),
+        ManifestField::optional(
+            "oauth2.identity_url",
+            "The endpoint that names the tenant for the new access token (HubSpot's token metadata).",
+        ),
+    ]
+}
+
+/// Every field of a token answer beyond the standard ones (`id_token`, a provider's tenant),
+/// for [`AuthCodeFlow::exchange`]. Its `Debug` lists the names only: values may be secret.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct OtherFields {
+    #[serde(flatten)]
+    pub fields: BTreeMap<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for OtherFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.fields.keys()).finish()
+    }
+}
+
+impl ExtraTokenFields for OtherFields {}
+
 impl AuthCodeFlow {
     /// Reads the settings from the connector's parameters (its manifest's `oauth2` block).
     pub fn from_parameters(

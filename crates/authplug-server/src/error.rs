@@ -124,7 +124,7 @@ impl From<OnboardError> for ApiError {
                 let message = format!("the provider refused the consent: {error}");
                 return ApiError::new(StatusCode::BAD_REQUEST, "consent_refused", message);
             }
-            OnboardError::Scheme(_) | OnboardError::Tenant(_) => {
+            OnboardError::Scheme(_) => {
                 (StatusCode::BAD_GATEWAY, "onboarding_failed")
             }
             OnboardError::ConsentTimedOut(_)

@@ -5,16 +5,19 @@
 //! itself, and the manifest settings it reads, live in the SDK's [`authplug_sdk::oauth`] so that
 //! provider variants share it; this crate decides what is injected.
 //!
+//! The tenant: a manifest with `tenant_id_expression` (and perhaps `identity_url`) gets the
+//! connection's tenant as the onboarding output `account_id` ([`authplug_sdk::tenant`]).
+//!
 //! Refresh: providers that rotate refresh tokens answer a new one, which is injected; providers
 //! that omit it keep the old one. `invalid_grant`, `invalid_client` and `unauthorized_client` mean
 //! a human must authorise again; transport failures and unreadable answers are transient.
 
 use std::collections::BTreeMap;
 
-use authplug_sdk::oauth::{self, AuthCodeFlow, ClientCredentials, TokenAnswer};
-use authplug_sdk::oauth2::EmptyExtraTokenFields;
-use authplug_sdk::oauth2::TokenResponse;
+use authplug_sdk::oauth::{self, AuthCodeFlow, ClientCredentials, OtherFields, TokenAnswer};
+use authplug_sdk::oauth2::{ExtraTokenFields, TokenResponse};
 use authplug_sdk::prelude::*;
+use authplug_sdk::tenant::TenantRule;
 
 pub const ID: &str = "oauth2";
 
@@ -55,31 +58,37 @@ impl Scheme for OAuth2 {
                 "A full connector example with Oauth2 authentication could be found in `Hubspot connector's playground branch <https://github.com/sesam-io/hubspot-connector/blob/playground>`__ in the `Manifest <https://github.com/sesam-io/hubspot-connector/blob/playground/manifest.json>`__ and `System <https://github.com/sesam-io/hubspot-connector/blob/playground/templates/system.json>`__.".into(),
             ],
             refresh: RefreshPolicy { renews: true, margin_secs: Some(60) },
-            manifest_fields: oauth::manifest_fields(),
+            manifest_fields: [oauth::manifest_fields(), oauth::tenant_fields()].concat(),
             ..SchemeDescriptor::default()
         }
     }
 
     fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error> {
         let flow = AuthCodeFlow::from_parameters(&request.parameters)?;
+        let tenant = TenantRule::from_parameters(&request.parameters)?;
         let client = credentials(&request.required)?;
-        match &request.resume {
-            None => flow.authorize(client, request.redirect_uri.as_deref()),
-            Some(resume) => {
-                let answer = flow.exchange::<EmptyExtraTokenFields>(client, resume, host)?;
-                Ok(OnboardStep::done(
-                    injected(&request.required, &answer, None),
-                    oauth::expires_at(&answer),
-                ))
+        let Some(resume) = &request.resume else {
+            return flow.authorize(client, request.redirect_uri.as_deref());
+        };
+        let answer = flow.exchange::<OtherFields>(client, resume, host)?;
+        let done = OnboardStep::done(
+            injected(&request.required, &answer, None),
+            oauth::expires_at(&answer),
+        );
+        Ok(match tenant {
+            None => done,
+            Some(rule) => {
+                let fields = serde_json::to_value(&answer).unwrap_or_default();
+                done.with_output("account_id", rule.find(&fields, host)?)
             }
-        }
+        })
     }
 
     fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
         let flow = AuthCodeFlow::from_parameters(&request.parameters)?;
         let client = credentials(&request.required)?;
         let current = request.injected.get(REFRESH_TOKEN).map(Secret::expose).unwrap_or_default();
-        Ok(match flow.refresh::<EmptyExtraTokenFields>(client, current, host) {
+        Ok(match flow.refresh::<OtherFields>(client, current, host) {
             Ok(answer) => RefreshOutcome::Renewed {
                 injected: injected(&request.required, &answer, Some(current)),
                 expires_at: oauth::expires_at(&answer),
@@ -102,9 +111,9 @@ fn credentials(required: &BTreeMap<String, Secret>) -> Result<ClientCredentials<
 }
 
 /// The injected secrets from a token answer; a missing refresh token keeps `previous`.
-fn injected(
+fn injected<EF: ExtraTokenFields>(
     required: &BTreeMap<String, Secret>,
-    answer: &TokenAnswer<EmptyExtraTokenFields>,
+    answer: &TokenAnswer<EF>,
     previous: Option<&str>,
 ) -> BTreeMap<String, Secret> {
     let copy = |name: &str| required.get(name).cloned().unwrap_or_else(|| Secret::new(""));

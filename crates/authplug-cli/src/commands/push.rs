@@ -43,7 +43,7 @@ impl std::fmt::Debug for PushArgs {
         f.debug_struct("PushArgs")
             .field("system", &self.system)
             .field("node", &self.node)
-            .field("jwt", &self.jwt.as_ref().map(|_| "********"))
+            .field("node_jwt", &self.jwt.as_ref().map(|_| "********"))
             .field("dry_run", &self.dry_run)
             .field("replace", &self.replace)
             .finish()
