@@ -414,28 +414,37 @@ fn consent(url: &str, redirect: &str) {
 }
 
 #[test]
-fn the_tenant_is_read_into_account_id_from_the_identity_url_or_the_token() {
+fn the_tenant_is_read_into_account_id_by_key_dotted_path_or_list_with_or_without_identity_url() {
     let provider = OidcProvider::start();
     let desk = Desk::new();
-    // An identity endpoint that answers only the new access token.
-    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
-    let log = seen.clone();
+    // HubSpot's token metadata (`GET /oauth/v1/access-tokens/{token}`, the token in the path)
+    // and a userinfo-style endpoint (the token as a bearer credential), both answering only the
+    // new access token (oidc-provider's are JWTs).
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = asked.clone();
     let identity = authplug_testkit::FakeServer::start(move |request| {
-        let token = request.header("authorization").unwrap_or_default().to_owned();
-        log.lock().unwrap().push(token.clone());
-        if token.starts_with("Bearer ey") {
-            authplug_testkit::Response::json(200, &json!({"hub_id": 4711, "user": "alice"}))
-        } else {
-            authplug_testkit::Response::json(401, &json!({}))
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let bearer = request.header("authorization").unwrap_or_default();
+        match request.path.strip_prefix("/oauth/v1/access-tokens/") {
+            Some(token) if token.starts_with("ey") && bearer.ends_with(token) => {
+                authplug_testkit::Response::json(200, &json!({"hub_id": 4711, "token": token}))
+            }
+            None if request.path == "/userinfo" && bearer.starts_with("Bearer ey") => {
+                authplug_testkit::Response::json(200, &json!({"user": {"tenant": "Cust1"}}))
+            }
+            _ => authplug_testkit::Response::json(401, &json!({})),
         }
     });
+    let metadata = format!("{}/oauth/v1/access-tokens/", identity.url());
+    let userinfo = format!("{}/userinfo", identity.url());
     for (system, extra, expected) in [
+        ("by-key", json!({"identity_url": metadata, "tenant_id_expression": "hub_id"}), "4711"),
         (
-            "by-identity",
-            json!({"identity_url": format!("{}/oauth/v1/access-tokens", identity.url()), "tenant_id_expression": "{{ hub_id }}"}),
-            "4711",
+            "by-path",
+            json!({"identity_url": userinfo, "tenant_id_expression": "{{ user.tenant }}"}),
+            "Cust1",
         ),
-        ("by-claims", json!({"tenant_id_expression": "sub"}), "alice"),
+        ("by-list", json!({"tenant_id_expression": ["sub"]}), "alice"),
     ] {
         let hubspot = desk.dir.path().join(system);
         tests::desk::copy_connector("hubspot", &hubspot, |manifest| {
@@ -459,12 +468,32 @@ fn the_tenant_is_read_into_account_id_from_the_identity_url_or_the_token() {
             ],
         );
         consent(&url, &format!("http://127.0.0.1:{port}/callback"));
-        let output = child.wait();
-        assert!(output.status.success(), "{system}");
+        let (output, log) = child.wait_with_log();
+        assert!(output.status.success(), "{system}: {log:?}");
+        assert!(log.iter().any(|l| l.contains(&format!("account_id = {expected}"))), "{log:?}");
         let record = desk.store().get(system).unwrap().unwrap();
         assert_eq!(record.summary.parameters["account_id"], expected, "{system}");
     }
-    assert_eq!(seen.lock().unwrap().len(), 1, "the identity endpoint was asked once");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2, "each identity_url once");
+
+    // A tenant the answer does not have fails the onboarding by the expression's name, and
+    // stores nothing.
+    let hubspot = desk.dir.path().join("nowhere");
+    tests::desk::copy_connector("hubspot", &hubspot, |manifest| {
+        let mut block = provider.oauth2_block(&["openid", "offline_access"]);
+        block["tenant_id_expression"] = "portal.id".into();
+        manifest["oauth2"] = block;
+    });
+    let port = free_port();
+    let args = [hubspot.to_str().unwrap(), "--system", "nowhere", "--port", &port];
+    let secrets = ["--secret", "client_id=native", "--secret", "client_secret=native-secret"];
+    let (child, url, _) = start_connect(&desk, &[&args[..], &secrets[..]].concat());
+    consent(&url, &format!("http://127.0.0.1:{port}/callback"));
+    let (output, log) = child.wait_with_log();
+    assert!(!output.status.success());
+    let said = log.join("\n");
+    assert!(said.contains("tenant_id_expression portal.id finds no tenant"), "{said}");
+    assert!(desk.store().get("nowhere").unwrap().is_none());
 }
 
 #[test]

@@ -125,8 +125,7 @@ impl From<OnboardError> for Failure {
             | OnboardError::ConsentRefused { .. }
             | OnboardError::ConsentTimedOut(_)
             | OnboardError::Consent(_)
-            | OnboardError::Local(_)
-=> Code::Failure,
+            | OnboardError::Local(_) => Code::Failure,
         };
         Failure::new(code, said(&error))
     }

@@ -32,11 +32,11 @@ pub use authplug_protocol::{
     RefreshRequest, RequiredSecret, Resume, SchemeDescriptor, Secret, Source, ValueType,
 };
 pub use host::{Host, HostCall, HostHttp, HostHttpError};
-/// The `serde_json` whose `Value` the protocol's parameters and outputs hold.
-pub use serde_json;
 /// The `oauth2` crate the SDK's [`HostHttp`] implements `SyncHttpClient` for: use this one, so the
 /// versions match.
 pub use oauth2;
+/// The `serde_json` whose `Value` the protocol's parameters and outputs hold.
+pub use serde_json;
 
 /// The error a scheme returns: a code and one line for a human, never with a secret value.
 pub type Error = ErrorBody;

@@ -89,16 +89,16 @@ impl TenantRule {
         let token = answer.get("access_token").and_then(Value::as_str).unwrap_or_default();
         if let Some(url) = &self.identity_url {
             let document = identity(url, token, host)?;
-            return self.read(&document).ok_or_else(|| self.not_found(&format!("the answer of {url}")));
+            return self
+                .read(&document)
+                .ok_or_else(|| self.not_found(&format!("the answer of {url}")));
         }
         let id_token = answer.get("id_token").and_then(Value::as_str).and_then(jwt_claims);
         let claims = jwt_claims(token);
         let documents = [Some(answer.clone()), id_token, claims];
-        documents
-            .iter()
-            .flatten()
-            .find_map(|document| self.read(document))
-            .ok_or_else(|| self.not_found("the token answer, its id_token or the access token's claims"))
+        documents.iter().flatten().find_map(|document| self.read(document)).ok_or_else(|| {
+            self.not_found("the token answer, its id_token or the access token's claims")
+        })
     }
 
     fn read(&self, document: &Value) -> Option<String> {

@@ -124,9 +124,7 @@ impl From<OnboardError> for ApiError {
                 let message = format!("the provider refused the consent: {error}");
                 return ApiError::new(StatusCode::BAD_REQUEST, "consent_refused", message);
             }
-            OnboardError::Scheme(_) => {
-                (StatusCode::BAD_GATEWAY, "onboarding_failed")
-            }
+            OnboardError::Scheme(_) => (StatusCode::BAD_GATEWAY, "onboarding_failed"),
             OnboardError::ConsentTimedOut(_)
             | OnboardError::Consent(_)
             | OnboardError::Local(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -1,6 +1,7 @@
 //! The router without a socket (`tower::ServiceExt::oneshot`): the route table against the
-//! OpenAPI document, who may call what, and an onboarding through the API. A temporary SQLite
-//! store, the API key scheme linked statically, no network.
+//! OpenAPI document, who may call what, and onboardings through the API. A temporary SQLite
+//! store, the API key and OAuth2 schemes linked statically, and for OAuth2 a loopback fake
+//! provider (the only network).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,8 +17,9 @@ use tower::ServiceExt as _;
 
 use crate::{AppState, Connectors, Scope, Tokens};
 
-// The scheme the tests onboard, linked into this binary.
+// The schemes the tests onboard, linked into this binary.
 use api_key as _;
+use oauth2_scheme as _;
 
 const ADMIN: &str = "admin-token-0123456789";
 const WORKER: &str = "worker-token-0123456789";
@@ -30,6 +32,12 @@ struct Lab {
 
 impl Lab {
     fn new() -> Self {
+        Self::with(HostServices::offline(), &[])
+    }
+
+    /// A lab whose schemes reach the network through `services`, with these connectors
+    /// (`(name, manifest)`, each with a system template) besides `shop`.
+    fn with(services: HostServices, more: &[(&str, Value)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let location = Location::Sqlite(dir.path().join("store.sqlite3"));
         let store =
@@ -38,7 +46,7 @@ impl Lab {
         let engine = Arc::new(Engine::new(
             Arc::new(store),
             Arc::new(registry),
-            HostServices::offline(),
+            services,
             EngineConfig::default(),
             Events::default(),
         ));
@@ -55,7 +63,15 @@ impl Lab {
         )
         .unwrap();
         let connector = authplug_connector::Connector::load(&connector_dir).unwrap();
-        let connectors: Connectors = BTreeMap::from([("shop".to_owned(), connector)]);
+        let mut connectors: Connectors = BTreeMap::from([("shop".to_owned(), connector)]);
+        for (name, manifest) in more {
+            let folder = dir.path().join(name);
+            std::fs::create_dir_all(folder.join("templates")).unwrap();
+            std::fs::write(folder.join("manifest.json"), manifest.to_string()).unwrap();
+            std::fs::write(folder.join("templates/system.json"), "{}").unwrap();
+            let connector = authplug_connector::Connector::load(&folder).unwrap();
+            connectors.insert(name.to_string(), connector);
+        }
         let tokens = Tokens::default()
             .with_plain("admin", ADMIN, vec![Scope::Admin])
             .with_plain("worker", WORKER, vec![Scope::Secrets("*".into())])
@@ -169,7 +185,7 @@ async fn every_answer_says_no_store_and_the_probes_answer_without_a_token() {
     }
     let (status, _, body) = lab.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["schemes"], json!(["api_key"]));
+    assert_eq!(body["schemes"], json!(["api_key", "oauth2"]), "the statically linked schemes");
     let (_, headers, _) = lab.call(Method::GET, "/", None, None).await;
     assert!(headers[header::CONTENT_SECURITY_POLICY]
         .to_str()
@@ -228,4 +244,62 @@ async fn a_callback_for_no_pending_onboarding_is_refused_with_a_page() {
     assert!(body.as_str().unwrap().contains("unknown, expired or already used state"), "{body}");
     let (status, _, _) = lab.call(Method::GET, "/v1/onboarding/callback", None, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// A provider on loopback: `/token` answers a token (with a `tenant` object, as some providers
+/// do), `/oauth/v1/access-tokens/{token}` names the portal like HubSpot's token metadata.
+fn provider() -> authplug_testkit::FakeServer {
+    authplug_testkit::FakeServer::start(|request| match request.path.as_str() {
+        "/token" if request.form("code").as_deref() == Some("the-code") => {
+            authplug_testkit::Response::json(
+                200,
+                &json!({"access_token": "at-1", "token_type": "bearer", "expires_in": 3600,
+                        "refresh_token": "rt-1", "tenant": {"id": "t-9"}}),
+            )
+        }
+        "/oauth/v1/access-tokens/at-1" => {
+            authplug_testkit::Response::json(200, &json!({"hub_id": 4711}))
+        }
+        _ => authplug_testkit::Response::json(400, &json!({"error": "invalid_request"})),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_onboarding_sets_the_tenant_the_oauth2_scheme_finds() {
+    let fake = provider();
+    let config = authplug_host::TransportConfig { allow_loopback_http: true, ..Default::default() };
+    let transport =
+        authplug_host::Transport::new(config, tokio::runtime::Handle::current()).unwrap();
+    let block = |extra: Value| {
+        let mut block = json!({"login_url": format!("{}/authorize", fake.url()),
+                               "token_url": format!("{}/token", fake.url())});
+        block.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        json!({"auth": "oauth2", "oauth2": block, "system-template": "templates/system.json",
+               "additional_parameters": {"account_id": {}}})
+    };
+    let listed = block(json!({"tenant_id_expression": ["tenant", "id"]}));
+    let metadata = block(json!({"tenant_id_expression": "hub_id",
+        "identity_url": format!("{}/oauth/v1/access-tokens/", fake.url())}));
+    let lab = Lab::with(
+        HostServices::new(Arc::new(transport)),
+        &[("listed", listed), ("metadata", metadata)],
+    );
+    for (connector, given, expected) in [("listed", None, "t-9"), ("metadata", Some("999"), "4711")]
+    {
+        let mut body = json!({"connector": connector,
+                              "secrets": {"client_id": "c", "client_secret": "s"}});
+        if let Some(given) = given {
+            body["parameters"] = json!({"account_id": given});
+        }
+        let (status, answer) = lab.onboard(connector, body).await;
+        assert_eq!((status, answer["step"].as_str()), (StatusCode::OK, Some("redirect")));
+        let consent = url::Url::parse(answer["url"].as_str().unwrap()).unwrap();
+        let state = consent.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+        let path = format!("/v1/onboarding/callback?state={state}&code=the-code");
+        let (status, _, page) = lab.call(Method::GET, &path, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let store = lab.state.engine.store();
+        let record = store.get(connector).unwrap().expect("stored");
+        assert_eq!(record.summary.parameters["account_id"], expected, "{connector}");
+    }
 }
