@@ -126,7 +126,12 @@ fn tripletex_wrong_tokens_are_a_clear_error_without_the_tokens() {
     let fake = tripletex::Tripletex::start(CONSUMER, EMPLOYEE);
     let error = tripletex_onboard(&host, &fake, "employee-of-another-account").unwrap_err();
     assert_eq!(error.code, ErrorCode::Provider);
-    assert!(error.message.starts_with("Tripletex refused the consumer and employee tokens (HTTP 403: Invalid consumer or employee token)"), "{error}");
+    assert!(
+        error.message.starts_with(
+            "Tripletex refused the credentials (HTTP 403); tokens of the test environment"
+        ),
+        "{error}"
+    );
     no_secret_in(&error, &[CONSUMER, "employee-of-another-account"]);
 }
 

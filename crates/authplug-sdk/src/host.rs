@@ -55,7 +55,7 @@ impl<'a> Host<'a> {
 
     /// The host transport as an `oauth2::SyncHttpClient`, for schemes built on the `oauth2` crate.
     pub fn http_client(&self) -> HostHttp<'_> {
-        HostHttp { host: self }
+        HostHttp { host: self, last: std::cell::Cell::new(None) }
     }
 }
 
@@ -63,6 +63,15 @@ impl<'a> Host<'a> {
 #[derive(Debug)]
 pub struct HostHttp<'a> {
     host: &'a Host<'a>,
+    /// The last answer's status and `Retry-After`, which the `oauth2` crate does not pass on.
+    last: std::cell::Cell<Option<(u16, Option<u64>)>>,
+}
+
+impl HostHttp<'_> {
+    /// The status and `Retry-After` (seconds) of the last answer this client received.
+    pub fn last_answer(&self) -> Option<(u16, Option<u64>)> {
+        self.last.get()
+    }
 }
 
 /// An HTTP failure reported by the host (policy, transport, size), without any secret.
@@ -87,6 +96,7 @@ impl oauth2::SyncHttpClient for HostHttp<'_> {
             body,
         };
         let answer = self.host.http(&request).map_err(HostHttpError)?;
+        self.last.set(Some((answer.status, crate::provider::retry_after(&answer))));
         let mut builder = http::Response::builder().status(answer.status);
         for (name, value) in &answer.headers {
             builder = builder.header(name, value);

@@ -21,8 +21,10 @@
 //! and the SSRF guard. Panics inside a scheme become a `plugin_panic` error for that call only.
 
 mod entry;
+pub mod expiry;
 mod host;
 pub mod oauth;
+pub mod provider;
 pub mod tenant;
 
 pub use authplug_protocol as protocol;

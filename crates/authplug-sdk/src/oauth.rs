@@ -12,7 +12,6 @@
 //! Errors never quote a token, code or verifier: only the provider's error code and description.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use oauth2::basic::{
     BasicErrorResponseType, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
@@ -272,7 +271,8 @@ impl AuthCodeFlow {
         if let Some(verifier) = continuation.verifier {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier));
         }
-        request.request(&host.http_client()).map_err(|error| match classify(error) {
+        let http = host.http_client();
+        request.request(&http).map_err(|error| match classify(error, http.last_answer()) {
             RefreshOutcome::Reauthorize { reason } => {
                 // Providers do not say why a code is refused; these are the causes RFC 6749 and
                 // 7636 leave, so the user knows where to look.
@@ -314,10 +314,11 @@ impl AuthCodeFlow {
             self.client::<EF>(credentials, None).map_err(|e| RefreshOutcome::Reauthorize {
                 reason: format!("the connector's settings: {}", e.message),
             })?;
+        let http = host.http_client();
         client
             .exchange_refresh_token(&RefreshToken::new(refresh_token.to_owned()))
-            .request(&host.http_client())
-            .map_err(classify)
+            .request(&http)
+            .map_err(|error| classify(error, http.last_answer()))
     }
 }
 
@@ -336,12 +337,7 @@ pub fn next_refresh_token<EF: ExtraTokenFields>(
 
 /// When the answer's access token lapses (Unix seconds), if it says.
 pub fn expires_at<EF: ExtraTokenFields>(answer: &TokenAnswer<EF>) -> Option<i64> {
-    answer.expires_in().map(|d| unix_now() + d.as_secs() as i64)
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    answer.expires_in().map(|d| crate::expiry::after(d.as_secs() as i64))
 }
 
 fn outcome_reason(outcome: &RefreshOutcome) -> &str {
@@ -351,10 +347,19 @@ fn outcome_reason(outcome: &RefreshOutcome) -> &str {
     }
 }
 
-/// Sorts a failed token request into "authorise again" and "try later". Never quotes a token.
+/// Sorts a failed token request into "authorise again" and "try later", by the answer's status
+/// first (429 and 5xx are transient whatever their body says, as [`crate::provider`] has it),
+/// then RFC 6749's error code. Never quotes a token.
 fn classify<E: std::error::Error>(
     error: RequestTokenError<E, StandardErrorResponse<BasicErrorResponseType>>,
+    answer: Option<(u16, Option<u64>)>,
 ) -> RefreshOutcome {
+    if let Some((status, retry_after_secs)) = answer {
+        if crate::provider::is_transient(status) {
+            let reason = format!("the token endpoint answered HTTP {status}");
+            return RefreshOutcome::Transient { reason, retry_after_secs };
+        }
+    }
     match error {
         RequestTokenError::ServerResponse(response) => {
             let code = response.error().as_ref().to_owned();

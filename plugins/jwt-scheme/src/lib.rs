@@ -8,10 +8,10 @@
 //! application token means a human must act; 5xx, timeouts and unreadable answers are transient.
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use authplug_sdk::prelude::*;
-use authplug_sdk::{HttpRequest, HttpResponse};
+use authplug_sdk::provider::{self, Failure};
+use authplug_sdk::{expiry, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 pub const ID: &str = "jwt";
@@ -52,11 +52,8 @@ impl Scheme for Jwt {
     fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error> {
         let settings = Settings::from(&request.parameters)?;
         let key = api_key(&request.required)?;
-        match login(&settings, key, host)? {
-            Ok((injected, expires_at)) => Ok(OnboardStep::done(injected, expires_at)),
-            Err(Failure::Refused(reason)) => Err(Error::new(ErrorCode::Provider, reason)),
-            Err(Failure::Transient(reason)) => Err(Error::new(ErrorCode::Http, reason)),
-        }
+        let (injected, expires_at) = login(&settings, key, host)??;
+        Ok(OnboardStep::done(injected, expires_at))
     }
 
     fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
@@ -77,10 +74,7 @@ impl Scheme for Jwt {
         };
         Ok(match outcome {
             Ok((injected, expires_at)) => RefreshOutcome::Renewed { injected, expires_at },
-            Err(Failure::Refused(reason)) => RefreshOutcome::Reauthorize { reason },
-            Err(Failure::Transient(reason)) => {
-                RefreshOutcome::Transient { reason, retry_after_secs: None }
-            }
+            Err(failure) => failure.into(),
         })
     }
 
@@ -118,13 +112,6 @@ fn api_key(required: &BTreeMap<String, Secret>) -> Result<&str, Error> {
     })
 }
 
-enum Failure {
-    /// The provider refused the credentials: a human must act.
-    Refused(String),
-    /// Try again later.
-    Transient(String),
-}
-
 type Tokens = (BTreeMap<String, Secret>, Option<i64>);
 
 fn login(
@@ -148,12 +135,20 @@ fn call(
     host: &Host<'_>,
 ) -> Result<Result<Tokens, Failure>, Error> {
     let request = HttpRequest { method: "POST".into(), url: url.to_owned(), headers, body };
-    match host.http(&request) {
-        Ok(response) => Ok(read(&response)),
-        Err(error) if error.code == ErrorCode::Http => Ok(Err(Failure::Transient(error.message))),
-        Err(error) => Err(error),
-    }
+    Ok(provider::reach(host, &request, LOGIN).and_then(|response| {
+        match provider::classify(&response, LOGIN) {
+            Ok(()) => read(&response),
+            Err(Failure::Refused(_)) => {
+                let answer = serde_json::from_slice(&response.body).ok();
+                Err(refused(response.status, answer.as_ref()))
+            }
+            Err(transient) => Err(transient),
+        }
+    }))
 }
+
+/// The provider, in reasons.
+const LOGIN: &str = "the login endpoint";
 
 /// webCRM's names or the standard OAuth ones.
 #[derive(Deserialize)]
@@ -177,55 +172,33 @@ struct Claims {
     exp: Option<i64>,
 }
 
+/// A 2xx answer as tokens; webCRM also refuses with a 200 that says `IsError`.
 fn read(response: &HttpResponse) -> Result<Tokens, Failure> {
-    let status = response.status;
-    let answer: Option<Answer> = serde_json::from_slice(&response.body).ok();
-    let explain = |answer: &Option<Answer>| {
-        let detail = answer.as_ref().map(|a| {
-            [a.error.as_deref(), a.error_description.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(": ")
-        });
-        detail.filter(|d| !d.is_empty()).map(|d| format!(" ({d})")).unwrap_or_default()
-    };
-    if status >= 500 || status == 429 {
-        return Err(Failure::Transient(format!("the login endpoint answered HTTP {status}")));
+    let answer: Answer = provider::json(response, LOGIN)?;
+    if answer.is_error {
+        return Err(refused(response.status, Some(&answer)));
     }
-    let refused = |answer: &Option<Answer>| {
-        Failure::Refused(format!(
-            "the application token was refused: HTTP {status}{}",
-            explain(answer)
-        ))
+    let Some(access) = answer.access_token.filter(|t| !t.is_empty()) else {
+        return Err(Failure::transient("the login answer carries no access token"));
     };
-    match &answer {
-        Some(a) if status == 200 && !a.is_error => {
-            let Some(access) = a.access_token.clone().filter(|t| !t.is_empty()) else {
-                return Err(Failure::Transient("the login answer carries no access token".into()));
-            };
-            let exp = jsonwebtoken::dangerous::insecure_decode::<Claims>(&access)
-                .ok()
-                .and_then(|d| d.claims.exp);
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let expires_at = exp.or(a.expires_in.map(|s| now + s));
-            let injected = BTreeMap::from([
-                (ACCESS_TOKEN.to_owned(), Secret::new(access)),
-                (
-                    REFRESH_TOKEN.to_owned(),
-                    Secret::new(a.refresh_token.clone().unwrap_or_default()),
-                ),
-            ]);
-            Ok((injected, expires_at))
-        }
-        Some(_) if (400..500).contains(&status) || status == 200 => Err(refused(&answer)),
-        _ => Err(Failure::Transient(format!(
-            "the login answer is not readable JSON (HTTP {status})"
-        ))),
-    }
+    let exp =
+        jsonwebtoken::dangerous::insecure_decode::<Claims>(&access).ok().and_then(|d| d.claims.exp);
+    let expires_at = exp.or(answer.expires_in.map(expiry::after));
+    let injected = BTreeMap::from([
+        (ACCESS_TOKEN.to_owned(), Secret::new(access)),
+        (REFRESH_TOKEN.to_owned(), Secret::new(answer.refresh_token.unwrap_or_default())),
+    ]);
+    Ok((injected, expires_at))
+}
+
+/// A refusal with the provider's error code and description (never a token).
+fn refused(status: u16, answer: Option<&Answer>) -> Failure {
+    let detail = answer.map(|a| {
+        let parts = [a.error.as_deref(), a.error_description.as_deref()];
+        parts.into_iter().flatten().collect::<Vec<_>>().join(": ")
+    });
+    let detail = detail.filter(|d| !d.is_empty()).map(|d| format!(" ({d})")).unwrap_or_default();
+    Failure::Refused(format!("the application token was refused: HTTP {status}{detail}"))
 }
 
 fn form_escape(text: &str) -> String {

@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use authplug_sdk::oauth::{self, AuthCodeFlow, ClientCredentials, TokenAnswer};
 use authplug_sdk::oauth2::{ExtraTokenFields, TokenResponse};
 use authplug_sdk::prelude::*;
+use authplug_sdk::provider::{self, Failure};
 use authplug_sdk::HttpRequest;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -109,22 +110,13 @@ impl Scheme for SuperOffice {
         let partner_key = partner_key(required_secret(&request.required, PARTNER_KEY)?)?;
         let environment = Environment::of(&flow, &request.parameters)?;
         let answer = flow.exchange::<IdToken>(client, resume, host)?;
-        let as_error = |failure: Failure| match failure {
-            Failure::Refused(reason) => Error::new(ErrorCode::Provider, reason),
-            Failure::Transient(reason) => Error::new(ErrorCode::Http, reason),
-        };
-        let ticket = environment
-            .ticket(&answer, client, &partner_key, expected_tenant(&request.parameters), host)
-            .map_err(as_error)?;
-        let base_url = environment.tenant_api(&ticket.tenant, host).map_err(as_error)?;
-        Ok(OnboardStep::Done {
-            injected: injected(&request.required, &answer, &ticket, None),
-            expires_at: Some(ticket.expires_at),
-            outputs: BTreeMap::from([
-                ("account_id".to_owned(), ticket.tenant.clone().into()),
-                ("base_url".to_owned(), base_url.into()),
-            ]),
-        })
+        let tenant = expected_tenant(&request.parameters);
+        let ticket = environment.ticket(&answer, client, &partner_key, tenant, host)?;
+        let base_url = environment.tenant_api(&ticket.tenant, host)?;
+        let injected = injected(&request.required, &answer, &ticket, None);
+        Ok(OnboardStep::done(injected, Some(ticket.expires_at))
+            .with_output("account_id", ticket.tenant)
+            .with_output("base_url", base_url))
     }
 
     fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
@@ -143,10 +135,7 @@ impl Scheme for SuperOffice {
                 injected: injected(&request.required, &answer, &ticket, Some(current)),
                 expires_at: Some(ticket.expires_at),
             },
-            Err(Failure::Refused(reason)) => RefreshOutcome::Reauthorize { reason },
-            Err(Failure::Transient(reason)) => {
-                RefreshOutcome::Transient { reason, retry_after_secs: None }
-            }
+            Err(failure) => failure.into(),
         })
     }
 
@@ -235,13 +224,6 @@ struct Ticket {
     expires_at: i64,
 }
 
-enum Failure {
-    /// SuperOffice said no: a human must act (authorise again, fix the key or the app token).
-    Refused(String),
-    /// Try later: 5xx, timeouts, unreadable answers.
-    Transient(String),
-}
-
 /// One SuperOffice environment (`https://sod.superoffice.com`, ...).
 struct Environment {
     origin: String,
@@ -290,7 +272,7 @@ impl Environment {
                 identity.ctx
             )));
         }
-        let now = oauth::unix_now();
+        let now = authplug_sdk::expiry::now();
         let signed = sign(&identity.system_token, partner_key, now)?;
         let body = serde_json::json!({
             "SignedSystemToken": signed,
@@ -313,7 +295,7 @@ impl Environment {
             )));
         }
         let token = answer["Token"].as_str().ok_or_else(|| {
-            Failure::Transient("SuperOffice's system-user answer carries no Token".into())
+            Failure::transient("SuperOffice's system-user answer carries no Token")
         })?;
         let claims: TicketClaims = verify(token, &keys, None, "system-user ticket")?;
         if claims.ctx != identity.ctx {
@@ -339,7 +321,7 @@ impl Environment {
             return Err(Failure::Refused(format!("tenant {tenant} is {name} at SuperOffice")));
         }
         let endpoint = state["Endpoint"].as_str().ok_or_else(|| {
-            Failure::Transient(format!("SuperOffice's state of {tenant} names no Endpoint"))
+            Failure::transient(format!("SuperOffice's state of {tenant} names no Endpoint"))
         })?;
         Ok(format!("{}/api/v1/", endpoint.trim_end_matches('/')))
     }
@@ -351,11 +333,10 @@ impl Environment {
     fn jwks(&self, host: &Host<'_>) -> Result<JwkSet, Failure> {
         let keys = self.call("GET", &self.jwks_uri, "JWKS", None, host)?;
         serde_json::from_value(keys)
-            .map_err(|_| Failure::Transient("SuperOffice's JWKS is not a JSON Web Key Set".into()))
+            .map_err(|_| Failure::transient("SuperOffice's JWKS is not a JSON Web Key Set"))
     }
 
-    /// One JSON request, named `what` in errors; 5xx and 429 are transient, other failures
-    /// refusals.
+    /// One JSON request, named `what` in errors, sorted by the SDK's rule.
     fn call(
         &self,
         method: &str,
@@ -374,16 +355,8 @@ impl Environment {
             headers,
             body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
         };
-        let response = host.http(&request).map_err(|e| Failure::Transient(e.message))?;
-        match response.status {
-            200..=299 => serde_json::from_slice(&response.body).map_err(|_| {
-                Failure::Transient(format!("SuperOffice's {what} answer is not JSON"))
-            }),
-            status @ (429 | 500..) => {
-                Err(Failure::Transient(format!("SuperOffice's {what} answered HTTP {status}")))
-            }
-            status => Err(Failure::Refused(format!("SuperOffice's {what} answered HTTP {status}"))),
-        }
+        let provider = format!("SuperOffice's {what}");
+        provider::json(&provider::send(host, &request, &provider)?, &provider)
     }
 }
 

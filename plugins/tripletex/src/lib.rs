@@ -11,9 +11,9 @@
 
 use std::collections::BTreeMap;
 
-use authplug_sdk::oauth2::url::form_urlencoded::byte_serialize;
 use authplug_sdk::prelude::*;
-use authplug_sdk::{protocol::base64_encode, HttpRequest};
+use authplug_sdk::provider::{self, Failure};
+use authplug_sdk::{expiry, protocol::base64_encode, HttpRequest};
 
 pub const ID: &str = "tripletex";
 const CONSUMER: &str = "consumer_token";
@@ -49,13 +49,8 @@ impl Scheme for Tripletex {
 
     fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error> {
         let settings = Settings::from(&request.parameters)?;
-        match create_session(&settings, &request.required, host)? {
-            Ok(session) => {
-                Ok(OnboardStep::done(copy(&request.required)?, Some(session.expires_at)))
-            }
-            Err(Failure::Refused(reason)) => Err(Error::new(ErrorCode::Provider, reason)),
-            Err(Failure::Transient(reason)) => Err(Error::new(ErrorCode::Http, reason)),
-        }
+        let session = create_session(&settings, &request.required, host)??;
+        Ok(OnboardStep::done(copy(&request.required)?, Some(session.expires_at)))
     }
 
     fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
@@ -65,10 +60,7 @@ impl Scheme for Tripletex {
                 injected: copy(&request.required)?,
                 expires_at: Some(session.expires_at),
             },
-            Err(Failure::Refused(reason)) => RefreshOutcome::Reauthorize { reason },
-            Err(Failure::Transient(reason)) => {
-                RefreshOutcome::Transient { reason, retry_after_secs: None }
-            }
+            Err(failure) => failure.into(),
         })
     }
 
@@ -78,12 +70,7 @@ impl Scheme for Tripletex {
             .parameters
             .get("company_id")
             .map(|v| v.to_string().trim_matches('"').to_owned());
-        let session = match create_session(&settings, &request.injected, host)? {
-            Ok(session) => session,
-            Err(Failure::Refused(reason) | Failure::Transient(reason)) => {
-                return Err(Error::new(ErrorCode::Provider, reason));
-            }
-        };
+        let session = create_session(&settings, &request.injected, host)??;
         let credentials =
             format!("{}:{}", company.unwrap_or_else(|| "0".into()), session.token.expose());
         Ok(ApplyResponse {
@@ -138,13 +125,25 @@ fn copy(required: &BTreeMap<String, Secret>) -> Result<BTreeMap<String, Secret>,
 
 struct Session {
     token: Secret,
-    /// Midnight (UTC) at the start of the day after the expiration date: the session ends then.
+    /// The end of the expiration date in Norway, where Tripletex keeps its dates (and reads the
+    /// date asked for).
     expires_at: i64,
 }
 
-enum Failure {
-    Refused(String),
-    Transient(String),
+/// The zone of Tripletex's dates.
+const ZONE: &str = "Europe/Oslo";
+
+/// What a session's answer holds, of what the scheme reads.
+#[derive(serde::Deserialize)]
+struct Answer {
+    value: SessionValue,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionValue {
+    token: String,
+    expiration_date: String,
 }
 
 /// `PUT {base}/v2/token/session/:create?consumerToken=..&employeeToken=..&expirationDate=..`.
@@ -153,60 +152,30 @@ fn create_session(
     secrets: &BTreeMap<String, Secret>,
     host: &Host<'_>,
 ) -> Result<Result<Session, Failure>, Error> {
-    let date = (chrono::Utc::now().date_naive() + chrono::Days::new(settings.session_days as u64))
-        .to_string();
-    let escape = |t: &str| byte_serialize(t.as_bytes()).collect::<String>();
-    let url = format!(
-        "{}/v2/token/session/:create?consumerToken={}&employeeToken={}&expirationDate={date}",
-        settings.base_url,
-        escape(required_secret(secrets, CONSUMER)?),
-        escape(required_secret(secrets, EMPLOYEE)?),
-    );
+    let date = expiry::local_date(expiry::after(settings.session_days * 86_400), ZONE)?;
+    let query = [
+        ("consumerToken", required_secret(secrets, CONSUMER)?),
+        ("employeeToken", required_secret(secrets, EMPLOYEE)?),
+        ("expirationDate", date.as_str()),
+    ];
     let request = HttpRequest {
         method: "PUT".into(),
-        url,
+        url: provider::url(&settings.base_url, "/v2/token/session/:create", &query)?,
         headers: vec![("Accept".into(), "application/json".into())],
         body: vec![],
     };
-    let response = match host.http(&request) {
-        Ok(response) => response,
-        Err(error) if error.code == ErrorCode::Http => {
-            return Ok(Err(Failure::Transient(error.message)))
-        }
-        Err(error) => return Err(error),
+    let answer = match provider::send(host, &request, "Tripletex") {
+        Ok(response) => provider::json::<Answer>(&response, "Tripletex"),
+        Err(failure) => Err(failure.hint(
+            "tokens of the test environment do not work in production, nor the other way round",
+        )),
     };
-    let status = response.status;
-    let body: Option<serde_json::Value> = serde_json::from_slice(&response.body).ok();
-    let message = body.as_ref().and_then(|b| b["message"].as_str()).unwrap_or("").to_owned();
-    if status >= 500 || status == 429 {
-        return Ok(Err(Failure::Transient(format!("Tripletex answered HTTP {status}"))));
-    }
-    if status != 200 {
-        let detail = if message.is_empty() { String::new() } else { format!(": {message}") };
-        return Ok(Err(Failure::Refused(format!(
-            "Tripletex refused the consumer and employee tokens (HTTP {status}{detail}); tokens \
-             of the test environment do not work in production, nor the other way round"
-        ))));
-    }
-    let value = body.as_ref().map(|b| &b["value"]);
-    let (Some(session), Some(date)) =
-        (value.and_then(|v| v["token"].as_str()), value.and_then(|v| v["expirationDate"].as_str()))
-    else {
-        return Ok(Err(Failure::Transient("Tripletex's session answer is not readable".into())));
+    let session = match answer {
+        Ok(answer) => answer.value,
+        Err(failure) => return Ok(Err(failure)),
     };
-    let day = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|_| {
-        Error::new(
-            ErrorCode::Provider,
-            format!("Tripletex answered an unreadable expirationDate {date:?}"),
-        )
-    })?;
-    let expires_at = day
-        .succ_opt()
-        .unwrap_or(day)
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc().timestamp())
-        .unwrap_or(0);
-    Ok(Ok(Session { token: Secret::new(session), expires_at }))
+    let expires_at = expiry::end_of_day(&session.expiration_date, ZONE)?;
+    Ok(Ok(Session { token: Secret::new(session.token), expires_at }))
 }
 
 authplug_sdk::register_scheme!(Tripletex);
