@@ -26,6 +26,8 @@ pub enum Code {
     NeedsReauth = 7,
     /// The provider is failing for now and the stored secrets cannot be used; try later.
     Unavailable = 8,
+    /// A plugin breaks a rule of the conformance kit (`authplug schemes test`).
+    Nonconforming = 9,
 }
 
 impl From<Code> for ExitCode {
@@ -45,7 +47,8 @@ Exit codes:
   5  the credential store cannot be used (damaged, wrong master key, newer schema, unreachable)
   6  the system changed meanwhile, or another instance is still refreshing it; try again
   7  the system needs re-authorisation (the provider refused it): onboard it again
-  8  the provider is failing for now and the stored secrets have expired; try later";
+  8  the provider is failing for now and the stored secrets have expired; try later
+  9  a plugin breaks a rule of the conformance kit (schemes test)";
 
 /// A failure: a one-line message for stderr and the exit code.
 #[derive(Debug)]

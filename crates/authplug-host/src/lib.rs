@@ -16,14 +16,18 @@
 //! from blocking threads (`tokio::task::spawn_blocking`), never on an async worker thread.
 
 mod call;
-pub mod docs;
+mod file;
 mod loader;
 mod operator;
 mod redact;
 mod registry;
 pub mod transport;
 
+/// The scheme reference page (in the SDK, so that a scheme's author and the conformance kit
+/// render it as the host does).
+pub use authplug_sdk::docs;
 pub use call::{CallError, HostServices, HttpObserver};
+pub use file::PluginFile;
 pub use loader::{LoadOptions, Refusal};
 pub use operator::OperatorSecrets;
 pub use registry::{LoadedScheme, Origin, Registry};

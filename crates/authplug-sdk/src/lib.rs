@@ -20,6 +20,7 @@
 //! [`Host::http_client`] for the `oauth2` crate), which owns TLS, timeouts, redirects, size limits
 //! and the SSRF guard. Panics inside a scheme become a `plugin_panic` error for that call only.
 
+pub mod docs;
 mod entry;
 pub mod expiry;
 mod host;

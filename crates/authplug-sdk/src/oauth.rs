@@ -355,9 +355,13 @@ fn classify<E: std::error::Error>(
     answer: Option<(u16, Option<u64>)>,
 ) -> RefreshOutcome {
     if let Some((status, retry_after_secs)) = answer {
+        let reason = format!("the token endpoint answered HTTP {status}");
         if crate::provider::is_transient(status) {
-            let reason = format!("the token endpoint answered HTTP {status}");
             return RefreshOutcome::Transient { reason, retry_after_secs };
+        }
+        // A refusal whose body is no RFC 6749 error (an HTML page) is still a refusal.
+        if status >= 300 && matches!(error, RequestTokenError::Parse(..)) {
+            return RefreshOutcome::Reauthorize { reason };
         }
     }
     match error {

@@ -2,9 +2,10 @@
 //! `shared/spec/providers.md`, and the small HTTP server they run on. They listen on 127.0.0.1,
 //! count what they serve, and can be switched into failure modes (wrong token, expiry, 5xx).
 //!
-//! This is the start of the plugin conformance kit: a scheme's tests run its real flow against
-//! these, through the host's transport.
+//! And the conformance kit ([`conformance`]): the rules every scheme must keep, checked against
+//! a linked scheme or a built plugin file.
 
+pub mod conformance;
 pub mod proxy;
 pub mod server;
 pub mod superoffice;

@@ -3,6 +3,7 @@
 pub mod api_token;
 mod callback;
 pub mod check;
+mod conformance;
 pub mod connect;
 pub mod docs;
 pub mod push;

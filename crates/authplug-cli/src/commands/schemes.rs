@@ -23,14 +23,22 @@ pub enum SchemesCommand {
         /// The scheme id, e.g. api_key.
         id: String,
     },
+    /// Check a built plugin file against the conformance rules (descriptor, docs, onboarding's
+    /// injected set, refresh classification, apply's headers, no panics, no secret in any
+    /// error), one line per rule; exit code 9 when one fails.
+    Test(super::conformance::TestArgs),
 }
 
 pub fn run(ctx: &Context<'_>, args: &SchemesArgs) -> Result<(), Failure> {
-    let registry = ctx.registry()?;
-    warn_refusals(&registry);
+    let loaded = || {
+        let registry = ctx.registry()?;
+        warn_refusals(&registry);
+        Ok::<_, Failure>(registry)
+    };
     match &args.command {
-        None => list(ctx, &registry),
-        Some(SchemesCommand::Show { id }) => show(ctx, &registry, id),
+        None => list(ctx, &*loaded()?),
+        Some(SchemesCommand::Show { id }) => show(ctx, &*loaded()?, id),
+        Some(SchemesCommand::Test(test)) => super::conformance::run(ctx, test),
     }
 }
 
