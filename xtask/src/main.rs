@@ -20,8 +20,13 @@ use std::process::{Command, ExitCode};
 mod peers;
 
 /// Test fixtures that are workspace members and build as plugin files.
-const WORKSPACE_FIXTURES: &[&str] =
-    &["misbehaving-plugin", "future-major-plugin", "not-a-plugin", "old-minor-scheme"];
+const WORKSPACE_FIXTURES: &[&str] = &[
+    "misbehaving-plugin",
+    "nonconforming-plugin",
+    "future-major-plugin",
+    "not-a-plugin",
+    "old-minor-scheme",
+];
 
 /// The fixture built outside the workspace, as a connector team would.
 const OUT_OF_TREE_FIXTURE: &str = "tests/fixtures/out-of-tree-scheme";

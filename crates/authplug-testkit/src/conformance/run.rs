@@ -473,7 +473,7 @@ fn scheme(
         let (name, _) =
             s.secrets.iter().find(|(_, v)| v.len() >= 8 && message.contains(v.as_str()))?;
         Some((
-            format!("a `{call}` error holds the value of `{name}`: {}", s.scrub(message)),
+            format!("an error from `{call}` holds the value of `{name}`: {}", s.scrub(message)),
             "never put a secret, a token or an address that carries one in an error".to_owned(),
         ))
     });
