@@ -39,6 +39,12 @@ pub fn fixture(name: &str) -> PathBuf {
     from_env("AUTHPLUG_TEST_FIXTURE_DIR").join(library_file(name))
 }
 
+/// The crate `authplug schemes new demo_session` wrote (`cargo xtask test` tests and builds it;
+/// its file is the fixture `demo_session`).
+pub fn scaffolded() -> PathBuf {
+    from_env("AUTHPLUG_TEST_SCAFFOLD_DIR")
+}
+
 /// The shared folder beside the checkout (spec, connectors, peers).
 pub fn shared_dir() -> PathBuf {
     from_env("AUTHPLUG_SHARED_DIR")

@@ -31,6 +31,9 @@ const WORKSPACE_FIXTURES: &[&str] = &[
 /// The fixture built outside the workspace, as a connector team would.
 const OUT_OF_TREE_FIXTURE: &str = "tests/fixtures/out-of-tree-scheme";
 
+/// The scheme `cargo xtask test` has `authplug schemes new` write, test and build each run.
+const SCAFFOLDED: &str = "demo_session";
+
 /// Crates a plugin must never link: HTTP and async runtimes belong to the host.
 const FORBIDDEN_IN_PLUGINS: &[&str] = &["reqwest", "hyper", "tokio", "async-std", "ureq", "curl"];
 
@@ -283,6 +286,46 @@ fn build_out_of_tree() -> Result {
     Ok(())
 }
 
+/// A second out-of-tree fixture, written by the scaffold itself: `authplug schemes new` into
+/// `target/scaffold`, its own tests run (the conformance kit over its rlib), built, and its file
+/// installed among the fixtures. The tests load it into the unchanged host and connect it.
+fn scaffold() -> Result {
+    let parent = scaffold_dir();
+    let dir = parent.join(SCAFFOLDED.replace('_', "-"));
+    if parent.exists() {
+        fs::remove_dir_all(&parent)
+            .map_err(|e| format!("cannot clear {}: {e}", parent.display()))?;
+    }
+    fs::create_dir_all(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    let binary = target_dir().join("debug").join(format!("authplug{}", env::consts::EXE_SUFFIX));
+    let mut new = Command::new(binary);
+    new.args(["schemes", "new", SCAFFOLDED, "--dir"])
+        .arg(&parent)
+        .arg("--sdk-path")
+        .arg(root().join("crates/authplug-sdk"));
+    status(new)?;
+    fs::copy(root().join("Cargo.lock"), dir.join("Cargo.lock"))
+        .map_err(|e| format!("cannot seed the scaffold's Cargo.lock: {e}"))?;
+    // The out-of-tree fixture's target: the SDK and its dependencies are built there already.
+    let target = target_dir().join("out-of-tree");
+    for step in ["test", "build"] {
+        let mut command = cargo();
+        command
+            .current_dir(&dir)
+            .arg(step)
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("CARGO_TARGET_DIR");
+        status(command)?;
+    }
+    install(&target.join("debug").join(library_file(SCAFFOLDED)), &fixture_dir())?;
+    Ok(())
+}
+
+fn scaffold_dir() -> PathBuf {
+    target_dir().join("scaffold")
+}
+
 fn check_plugins() -> Result {
     let mut offenders = Vec::new();
     for package in plugin_packages()? {
@@ -322,6 +365,7 @@ fn test(runner_args: Vec<String>) -> Result {
         install(&target_dir().join("debug").join(library_file(package)), &fixture_dir())?;
     }
     build_out_of_tree()?;
+    scaffold()?;
     check_plugins()?;
 
     let nextest = cargo()
@@ -363,7 +407,8 @@ fn set_test_env(command: &mut Command, plugin_dir: &Path) {
     command
         .env("AUTHPLUG_TEST_BIN", binary)
         .env("AUTHPLUG_TEST_PLUGIN_DIR", plugin_dir)
-        .env("AUTHPLUG_TEST_FIXTURE_DIR", fixture_dir());
+        .env("AUTHPLUG_TEST_FIXTURE_DIR", fixture_dir())
+        .env("AUTHPLUG_TEST_SCAFFOLD_DIR", scaffold_dir().join(SCAFFOLDED.replace('_', "-")));
     let shared = root().join("../shared");
     if env::var_os("AUTHPLUG_SHARED_DIR").is_none() {
         if shared.is_dir() {

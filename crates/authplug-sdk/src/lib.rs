@@ -38,6 +38,12 @@ pub use host::{Host, HostCall, HostHttp, HostHttpError};
 /// The `oauth2` crate the SDK's [`HostHttp`] implements `SyncHttpClient` for: use this one, so the
 /// versions match.
 pub use oauth2;
+/// This SDK's version, for tools that write a dependency on it (`authplug schemes new`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The `serde` of the protocol's types, for a scheme's own answers: derive with
+/// `#[derive(authplug_sdk::serde::Deserialize)] #[serde(crate = "authplug_sdk::serde")]`.
+pub use serde;
 /// The `serde_json` whose `Value` the protocol's parameters and outputs hold.
 pub use serde_json;
 

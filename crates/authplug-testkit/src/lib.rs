@@ -15,6 +15,9 @@ pub mod webcrm;
 pub use proxy::{Fault, FaultProxy};
 pub use server::{FakeServer, Request, Response};
 
+/// This testkit's version, for tools that write a dependency on it (`authplug schemes new`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// A field of this process's `/proc/self/status` in KiB (`VmRSS:`, `VmHWM:`), for benchmarks'
 /// memory figures; 0 where there is no such file.
 pub fn process_memory_kib(field: &str) -> u64 {

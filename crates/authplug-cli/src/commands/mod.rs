@@ -10,6 +10,7 @@ pub mod push;
 pub mod refresh;
 pub mod render;
 pub mod request;
+mod scaffold;
 pub mod schemes;
 pub mod serve;
 pub mod status;

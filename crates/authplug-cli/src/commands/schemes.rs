@@ -27,6 +27,9 @@ pub enum SchemesCommand {
     /// injected set, refresh classification, apply's headers, no panics, no secret in any
     /// error), one line per rule; exit code 9 when one fails.
     Test(super::conformance::TestArgs),
+    /// Write a new scheme crate (Cargo.toml, src/lib.rs, a conformance test, a sample
+    /// connector, a README) that builds, tests and loads with no edit.
+    New(super::scaffold::NewArgs),
 }
 
 pub fn run(ctx: &Context<'_>, args: &SchemesArgs) -> Result<(), Failure> {
@@ -39,6 +42,7 @@ pub fn run(ctx: &Context<'_>, args: &SchemesArgs) -> Result<(), Failure> {
         None => list(ctx, &*loaded()?),
         Some(SchemesCommand::Show { id }) => show(ctx, &*loaded()?, id),
         Some(SchemesCommand::Test(test)) => super::conformance::run(ctx, test),
+        Some(SchemesCommand::New(new)) => super::scaffold::run(ctx, new),
     }
 }
 
