@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("fixtures") => build_fixtures(),
         Some("test") => test(passthrough(&args[1..])),
+        Some("package") => package(),
         Some("check-plugins") => check_plugins(),
         Some("lint") => lint(),
         Some("bench") => bench(passthrough(&args[1..])),
@@ -76,7 +77,10 @@ cargo xtask <task>
   plugins [--release]        build every plugin in plugins/ into target/<profile>/plugins
   run [--release] -- ARGS    build authplug and the plugins, then run `authplug ARGS` with them
   fixtures                   build the test fixtures into target/debug/fixtures
-  test [-- ARGS]             the whole test suite, as CI runs it (ARGS go to the test runner)
+  test [-- ARGS]             the whole test suite, as CI runs it (ARGS go to the test runner);
+                             without ARGS, then `package`
+  package                    cargo package (verified) of the crates a connector team depends on:
+                             authplug-abi, -protocol, -sdk and -testkit
   check-plugins              fail if a plugin links reqwest, hyper or an async runtime
   lint                       cargo fmt --check and cargo clippy --all-targets -D warnings
   bench [-- ARGS]            release authplug and plugins, then every benchmark (ARGS go to cargo
@@ -357,6 +361,7 @@ fn check_plugins() -> Result {
 }
 
 fn test(runner_args: Vec<String>) -> Result {
+    let whole = runner_args.is_empty();
     let plugins = plugin_packages()?;
     let mut packages = plugins.clone();
     packages.extend(WORKSPACE_FIXTURES.iter().map(|s| s.to_string()));
@@ -399,7 +404,27 @@ fn test(runner_args: Vec<String>) -> Result {
         Ok(())
     })();
     postgres.stop();
-    outcome
+    outcome?;
+    if whole {
+        package()?;
+    }
+    Ok(())
+}
+
+/// The crates a connector team depends on, packaged as crates.io would take them (verified:
+/// each builds from its packaged files, its unpublished siblings from a local registry).
+const PUBLIC_CRATES: &[&str] =
+    &["authplug-abi", "authplug-protocol", "authplug-sdk", "authplug-testkit"];
+
+fn package() -> Result {
+    let mut command = cargo();
+    command.args(["package", "--allow-dirty"]);
+    for krate in PUBLIC_CRATES {
+        command.args(["--package", krate]);
+    }
+    status(command)?;
+    eprintln!("xtask: {} packaged and verified", PUBLIC_CRATES.join(", "));
+    Ok(())
 }
 
 /// Tells the end-to-end tests where the built files are.
