@@ -382,7 +382,7 @@ fn test(runner_args: Vec<String>) -> Result {
     let node_peers = peers::install_node_peers(&root())?;
     // A throwaway PostgreSQL cluster for the store's tests, stopped whatever the tests do.
     let postgres = peers::Postgres::start()?;
-    let outcome = (|| {
+    let outcome: Result = (|| {
         let mut command = cargo();
         if nextest {
             command.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
