@@ -33,6 +33,8 @@
 mod exercise;
 mod rules;
 mod run;
+mod subject;
+mod wire;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -78,7 +80,7 @@ impl Plugin for Linked {
         request: &str,
         host: &dyn Fn(&str, &str) -> Result<String, String>,
     ) -> Result<String, String> {
-        run::quiet_panics(|| {
+        wire::quiet_panics(|| {
             catch_unwind(AssertUnwindSafe(|| {
                 authplug_sdk::dispatch(method, request, &Host::new(&host))
             }))
