@@ -278,14 +278,16 @@ async fn the_servers_onboarding_sets_the_tenant_the_oauth2_scheme_finds() {
                "additional_parameters": {"account_id": {}}})
     };
     let listed = block(json!({"tenant_id_expression": ["tenant", "id"]}));
+    let dotted = block(json!({"tenant_id_expression": "{{ tenant.id }}"}));
     let metadata = block(json!({"tenant_id_expression": "hub_id",
         "identity_url": format!("{}/oauth/v1/access-tokens/", fake.url())}));
     let lab = Lab::with(
         HostServices::new(Arc::new(transport)),
-        &[("listed", listed), ("metadata", metadata)],
+        &[("listed", listed), ("dotted", dotted), ("metadata", metadata)],
     );
-    for (connector, given, expected) in [("listed", None, "t-9"), ("metadata", Some("999"), "4711")]
-    {
+    let cases =
+        [("listed", None, "t-9"), ("dotted", None, "t-9"), ("metadata", Some("999"), "4711")];
+    for (connector, given, expected) in cases {
         let mut body = json!({"connector": connector,
                               "secrets": {"client_id": "c", "client_secret": "s"}});
         if let Some(given) = given {
