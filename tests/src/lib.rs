@@ -45,6 +45,32 @@ pub fn scaffolded() -> PathBuf {
     from_env("AUTHPLUG_TEST_SCAFFOLD_DIR")
 }
 
+/// Starts `command` as `authplug serve --listen 127.0.0.1:0 --tokens-file TOKENS ...` (the
+/// command's other arguments already given), and returns it with the address it listens on and
+/// the rest of its stderr.
+pub fn serve(
+    command: &mut Command,
+    tokens: &Path,
+) -> (std::process::Child, String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
+    use std::io::BufRead as _;
+    let mut child = command
+        .args(["--listen", "127.0.0.1:0", "--tokens-file"])
+        .arg(tokens)
+        .env_remove("AUTHPLUG_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("serve says where it listens").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    (child, url, lines)
+}
+
 /// The shared folder beside the checkout (spec, connectors, peers).
 pub fn shared_dir() -> PathBuf {
     from_env("AUTHPLUG_SHARED_DIR")

@@ -4,8 +4,6 @@
 //! onboarded through the server. Its manifest field `demo_session.base_url` and the connector's
 //! `account_id` reach the scheme both ways.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use authplug_testkit::{FakeServer, Response};
@@ -106,25 +104,10 @@ fn the_servers_onboarding_hands_the_scheme_its_manifest_field_and_account() {
         .unwrap();
     assert!(made.status.success(), "{}", tests::stderr(&made));
     let admin = stdout(&made).trim().to_owned();
-    let mut child = desk
-        .authplug()
-        .env("AUTHPLUG_PLUGIN_DIR", plugins.path())
-        .args(["serve", "--listen", "127.0.0.1:0", "--tokens-file"])
-        .arg(&tokens)
-        .arg("--connectors")
-        .arg(dir.parent().unwrap())
-        .env_remove("AUTHPLUG_ADMIN_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("serve says where it listens").unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
+    let mut serve = desk.authplug();
+    serve.env("AUTHPLUG_PLUGIN_DIR", plugins.path()).arg("serve");
+    serve.arg("--connectors").arg(dir.parent().unwrap());
+    let (mut child, url, _log) = tests::serve(&mut serve, &tokens);
     let body = json!({"connector": "membercare", "secrets": {"api_key": KEY},
                       "parameters": {"account_id": "globex"}});
     let answer = tokio::runtime::Runtime::new().unwrap().block_on(async {

@@ -28,23 +28,7 @@ impl Drop for Server {
 impl Server {
     fn start_with(lab: &Lab, tokens: &std::path::Path, extra: &[&str]) -> Self {
         let started = Instant::now();
-        let mut child = lab
-            .command()
-            .args(["serve", "--listen", "127.0.0.1:0", "--tokens-file"])
-            .arg(tokens)
-            .args(extra)
-            .env_remove("AUTHPLUG_ADMIN_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().expect("serve says where it listens").unwrap();
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_owned();
-            }
-        };
+        let (child, url, lines) = tests::serve(lab.command().arg("serve").args(extra), tokens);
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = log.clone();
         let reader = std::thread::spawn(move || {
