@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use authplug_engine::EngineError;
 use authplug_onboard::OnboardError;
+use authplug_protocol::ErrorCode;
 use authplug_store::StoreError;
 
 /// The exit codes of `authplug`, documented in `--help`.
@@ -14,7 +15,7 @@ pub enum Code {
     Failure = 1,
     /// Bad input: a malformed argument, file or value (clap's usage errors are 2 as well).
     BadInput = 2,
-    /// A plugin was refused and `--strict-plugins` was given.
+    /// A plugin was refused and `--strict-plugins` was given, or `schemes test`'s file was.
     PluginRefused = 3,
     /// The named scheme or system does not exist.
     NotFound = 4,
@@ -42,7 +43,7 @@ Exit codes:
   0  success
   1  failure without a more specific code
   2  bad input (arguments, files, values)
-  3  a plugin was refused and --strict-plugins was given
+  3  a plugin was refused and --strict-plugins was given, or schemes test's file was
   4  the named scheme or system does not exist
   5  the credential store cannot be used (damaged, wrong master key, newer schema, unreachable)
   6  the system changed meanwhile, or another instance is still refreshing it; try again
@@ -124,6 +125,10 @@ impl From<OnboardError> for Failure {
             | OnboardError::Missing { .. }
             | OnboardError::ForgedCallback
             | OnboardError::UnknownState => Code::BadInput,
+            // What the user gave (a missing parameter, an unusable key) is bad input.
+            OnboardError::Scheme(ref call) if call.code == ErrorCode::InvalidInput => {
+                Code::BadInput
+            }
             OnboardError::Scheme(_)
             | OnboardError::ConsentRefused { .. }
             | OnboardError::ConsentTimedOut(_)
@@ -137,6 +142,10 @@ impl From<OnboardError> for Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn call(code: ErrorCode) -> authplug_host::CallError {
+        authplug_host::CallError { scheme: "demo".into(), code, message: "m".into() }
+    }
 
     #[test]
     fn every_error_kind_maps_to_its_code_with_its_causes_said() {
@@ -160,6 +169,8 @@ mod tests {
             (OnboardError::Missing { names: vec!["api_key".into()] }.into(), Code::BadInput),
             (OnboardError::ForgedCallback.into(), Code::BadInput),
             (OnboardError::ConsentTimedOut(5).into(), Code::Failure),
+            (OnboardError::Scheme(call(ErrorCode::InvalidInput)).into(), Code::BadInput),
+            (OnboardError::Scheme(call(ErrorCode::Provider)).into(), Code::Failure),
             (OnboardError::Engine(EngineError::NotFound("crm".into())).into(), Code::Conflict),
         ];
         for (failure, code) in cases {

@@ -18,8 +18,8 @@ pub use authconfig::{parse_authconfig, read_authconfig, AUTHCONFIG};
 pub use check::{check, Finding, Report, Severity, PLATFORM_VARIABLES};
 pub use error::ConnectorError;
 pub use manifest::{
-    connector_parameter, parameter_name, stored_extras, Connector, ConnectorSecret, Datatype,
-    Manifest, CONNECTOR_PARAMETER, MANIFEST,
+    connector_parameter, stored_extras, Connector, ConnectorSecret, Datatype, Manifest,
+    CONNECTOR_PARAMETER, MANIFEST,
 };
 pub use render::{expand, resolve, variables, RenderError, Resolver};
 pub use template::{scan, Reference, ReferenceKind};

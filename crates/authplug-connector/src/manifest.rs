@@ -285,14 +285,9 @@ impl Connector {
             return entries.map(|(k, v)| (k.clone(), v.clone())).collect();
         }
         let fields = scheme.manifest_fields.iter();
-        let found = fields.filter_map(|f| Some((parameter_name(&f.path), self.field(&f.path)?)));
+        let found = fields.filter_map(|f| Some((f.parameter(), self.field(&f.path)?)));
         found.map(|(name, value)| (name.to_owned(), value.clone())).collect()
     }
-}
-
-/// The parameter a manifest field arrives as: its path's last segment.
-pub fn parameter_name(path: &str) -> &str {
-    path.rsplit('.').next().unwrap_or(path)
 }
 
 /// serde's message without its trailing " at line L column C" (the place is said once, in front).

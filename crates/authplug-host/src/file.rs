@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use authplug_abi::HostFn;
-use authplug_protocol::{PluginManifest, ProtocolVersion};
+use authplug_protocol::PluginManifest;
 
 use crate::loader::{self, LoadedFile};
 
@@ -24,11 +24,6 @@ impl PluginFile {
     /// What the plugin says about itself.
     pub fn manifest(&self) -> &PluginManifest {
         &self.loaded.manifest
-    }
-
-    /// The protocol version it was built for.
-    pub fn protocol(&self) -> ProtocolVersion {
-        self.loaded.protocol
     }
 
     /// One raw call through the boundary: `host` answers the plugin's callbacks. Nothing is

@@ -186,6 +186,16 @@ pub(crate) fn validate(d: &SchemeDescriptor) -> Result<(), String> {
             }
         }
     }
+    let mut parameters = BTreeSet::new();
+    for field in &d.manifest_fields {
+        if !parameters.insert(field.parameter()) {
+            return Err(format!(
+                "manifest fields {:?} and another arrive as the same parameter `{}`",
+                field.path,
+                field.parameter()
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -120,6 +120,12 @@ pub struct ManifestField {
 }
 
 impl ManifestField {
+    /// The parameter the field arrives as: its path's last segment (`oauth2.token_url` is
+    /// `token_url`).
+    pub fn parameter(&self) -> &str {
+        self.path.rsplit('.').next().unwrap_or(&self.path)
+    }
+
     /// A field the scheme cannot work without.
     pub fn required(path: &str, description: &str) -> Self {
         Self { path: path.into(), description: description.into(), required: true, default: None }

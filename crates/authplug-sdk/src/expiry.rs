@@ -42,9 +42,18 @@ pub fn after(seconds: i64) -> i64 {
 pub fn parse(text: &str, zone: &str) -> Result<i64, Error> {
     let text = text.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        if text.len() > 11 {
+            return Err(Error::new(
+                ErrorCode::Provider,
+                format!("the provider's expiry {text} looks like milliseconds: divide it by 1000"),
+            ));
+        }
         return text.parse().map_err(|_| unreadable(text));
     }
-    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+    // With an offset: RFC 3339 (`Z`, `+01:00`) or ISO 8601's basic offset (`+0100`).
+    let offset = DateTime::parse_from_rfc3339(text)
+        .or_else(|_| DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"));
+    if let Ok(at) = offset {
         return Ok(at.timestamp());
     }
     let local = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
@@ -122,6 +131,9 @@ fn fixed_offset(zone: &str) -> Option<FixedOffset> {
     }
     let hours: i32 = digits[..2].parse().ok()?;
     let minutes: i32 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
     FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
 }
 
@@ -171,6 +183,9 @@ mod tests {
         assert_eq!(parse("2026-12-01T10:00:00", "UTC").unwrap(), 1_796_119_200);
         assert_eq!(parse("2026-12-01T05:00", "-0500").unwrap(), 1_796_119_200);
         assert_eq!(parse("2026-12-01 11:00:00", "+01").unwrap(), 1_796_119_200);
+        assert_eq!(parse("2026-12-01T11:00:00+0100", "UTC").unwrap(), 1_796_119_200);
+        assert!(parse("1796119200000", "UTC").unwrap_err().message.contains("milliseconds"));
+        assert!(parse("2026-12-01 11:00:00", "+0199").is_err(), "no minute 99");
         for bad in ["", "tomorrow", "2026-13-01T00:00:00", "12:00"] {
             assert_eq!(parse(bad, "UTC").unwrap_err().code, ErrorCode::Provider, "{bad:?}");
         }

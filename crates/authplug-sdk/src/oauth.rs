@@ -104,6 +104,10 @@ pub fn manifest_fields() -> Vec<ManifestField> {
             "oauth2.client_auth",
             "How the client authenticates at the token endpoint: `basic` (the default) or `form`.",
         ),
+        ManifestField::optional(
+            "oauth2.pkce",
+            "Whether to send a PKCE challenge (S256): true unless the provider rejects one.",
+        ),
     ]
 }
 

@@ -110,19 +110,20 @@ pub fn send(
 }
 
 /// One request to `provider` through the host, whatever its answer's status (for schemes that
-/// read a refusal's body): only a request that got no answer fails, as transient.
+/// read a refusal's body). A request that got no answer (`http`: a timeout, a refused
+/// connection, the host's policy) is transient; one the host could not make of the scheme's
+/// request is refused. The host's reason names method and host, never the address's path or
+/// query, and is kept.
 pub fn reach(
     host: &Host<'_>,
     request: &HttpRequest,
     provider: &str,
 ) -> Result<HttpResponse, Failure> {
-    host.http(request).map_err(|error| {
-        let reason = if error.code == ErrorCode::Http {
-            "no answer"
-        } else {
-            "the host refused the request"
-        };
-        Failure::transient(format!("{provider}: {reason} ({})", error.code))
+    host.http(request).map_err(|error| match error.code {
+        ErrorCode::Http => Failure::transient(format!("{provider}: {}", error.message)),
+        _ => {
+            Failure::Refused(format!("{provider}: the host refused the request: {}", error.message))
+        }
     })
 }
 
@@ -136,18 +137,28 @@ pub fn json<T: DeserializeOwned>(response: &HttpResponse, provider: &str) -> Res
     })
 }
 
-/// `base` (a provider's address, e.g. the `base_url` parameter) joined with `path`, and `query`
-/// percent-encoded. The error names `base` only: query values may be credentials.
+/// `base` (a provider's address, e.g. the `base_url` parameter) with the path `segments` added,
+/// each percent-encoded as one segment (an `account_id` holding `/` or `?` stays one), and
+/// `query` percent-encoded. The error names `base` only: query values may be credentials.
 ///
 /// ```
-/// let url = authplug_sdk::provider::url("https://api.example/", "/v2/session", &[("key", "a&b c")]);
-/// assert_eq!(url.unwrap(), "https://api.example/v2/session?key=a%26b+c");
+/// use authplug_sdk::provider::url;
+/// let address = url("https://api.example/v2/", &["accounts", "a/b", "session"], &[("key", "a&b c")]);
+/// assert_eq!(address.unwrap(), "https://api.example/v2/accounts/a%2Fb/session?key=a%26b+c");
+/// assert!(url("https://api.example/?x=1", &["session"], &[]).is_err());
 /// ```
-pub fn url(base: &str, path: &str, query: &[(&str, &str)]) -> Result<String, Error> {
-    let joined = format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'));
-    let mut url = oauth2::url::Url::parse(&joined).map_err(|e| {
-        Error::new(ErrorCode::InvalidInput, format!("{base:?} is not a base address ({e})"))
-    })?;
+pub fn url(base: &str, segments: &[&str], query: &[(&str, &str)]) -> Result<String, Error> {
+    let invalid = |why: &str| {
+        Error::new(ErrorCode::InvalidInput, format!("{base:?} is not a base address ({why})"))
+    };
+    let mut url = oauth2::url::Url::parse(base).map_err(|e| invalid(&e.to_string()))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("it has a query or a fragment"));
+    }
+    url.path_segments_mut()
+        .map_err(|()| invalid("it cannot have a path"))?
+        .pop_if_empty()
+        .extend(segments);
     if !query.is_empty() {
         url.query_pairs_mut().extend_pairs(query);
     }
@@ -164,7 +175,14 @@ pub fn retry_after(response: &HttpResponse) -> Option<u64> {
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(seconds);
     }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?.timestamp();
+    // IMF-fixdate (RFC 2822's form), or the obsolete RFC 850 and asctime forms, all in GMT.
+    let dated = chrono::DateTime::parse_from_rfc2822(value).map(|t| t.timestamp()).ok();
+    let at = dated.or_else(|| {
+        ["%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"]
+            .iter()
+            .find_map(|f| chrono::NaiveDateTime::parse_from_str(value, f).ok())
+            .map(|t| t.and_utc().timestamp())
+    })?;
     Some(at.saturating_sub(crate::expiry::now()).max(0) as u64)
 }
 
@@ -205,6 +223,10 @@ mod tests {
         let dated = answer(429, &[("Retry-After", &later.to_rfc2822())]);
         assert!((595..=600).contains(&retry_after(&dated).unwrap()));
         assert_eq!(retry_after(&answer(429, &[("Retry-After", "soon")])), None);
+        let past = [("Retry-After", "Sunday, 06-Nov-94 08:49:37 GMT")];
+        assert_eq!(retry_after(&answer(503, &past)), Some(0));
+        let asctime = [("Retry-After", "Sun Nov  6 08:49:37 1994")];
+        assert_eq!(retry_after(&answer(503, &asctime)), Some(0));
     }
 
     #[test]

@@ -50,10 +50,8 @@ impl TenantRule {
         };
         let list = match expression {
             Value::Array(keys) => Some(keys.clone()),
-            Value::String(text) if text.trim_start().starts_with('[') => {
-                Some(serde_json::from_str::<Vec<Value>>(text).map_err(|_| unusable())?)
-            }
-            Value::String(_) => None,
+            // A JSON list as text; otherwise a path, which may start with `['key']` too.
+            Value::String(text) => serde_json::from_str::<Vec<Value>>(text).ok(),
             _ => return Err(unusable()),
         };
         let path = match list {
@@ -127,10 +125,13 @@ impl TenantRule {
     }
 }
 
-/// The identity document for `token`.
+/// The identity document for `token`, asked as a provider's answers are everywhere
+/// ([`crate::provider`]): a failing identity endpoint is transient, a refusing one a refusal.
 fn identity(url: &str, token: &str, host: &Host<'_>) -> Result<Value, Error> {
     let target = if url.ends_with('/') || url.ends_with('=') {
-        format!("{url}{token}")
+        let escaped: String =
+            oauth2::url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+        format!("{url}{escaped}")
     } else {
         url.to_owned()
     };
@@ -143,20 +144,10 @@ fn identity(url: &str, token: &str, host: &Host<'_>) -> Result<Value, Error> {
         ],
         body: Vec::new(),
     };
-    let answer = host.http(&request).map_err(|e| {
-        // The host's message may quote the address, which holds the token here.
-        let reason = if token.is_empty() { e.message } else { e.message.replace(token, "[token]") };
-        Error::new(e.code, format!("identity_url {url}: {reason}"))
-    })?;
-    if !(200..300).contains(&answer.status) {
-        return Err(Error::new(
-            ErrorCode::Provider,
-            format!("identity_url {url} answered HTTP {}: the tenant is unknown", answer.status),
-        ));
-    }
-    serde_json::from_slice(&answer.body).map_err(|_| {
-        Error::new(ErrorCode::Provider, format!("identity_url {url} did not answer JSON"))
-    })
+    // Named by the manifest's address, which does not hold the token.
+    let who = format!("identity_url {url}");
+    let answer = crate::provider::send(host, &request, &who)?;
+    Ok(crate::provider::json(&answer, &who)?)
 }
 
 /// `{{ a.b['c'][0] }}` or `$.a.b` -> `a`, `b`, `c`, `0`; `None` for anything else (a filter,
@@ -230,12 +221,13 @@ mod tests {
         assert_eq!(found(json!("$.items[0].id")).as_deref(), Some("t-9"));
         assert_eq!(found(json!(["items", 0, "id"])).as_deref(), Some("t-9"));
         assert_eq!(found(json!(r#"["user", "tenant"]"#)).as_deref(), Some("Cust1"));
+        assert_eq!(found(json!("['user'].tenant")).as_deref(), Some("Cust1"));
         assert_eq!(found(json!("user.nope")), None);
     }
 
     #[test]
     fn what_is_not_a_path_is_refused_by_name() {
-        for bad in [json!("hub_id | upper"), json!([]), json!(7), json!("[nope")] {
+        for bad in [json!("hub_id | upper"), json!([]), json!(7), json!("[nope"), json!("[]")] {
             let parameters = BTreeMap::from([("tenant_id_expression".to_owned(), bad)]);
             let error = TenantRule::from_parameters(&parameters).unwrap_err();
             assert!(error.message.starts_with("tenant_id_expression "), "{}", error.message);

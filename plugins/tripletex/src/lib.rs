@@ -160,7 +160,7 @@ fn create_session(
     ];
     let request = HttpRequest {
         method: "PUT".into(),
-        url: provider::url(&settings.base_url, "/v2/token/session/:create", &query)?,
+        url: provider::url(&settings.base_url, &["v2", "token", "session", ":create"], &query)?,
         headers: vec![("Accept".into(), "application/json".into())],
         body: vec![],
     };

@@ -27,6 +27,66 @@ pub struct NewArgs {
     pub sdk_path: Option<PathBuf>,
 }
 
+/// Names a crate cannot be used by (`use NAME as _;`): Rust's keywords and the standard crates.
+const RESERVED: &[&str] = &[
+    "abstract",
+    "alloc",
+    "as",
+    "async",
+    "await",
+    "become",
+    "box",
+    "break",
+    "const",
+    "continue",
+    "core",
+    "crate",
+    "do",
+    "dyn",
+    "else",
+    "enum",
+    "extern",
+    "false",
+    "final",
+    "fn",
+    "for",
+    "gen",
+    "if",
+    "impl",
+    "in",
+    "let",
+    "loop",
+    "macro",
+    "match",
+    "mod",
+    "move",
+    "mut",
+    "override",
+    "priv",
+    "proc_macro",
+    "pub",
+    "ref",
+    "return",
+    "self",
+    "static",
+    "std",
+    "struct",
+    "super",
+    "test",
+    "trait",
+    "true",
+    "try",
+    "type",
+    "typeof",
+    "unsafe",
+    "unsized",
+    "use",
+    "virtual",
+    "where",
+    "while",
+    "yield",
+];
+
 /// The files of a new crate: path in the crate, template.
 const FILES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../../templates/scheme/Cargo.toml.tmpl")),
@@ -41,11 +101,18 @@ const FILES: &[(&str, &str)] = &[
 
 pub fn run(ctx: &Context<'_>, args: &NewArgs) -> Result<(), Failure> {
     let id = &args.name;
-    let valid = id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let valid = id.split('_').all(|word| {
+        word.starts_with(|c: char| c.is_ascii_lowercase())
+            && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    });
     if !valid {
         return Err(Failure::bad_input(format!(
-            "scheme name {id:?}: use [a-z][a-z0-9_]*, e.g. membercare_session"
+            "scheme name {id:?}: use words of [a-z][a-z0-9]* joined by single underscores, e.g. membercare_session"
+        )));
+    }
+    if RESERVED.contains(&id.as_str()) {
+        return Err(Failure::bad_input(format!(
+            "scheme name {id:?} is a Rust keyword or a standard crate's name: the crate could not be used by that name"
         )));
     }
     let krate = id.replace('_', "-");

@@ -8,8 +8,9 @@ use authplug_protocol::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// One scheme's exercise. Unknown fields are refused: a misspelt one would test nothing.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// One scheme's exercise. Unknown fields are refused: a misspelt one would test nothing. Its
+/// `Debug` names the secrets, never their values.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Exercise {
     /// The parameters onboarding, refresh and apply receive (the manifest fields the scheme
@@ -48,6 +49,18 @@ pub struct Exchange {
     /// The body: JSON, or a JSON string sent as plain text.
     #[serde(default)]
     pub body: Value,
+}
+
+impl std::fmt::Debug for Exercise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exercise")
+            .field("parameters", &self.parameters)
+            .field("secrets", &self.secrets.keys())
+            .field("exchanges", &self.exchanges.len())
+            .field("forward", &self.forward)
+            .field("follow_consent", &self.follow_consent)
+            .finish()
+    }
 }
 
 fn ok() -> u16 {

@@ -87,14 +87,13 @@ pub(crate) fn descriptor(d: &SchemeDescriptor) -> Option<Problem> {
     }
     let mut parameters = BTreeSet::new();
     for field in &d.manifest_fields {
-        let segments: Vec<&str> = field.path.split('.').collect();
-        if segments.iter().any(|s| s.is_empty()) {
+        if field.path.split('.').any(str::is_empty) {
             return problem(
                 format!("manifest field {:?} is not a dotted path", field.path),
                 "write it as in manifest.json, e.g. `membercare.base_url`",
             );
         }
-        let name = segments[segments.len() - 1];
+        let name = field.parameter();
         if !parameters.insert(name) {
             return problem(
                 format!("two manifest fields arrive as the parameter `{name}`"),

@@ -118,7 +118,10 @@ fn scheme(
             exercise.secrets.get(&r.name).cloned().unwrap_or_else(|| {
                 format!("kit-sentinel-{}-{:08x}", r.name, rand::random::<u32>())
             });
-        secrets.push((r.name.clone(), value.clone()));
+        // A public input (a client id) may rightly be shown.
+        if r.secret {
+            secrets.push((r.name.clone(), value.clone()));
+        }
         required.insert(r.name.clone(), Secret::new(value));
     }
     let mut s = Subject {
@@ -170,11 +173,11 @@ fn scheme(
         )
     });
     out.check("no-panic", panic);
-    let leak = s.said.iter().find_map(|(call, message)| {
+    let leak = s.said.iter().find_map(|(what, message)| {
         let (name, _) =
             s.secrets.iter().find(|(_, v)| v.len() >= 8 && message.contains(v.as_str()))?;
         Some((
-            format!("an error from `{call}` holds the value of `{name}`: {}", s.scrub(message)),
+            format!("{what} holds the value of `{name}`: {}", s.scrub(message)),
             "never put a secret, a token or an address that carries one in an error".to_owned(),
         ))
     });
@@ -195,17 +198,19 @@ fn refresh(s: &mut Subject<'_>, out: &mut Findings, injected: &BTreeMap<String, 
         parameters: s.exercise.parameters.clone(),
     };
     let healthy = Wire::new(s.exercise, s.network, None);
-    let renewed = match s.call::<_, RefreshOutcome>(method::REFRESH, &request, &healthy) {
+    let renewal = s.call::<_, RefreshOutcome>(method::REFRESH, &request, &healthy);
+    s.heard(&renewal);
+    let renewed = match renewal {
         Ok(RefreshOutcome::Renewed { injected, expires_at }) => {
             s.remember(&injected);
             s.judge_onboarding(&injected, expires_at, &BTreeMap::new())
         }
         Ok(other) => Some((
-            format!(
+            s.scrub(&format!(
                 "a healthy provider's renewal answered {}{}",
                 outcome_name(&other),
                 healthy.unanswered()
-            ),
+            )),
             "describe the provider's renewal in the exercise, or fix the scheme".into(),
         )),
         Err(error) => Some((
@@ -220,14 +225,11 @@ fn refresh(s: &mut Subject<'_>, out: &mut Findings, injected: &BTreeMap<String, 
     for (rule, fault) in REFRESH_RULES {
         let wire = Wire::new(s.exercise, s.network, Some(*fault));
         let outcome = s.call::<_, RefreshOutcome>(method::REFRESH, &request, &wire);
+        s.heard(&outcome);
         let want_reauth = matches!(fault, Fault::Status(401 | 403));
         let problem = match outcome {
-            Ok(RefreshOutcome::Reauthorize { reason }) if want_reauth => {
-                s.said.push(("refresh".into(), reason));
-                None
-            }
-            Ok(RefreshOutcome::Transient { reason, retry_after_secs }) if !want_reauth => {
-                s.said.push(("refresh".into(), reason));
+            Ok(RefreshOutcome::Reauthorize { .. }) if want_reauth => None,
+            Ok(RefreshOutcome::Transient { retry_after_secs, .. }) if !want_reauth => {
                 match (fault, retry_after_secs) {
                     (Fault::Status(429), secs) if secs != Some(7) => Some((
                         "HTTP 429 with Retry-After: 7 gave no retry_after_secs of 7".into(),
@@ -275,6 +277,7 @@ fn apply(s: &mut Subject<'_>, out: &mut Findings, injected: &BTreeMap<String, Se
         ),
         Ok(applied) => {
             let headers = applied.headers.iter().find_map(|(n, v)| rules::header(n, v.expose()));
+            let headers = headers.map(|(problem, fix)| (s.scrub(&problem), fix));
             let query = applied.query.iter().any(|(n, _)| n.is_empty()).then(|| {
                 (
                     "a query parameter has no name".to_owned(),

@@ -59,12 +59,20 @@ impl Subject<'_> {
                 .unwrap_or_else(|_| ErrorBody::new(ErrorCode::Other, text))),
         };
         if let Err(error) = &outcome {
-            self.said.push((method.to_owned(), error.message.clone()));
+            self.said.push((format!("an error from `{method}`"), error.message.clone()));
             if error.code == ErrorCode::PluginPanic {
                 self.panics.push((method.to_owned(), error.message.clone()));
             }
         }
         outcome
+    }
+
+    /// Keeps a refresh outcome's reason for the secrets rule.
+    pub(crate) fn heard(&mut self, outcome: &Called<authplug_protocol::RefreshOutcome>) {
+        use authplug_protocol::RefreshOutcome::{Reauthorize, Transient};
+        if let Ok(Reauthorize { reason } | Transient { reason, .. }) = outcome {
+            self.said.push(("a refresh reason".into(), reason.clone()));
+        }
     }
 
     pub(crate) fn remember(&mut self, injected: &BTreeMap<String, Secret>) {
@@ -100,6 +108,7 @@ impl Subject<'_> {
                 }
                 Ok(OnboardStep::Redirect { url, state, continuation }) => {
                     self.secrets.push(("continuation".into(), continuation.expose().to_owned()));
+                    self.said.push(("the consent address".into(), url.clone()));
                     if state.len() < 16
                         || !(url.starts_with("https://") || url.starts_with("http://"))
                     {
