@@ -75,10 +75,18 @@ impl Subject<'_> {
         }
     }
 
+    /// Keeps the injected values for the secrets rule, but copies of public inputs (a client id
+    /// may rightly be shown).
     pub(crate) fn remember(&mut self, injected: &BTreeMap<String, Secret>) {
-        for (name, value) in injected {
-            self.secrets.push((name.clone(), value.expose().to_owned()));
-        }
+        let public: Vec<&str> = (self.descriptor.required.iter())
+            .filter(|r| !r.secret)
+            .filter_map(|r| self.required.get(&r.name).map(Secret::expose))
+            .collect();
+        let kept: Vec<(String, String)> = (injected.iter())
+            .filter(|(_, value)| !public.contains(&value.expose()))
+            .map(|(name, value)| (name.clone(), value.expose().to_owned()))
+            .collect();
+        self.secrets.extend(kept);
     }
 
     /// `text` with every secret value replaced by its name.
