@@ -20,7 +20,8 @@ fn request(token_name: &str) -> OnboardRequest {
 
 #[test]
 fn linked_schemes_are_registered_and_called_in_process() {
-    let registry = Registry::load(&LoadOptions { dirs: vec![], include_static: true });
+    let registry =
+        Registry::load(&LoadOptions { dirs: vec![], include_static: true, ..Default::default() });
     let ids: Vec<&str> = registry.schemes().map(|s| s.id()).collect();
     assert_eq!(ids, ["api_key", "fetcher", "liar", "panicky", "steady"]);
     let api_key = registry.get("api_key").unwrap();
@@ -46,8 +47,11 @@ fn linked_schemes_are_registered_and_called_in_process() {
 #[test]
 fn a_static_scheme_and_a_plugin_with_the_same_id_conflict() {
     let dir = tests::plugin_folder(&[(&tests::plugin("api_key"), "libapi_key.so")]);
-    let registry =
-        Registry::load(&LoadOptions { dirs: vec![dir.path().to_owned()], include_static: true });
+    let registry = Registry::load(&LoadOptions {
+        dirs: vec![dir.path().to_owned()],
+        include_static: true,
+        ..Default::default()
+    });
     assert!(registry.get("api_key").is_none());
     let line = registry
         .refusals()

@@ -21,6 +21,7 @@ mod peers;
 
 /// Test fixtures that are workspace members and build as plugin files.
 const WORKSPACE_FIXTURES: &[&str] = &[
+    "hostile-plugin",
     "membercare-scheme",
     "misbehaving-plugin",
     "nonconforming-plugin",

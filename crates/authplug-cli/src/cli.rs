@@ -74,6 +74,57 @@ pub struct PluginArgs {
     /// Fail (exit code 3) when any plugin file is refused, instead of warning and going on.
     #[arg(long, global = true, env = "AUTHPLUG_STRICT_PLUGINS", value_parser = BoolishValueParser::new())]
     pub strict_plugins: bool,
+
+    /// How plugin files run: `auto` (those in plugins/ beside the binary in-process, every other
+    /// file in a child process), `process` (all isolated) or `in-process` (none; warned about).
+    #[arg(
+        long,
+        global = true,
+        value_name = "MODE",
+        env = "AUTHPLUG_ISOLATION",
+        default_value = "auto"
+    )]
+    pub isolation: IsolationArg,
+
+    /// A plugin file name (e.g. libmy_scheme.so) to run in-process whatever --isolation says;
+    /// repeat for several.
+    #[arg(
+        long = "in-process",
+        value_name = "FILE_NAME",
+        global = true,
+        env = "AUTHPLUG_IN_PROCESS",
+        value_delimiter = ','
+    )]
+    pub in_process: Vec<String>,
+
+    /// The deadline of an isolated plugin's refresh or apply call, in seconds (onboarding steps
+    /// get three times as long).
+    #[arg(
+        long,
+        value_name = "SECS",
+        global = true,
+        env = "AUTHPLUG_PLUGIN_TIMEOUT",
+        default_value_t = 10
+    )]
+    pub plugin_timeout: u64,
+
+    /// The address space of an isolated plugin's process, in MiB.
+    #[arg(
+        long,
+        value_name = "MIB",
+        global = true,
+        env = "AUTHPLUG_PLUGIN_MEMORY",
+        default_value_t = 1024
+    )]
+    pub plugin_memory: u64,
+}
+
+/// `--isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationArg {
+    Auto,
+    Process,
+    InProcess,
 }
 
 /// Where credentials are stored and the master key that seals them.
@@ -224,6 +275,16 @@ pub enum Command {
     Schemes(SchemesArgs),
     /// Write the scheme reference page (reStructuredText, like authentication-schemes.rst).
     Docs(DocsArgs),
+    /// Serve one plugin file to the host over stdin and stdout (what an isolated plugin's child
+    /// process runs; never by hand).
+    #[command(hide = true)]
+    PluginRunner {
+        file: PathBuf,
+        #[arg(long)]
+        memory_bytes: u64,
+        #[arg(long)]
+        open_files: u64,
+    },
 }
 
 #[cfg(test)]

@@ -76,7 +76,9 @@ impl<'a> Context<'a> {
             return Ok(registry.clone());
         }
         let args = &self.cli.plugins;
-        let registry = Registry::load(&LoadOptions::from_dirs(plugin_dirs(args)));
+        let options =
+            LoadOptions { isolation: isolation(args), ..LoadOptions::from_dirs(plugin_dirs(args)) };
+        let registry = Registry::load(&options);
         if args.strict_plugins && !registry.refusals().is_empty() {
             let count = registry.refusals().len();
             return Err(Failure::new(
@@ -215,9 +217,36 @@ pub fn plugin_dirs(args: &PluginArgs) -> Vec<PathBuf> {
     dirs
 }
 
-/// Prints refusals as warnings on stderr; called before any listing.
+/// Prints refusals and the registry's warnings on stderr; called before any listing.
 pub fn warn_refusals(registry: &Registry) {
     for refusal in registry.refusals() {
         eprintln!("warning: {refusal}");
+    }
+    for warning in registry.warnings() {
+        eprintln!("warning: {warning}");
+    }
+}
+
+/// How plugin files run: the options', with this binary as the runner of isolated ones and
+/// `plugins/` beside it as the folder of the files shipped with it.
+fn isolation(args: &PluginArgs) -> authplug_host::IsolationPolicy {
+    use crate::cli::IsolationArg;
+    let binary = std::env::current_exe().ok();
+    let shipped = binary.as_ref().and_then(|b| b.parent().map(|d| d.join("plugins")));
+    authplug_host::IsolationPolicy {
+        mode: match args.isolation {
+            IsolationArg::Auto => authplug_host::Isolation::Auto,
+            IsolationArg::Process => authplug_host::Isolation::Process,
+            IsolationArg::InProcess => authplug_host::Isolation::InProcess,
+        },
+        runner: binary,
+        trusted_dirs: shipped.into_iter().collect(),
+        in_process: args.in_process.clone(),
+        limits: authplug_host::Limits {
+            onboard: Duration::from_secs(args.plugin_timeout.max(1) * 3),
+            call: Duration::from_secs(args.plugin_timeout.max(1)),
+            memory_bytes: args.plugin_memory.max(64) << 20,
+            ..authplug_host::Limits::default()
+        },
     }
 }

@@ -15,6 +15,15 @@ use crate::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // An isolated plugin's process: the protocol owns stdout, and nothing else runs.
+    if let cli::Command::PluginRunner { file, memory_bytes, open_files } = &cli.command {
+        let limits = authplug_host::Limits {
+            memory_bytes: *memory_bytes,
+            open_files: *open_files,
+            ..authplug_host::Limits::default()
+        };
+        return ExitCode::from(authplug_host::isolate::runner::serve(file, &limits));
+    }
     init_logging(&cli);
     match commands::run(&context::Context::new(&cli)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -143,7 +143,11 @@ impl Lab {
                 "test",
             )
             .unwrap();
-        let registry = Registry::load(&LoadOptions { dirs: vec![], include_static: true });
+        let registry = Registry::load(&LoadOptions {
+            dirs: vec![],
+            include_static: true,
+            ..Default::default()
+        });
         assert!(registry.get("oauth2").is_some(), "the linked OAuth2 scheme is registered");
         let transport = TransportConfig { allow_loopback_http: true, ..TransportConfig::default() };
         let transport =

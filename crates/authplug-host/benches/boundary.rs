@@ -72,7 +72,11 @@ fn load(c: &mut Criterion) {
 
 fn calls(c: &mut Criterion) {
     let dynamic = only(&Registry::load(&LoadOptions::from_dirs([plugin_file().parent().unwrap()])));
-    let linked = only(&Registry::load(&LoadOptions { dirs: vec![], include_static: true }));
+    let linked = only(&Registry::load(&LoadOptions {
+        dirs: vec![],
+        include_static: true,
+        ..Default::default()
+    }));
     let plugin = authplug_abi::load(&plugin_file()).expect("loads");
     let host = HostServices::offline();
     let host_fn = |m: &str, r: &str| host.handle(m, r);

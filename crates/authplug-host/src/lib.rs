@@ -17,6 +17,7 @@
 
 mod call;
 mod file;
+pub mod isolate;
 mod loader;
 mod operator;
 mod redact;
@@ -28,6 +29,7 @@ pub mod transport;
 pub use authplug_sdk::docs;
 pub use call::{CallError, HostServices, HttpObserver};
 pub use file::PluginFile;
+pub use isolate::{Isolation, IsolationPolicy, Limits};
 pub use loader::{LoadOptions, Refusal};
 pub use operator::OperatorSecrets;
 pub use registry::{LoadedScheme, Origin, Registry};

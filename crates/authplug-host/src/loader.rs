@@ -16,11 +16,17 @@ pub struct LoadOptions {
     pub dirs: Vec<PathBuf>,
     /// Also register the schemes linked into this binary (through `authplug_sdk::register_scheme!`).
     pub include_static: bool,
+    /// Which files run in a child process.
+    pub isolation: crate::IsolationPolicy,
 }
 
 impl LoadOptions {
     pub fn from_dirs<P: Into<PathBuf>>(dirs: impl IntoIterator<Item = P>) -> Self {
-        Self { dirs: dirs.into_iter().map(Into::into).collect(), include_static: false }
+        Self {
+            dirs: dirs.into_iter().map(Into::into).collect(),
+            include_static: false,
+            isolation: crate::IsolationPolicy::default(),
+        }
     }
 }
 
@@ -50,7 +56,6 @@ impl fmt::Display for Refusal {
 /// One plugin file that loaded and described itself acceptably.
 #[derive(Debug)]
 pub(crate) struct LoadedFile {
-    pub path: PathBuf,
     pub plugin: authplug_abi::Plugin,
     pub manifest: PluginManifest,
     pub protocol: ProtocolVersion,
@@ -93,6 +98,45 @@ pub(crate) fn discover(dirs: &[PathBuf], refusals: &mut Vec<Refusal>) -> Vec<Pat
 
 /// Loads one file: checks it looks like a shared library, dlopens it, checks the root module and
 /// the protocol version, and validates what it describes.
+/// A plugin file opened for the registry: in this process, or served by a child.
+pub(crate) struct Opened {
+    pub manifest: PluginManifest,
+    pub protocol: ProtocolVersion,
+    pub provider: crate::registry::Provider,
+    pub isolated: bool,
+    pub sha256: String,
+}
+
+/// Opens `path` as `policy` says: dlopened here, or started in a child process (the host never
+/// dlopens a file it isolates, so not even its initialisers run here).
+pub(crate) fn open(path: &Path, policy: &crate::IsolationPolicy) -> Result<Opened, String> {
+    use crate::registry::Provider;
+    precheck(path)?;
+    let sha256 = sha256_of(path)?;
+    if let (true, Some(runner)) = (policy.isolates(path), &policy.runner) {
+        let (child, described) = crate::isolate::Isolated::start(path, runner, policy.limits)?;
+        let (manifest, protocol) = check_manifest(&described)?;
+        let provider = Provider::Isolated(std::sync::Arc::new(child));
+        return Ok(Opened { manifest, protocol, provider, isolated: true, sha256 });
+    }
+    let file = load_file(path)?;
+    let provider = Provider::Plugin(file.plugin);
+    Ok(Opened {
+        manifest: file.manifest,
+        protocol: file.protocol,
+        provider,
+        isolated: false,
+        sha256,
+    })
+}
+
+/// The file's SHA-256, in hex.
+pub(crate) fn sha256_of(path: &Path) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let bytes = fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
 pub(crate) fn load_file(path: &Path) -> Result<LoadedFile, String> {
     precheck(path)?;
     let plugin = authplug_abi::load(path).map_err(|e| match e {
@@ -104,14 +148,18 @@ pub(crate) fn load_file(path: &Path) -> Result<LoadedFile, String> {
         LoadError::Layout(message) => format!("incompatible binary interface: {message}"),
         LoadError::Init(message) => format!("root module failed to initialise: {message}"),
     })?;
-    let json = plugin.describe();
+    let (manifest, protocol) = check_manifest(&plugin.describe())?;
+    Ok(LoadedFile { plugin, manifest, protocol })
+}
+
+/// A plugin's `describe` answer, read and held to the host's rules (protocol version, descriptors):
+/// the same for a file loaded here and for one a child process loaded.
+pub(crate) fn check_manifest(json: &str) -> Result<(PluginManifest, ProtocolVersion), String> {
     if !json.trim_start().starts_with('{') {
-        // The SDK and the boundary answer plain text when describing failed (a panic, a missing
-        // `export_plugin!`).
         let shown: String = json.chars().take(200).filter(|c| !c.is_control()).collect();
         return Err(format!("describe failed: {shown}"));
     }
-    let manifest: PluginManifest = serde_json::from_str(&json)
+    let manifest: PluginManifest = serde_json::from_str(json)
         .map_err(|e| format!("unreadable manifest from describe ({e})"))?;
     let protocol = ProtocolVersion::parse(&manifest.protocol).map_err(|e| e.to_string())?;
     ProtocolVersion::current().accepts(protocol).map_err(|e| e.to_string())?;
@@ -121,12 +169,10 @@ pub(crate) fn load_file(path: &Path) -> Result<LoadedFile, String> {
     for descriptor in &manifest.schemes {
         validate(descriptor).map_err(|e| format!("scheme {:?}: {e}", descriptor.id))?;
     }
-    Ok(LoadedFile { path: path.to_owned(), plugin, manifest, protocol })
+    Ok((manifest, protocol))
 }
 
-/// Refuses files that cannot be shared libraries before handing them to the dynamic loader,
-/// whose messages are long and platform-specific.
-fn precheck(path: &Path) -> Result<(), String> {
+pub(crate) fn precheck(path: &Path) -> Result<(), String> {
     let mut file = fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
     let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
     if !meta.is_file() {

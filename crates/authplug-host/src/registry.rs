@@ -20,8 +20,17 @@ use crate::redact::scrub;
 /// Where a scheme came from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Origin {
-    /// A plugin file loaded at startup.
-    Plugin { path: PathBuf, name: String, version: String, protocol: ProtocolVersion },
+    /// A plugin file loaded at startup: in this process, or served by a child process.
+    Plugin {
+        path: PathBuf,
+        name: String,
+        version: String,
+        protocol: ProtocolVersion,
+        /// Served by a child process.
+        isolated: bool,
+        /// The file's SHA-256, in hex.
+        sha256: String,
+    },
     /// A scheme crate linked into this binary.
     Static { crate_name: &'static str, crate_version: &'static str },
 }
@@ -57,9 +66,10 @@ impl fmt::Display for Origin {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Provider {
+#[derive(Clone)]
+pub(crate) enum Provider {
     Plugin(authplug_abi::Plugin),
+    Isolated(std::sync::Arc<crate::isolate::Isolated>),
     Static(&'static dyn Scheme),
 }
 
@@ -69,6 +79,8 @@ pub struct LoadedScheme {
     descriptor: SchemeDescriptor,
     origin: Origin,
     provider: Provider,
+    /// The deadlines of calls to an isolated plugin.
+    limits: crate::Limits,
 }
 
 impl fmt::Debug for LoadedScheme {
@@ -86,6 +98,7 @@ pub struct Registry {
     schemes: BTreeMap<String, LoadedScheme>,
     pairs: BTreeMap<AuthPair, String>,
     refusals: Vec<Refusal>,
+    warnings: Vec<String>,
 }
 
 impl Registry {
@@ -107,31 +120,43 @@ impl Registry {
                         descriptor,
                         origin,
                         provider: Provider::Static(registration.scheme),
+                        limits: options.isolation.limits,
                     }),
                     Err(reason) => refusals.push(Refusal { files: vec![origin.source()], reason }),
                 }
             }
         }
+        let mut warnings = Vec::new();
         for path in loader::discover(&options.dirs, &mut refusals) {
-            match loader::load_file(&path) {
+            match loader::open(&path, &options.isolation) {
                 Ok(file) => {
+                    if !file.isolated && !options.isolation.shipped(&path) {
+                        warnings.push(format!(
+                            "plugin {} runs in-process, unisolated, as configured: a crash in it stops authplug, and it can read every secret authplug holds",
+                            path.display()
+                        ));
+                    }
                     for descriptor in file.manifest.schemes {
                         candidates.push(LoadedScheme {
                             descriptor,
                             origin: Origin::Plugin {
-                                path: file.path.clone(),
+                                path: path.clone(),
                                 name: file.manifest.plugin.name.clone(),
                                 version: file.manifest.plugin.version.clone(),
                                 protocol: file.protocol,
+                                isolated: file.isolated,
+                                sha256: file.sha256.clone(),
                             },
-                            provider: Provider::Plugin(file.plugin),
+                            provider: file.provider.clone(),
+                            limits: options.isolation.limits,
                         });
                     }
                 }
                 Err(reason) => refusals.push(Refusal { files: vec![path], reason }),
             }
         }
-        let registry = Self::from_candidates(candidates, refusals);
+        let mut registry = Self::from_candidates(candidates, refusals);
+        registry.warnings = warnings;
         for scheme in registry.schemes.values() {
             tracing::debug!(scheme = %scheme.descriptor.id, origin = %scheme.origin, "scheme loaded");
         }
@@ -183,7 +208,7 @@ impl Registry {
             .filter(|(_, ids)| ids.len() == 1 && schemes.contains_key(&ids[0]))
             .map(|(pair, mut ids)| (pair, ids.remove(0)))
             .collect();
-        Self { schemes, pairs, refusals }
+        Self { schemes, pairs, refusals, warnings: Vec::new() }
     }
 
     /// Every loaded scheme, by id.
@@ -205,6 +230,12 @@ impl Registry {
     pub fn refusals(&self) -> &[Refusal] {
         &self.refusals
     }
+
+    /// What the operator should know about files that did load (one runs unisolated), one line
+    /// each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
 }
 
 impl LoadedScheme {
@@ -218,6 +249,15 @@ impl LoadedScheme {
 
     pub fn origin(&self) -> &Origin {
         &self.origin
+    }
+
+    /// How many times an isolated plugin's process was started again after a failure (`None`
+    /// for a scheme that runs in this process).
+    pub fn restarts(&self) -> Option<u64> {
+        match &self.provider {
+            Provider::Isolated(child) => Some(child.restarts()),
+            Provider::Plugin(_) | Provider::Static(_) => None,
+        }
     }
 
     /// Runs onboarding. The required secrets must be exactly the declared ones; the answer must
@@ -333,8 +373,8 @@ impl LoadedScheme {
         Ok(())
     }
 
-    /// One call, through the boundary for a plugin or directly for a linked scheme. Whatever the
-    /// scheme says in an error is scrubbed of `secrets`.
+    /// One call, through the boundary for a plugin (in this process or its child's) or directly
+    /// for a linked scheme. Whatever the scheme says in an error is scrubbed of `secrets`.
     fn invoke<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         method: &str,
@@ -347,8 +387,20 @@ impl LoadedScheme {
         let fail = |body: ErrorBody| {
             CallError::new(self.id(), body.code, scrub(&body.message, secrets.iter()))
         };
-        match self.provider {
-            Provider::Plugin(plugin) => {
+        let deadline =
+            if method == method::ONBOARD { self.limits.onboard } else { self.limits.call };
+        let answer = match &self.provider {
+            Provider::Static(scheme) => {
+                let host = Host::new(&host_fn);
+                return match catch_unwind(AssertUnwindSafe(|| direct(*scheme, &host))) {
+                    Ok(outcome) => outcome.map_err(fail),
+                    Err(payload) => Err(fail(ErrorBody::new(
+                        ErrorCode::PluginPanic,
+                        format!("scheme panicked: {}", authplug_abi::panic_message(&payload)),
+                    ))),
+                };
+            }
+            Provider::Plugin(_) | Provider::Isolated(_) => {
                 let protocol = self.origin.protocol();
                 if let Some(since) = method::since(method).filter(|s| !protocol.has(*s)) {
                     return Err(CallError::new(
@@ -363,32 +415,24 @@ impl LoadedScheme {
                 let json = serde_json::to_string(request).map_err(|_| {
                     CallError::new(self.id(), ErrorCode::Internal, "unserialisable request")
                 })?;
-                match plugin.call(method, &json, &host_fn) {
-                    Ok(answer) => serde_json::from_str(&answer).map_err(|e| {
-                        CallError::new(
-                            self.id(),
-                            ErrorCode::ContractViolation,
-                            format!("unreadable `{method}` answer ({:?} error)", e.classify()),
-                        )
-                    }),
-                    Err(error) => Err(fail(serde_json::from_str(&error).unwrap_or_else(|_| {
-                        ErrorBody::new(
-                            ErrorCode::Other,
-                            error.chars().take(200).collect::<String>(),
-                        )
-                    }))),
+                match &self.provider {
+                    Provider::Isolated(child) => child.call(method, &json, &host_fn, deadline),
+                    Provider::Plugin(plugin) => plugin.call(method, &json, &host_fn),
+                    Provider::Static(_) => Err(String::new()),
                 }
             }
-            Provider::Static(scheme) => {
-                let host = Host::new(&host_fn);
-                match catch_unwind(AssertUnwindSafe(|| direct(scheme, &host))) {
-                    Ok(outcome) => outcome.map_err(fail),
-                    Err(payload) => Err(fail(ErrorBody::new(
-                        ErrorCode::PluginPanic,
-                        format!("scheme panicked: {}", authplug_abi::panic_message(&payload)),
-                    ))),
-                }
-            }
+        };
+        match answer {
+            Ok(answer) => serde_json::from_str(&answer).map_err(|e| {
+                CallError::new(
+                    self.id(),
+                    ErrorCode::ContractViolation,
+                    format!("unreadable `{method}` answer ({:?} error)", e.classify()),
+                )
+            }),
+            Err(error) => Err(fail(serde_json::from_str(&error).unwrap_or_else(|_| {
+                ErrorBody::new(ErrorCode::Other, error.chars().take(200).collect::<String>())
+            }))),
         }
     }
 }

@@ -38,7 +38,11 @@ impl Lab {
         let location = Location::Sqlite(dir.path().join("store.sqlite3"));
         let store =
             Store::open(&location, Keyring::fixed(vec![MasterKey::generate().unwrap()])).unwrap();
-        let registry = Registry::load(&LoadOptions { dirs: vec![], include_static: true });
+        let registry = Registry::load(&LoadOptions {
+            dirs: vec![],
+            include_static: true,
+            ..Default::default()
+        });
         let transport = TransportConfig { allow_loopback_http: true, ..TransportConfig::default() };
         let transport = Arc::new(Transport::new(transport, runtime.handle().clone()).unwrap());
         let engine = Arc::new(Engine::new(

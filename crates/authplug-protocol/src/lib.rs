@@ -453,6 +453,12 @@ pub enum ErrorCode {
     UnknownMethod,
     /// The plugin panicked; the call failed, the plugin stays loaded.
     PluginPanic,
+    /// An isolated plugin's process died during the call (a crash, an abort, `exit`, or an
+    /// answer that is not the protocol); it is restarted for the next call. Said by the host only.
+    PluginCrashed,
+    /// An isolated plugin did not answer within the call's deadline and was stopped. Said by the
+    /// host only.
+    PluginTimeout,
     /// An HTTP request through the host failed (transport, policy, size).
     Http,
     /// The provider refused (wrong credentials, revoked grant, ...).

@@ -3,6 +3,7 @@
 
 use authplug_engine::EngineError;
 use authplug_onboard::OnboardError;
+use authplug_protocol::ErrorCode;
 use authplug_store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -82,11 +83,21 @@ impl From<EngineError> for ApiError {
                 (StatusCode::CONFLICT, "cannot_serve")
             }
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
-            EngineError::Scheme { .. } | EngineError::Aborted { .. } => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            EngineError::Scheme { error: call, .. } => {
+                plugin_failed(call).unwrap_or((StatusCode::INTERNAL_SERVER_ERROR, "internal"))
             }
+            EngineError::Aborted { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, authplug_store::chain(&error))
+    }
+}
+
+/// An isolated plugin's process that failed the call: `plugin_crashed` or `plugin_timeout`.
+fn plugin_failed(call: &authplug_host::CallError) -> Option<(StatusCode, &'static str)> {
+    match call.code {
+        ErrorCode::PluginCrashed => Some((StatusCode::BAD_GATEWAY, "plugin_crashed")),
+        ErrorCode::PluginTimeout => Some((StatusCode::GATEWAY_TIMEOUT, "plugin_timeout")),
+        _ => None,
     }
 }
 
@@ -124,7 +135,9 @@ impl From<OnboardError> for ApiError {
                 let message = format!("the provider refused the consent: {error}");
                 return ApiError::new(StatusCode::BAD_REQUEST, "consent_refused", message);
             }
-            OnboardError::Scheme(_) => (StatusCode::BAD_GATEWAY, "onboarding_failed"),
+            OnboardError::Scheme(ref call) => {
+                plugin_failed(call).unwrap_or((StatusCode::BAD_GATEWAY, "onboarding_failed"))
+            }
             OnboardError::ConsentTimedOut(_)
             | OnboardError::Consent(_)
             | OnboardError::Local(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

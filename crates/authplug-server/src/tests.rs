@@ -42,7 +42,11 @@ impl Lab {
         let location = Location::Sqlite(dir.path().join("store.sqlite3"));
         let store =
             Store::open(&location, Keyring::fixed(vec![MasterKey::generate().unwrap()])).unwrap();
-        let registry = Registry::load(&LoadOptions { dirs: vec![], include_static: true });
+        let registry = Registry::load(&LoadOptions {
+            dirs: vec![],
+            include_static: true,
+            ..Default::default()
+        });
         let engine = Arc::new(Engine::new(
             Arc::new(store),
             Arc::new(registry),

@@ -39,5 +39,7 @@ pub fn run(ctx: &Context<'_>) -> Result<(), Failure> {
         Command::Store { command } => store::run(ctx, command),
         Command::Schemes(args) => schemes::run(ctx, args),
         Command::Docs(args) => docs::run(ctx, args),
+        // Served in `main`, before anything else starts.
+        Command::PluginRunner { .. } => Ok(()),
     }
 }

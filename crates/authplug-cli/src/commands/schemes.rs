@@ -66,7 +66,7 @@ fn list(ctx: &Context<'_>, registry: &Registry) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    let rows: Vec<[String; 7]> = registry
+    let rows: Vec<[String; 8]> = registry
         .schemes()
         .map(|s| {
             let (package, version) = s.origin().package();
@@ -77,11 +77,13 @@ fn list(ctx: &Context<'_>, registry: &Registry) -> Result<(), Failure> {
                 package.to_owned(),
                 version.to_owned(),
                 s.origin().protocol().to_string(),
+                isolation(s.origin()).to_owned(),
                 s.origin().to_string(),
             ]
         })
         .collect();
-    print_table(&["ID", "NAME", "SERVES", "PLUGIN", "VERSION", "PROTOCOL", "SOURCE"], &rows);
+    let head = ["ID", "NAME", "SERVES", "PLUGIN", "VERSION", "PROTOCOL", "RUNS", "SOURCE"];
+    print_table(&head, &rows);
     Ok(())
 }
 
@@ -95,6 +97,10 @@ fn show(ctx: &Context<'_>, registry: &Registry, id: &str) -> Result<(), Failure>
     println!("{} ({})", d.id, d.display_name);
     println!("  source:    {}", scheme.origin());
     println!("  plugin:    {package} {version}, protocol {}", scheme.origin().protocol());
+    println!("  runs:      {}", isolation(scheme.origin()));
+    if let Origin::Plugin { sha256, .. } = scheme.origin() {
+        println!("  sha256:    {sha256}");
+    }
     println!("  serves:    {}", serves(d));
     println!("  requires:");
     for s in &d.required {
@@ -142,7 +148,9 @@ fn serves(d: &SchemeDescriptor) -> String {
 fn scheme_json(scheme: &LoadedScheme) -> serde_json::Value {
     let (package, version) = scheme.origin().package();
     let source = match scheme.origin() {
-        Origin::Plugin { path, .. } => json!({"kind": "plugin", "file": path}),
+        Origin::Plugin { path, sha256, .. } => {
+            json!({"kind": "plugin", "file": path, "sha256": sha256})
+        }
         Origin::Static { .. } => json!({"kind": "static"}),
     };
     json!({
@@ -151,5 +159,15 @@ fn scheme_json(scheme: &LoadedScheme) -> serde_json::Value {
         "source": source,
         "plugin": {"name": package, "version": version},
         "protocol": scheme.origin().protocol().to_string(),
+        "isolation": isolation(scheme.origin()),
     })
+}
+
+/// Where a scheme runs: `process` (its own child), `in-process`, or `linked` (into this binary).
+fn isolation(origin: &Origin) -> &'static str {
+    match origin {
+        Origin::Plugin { isolated: true, .. } => "process",
+        Origin::Plugin { isolated: false, .. } => "in-process",
+        Origin::Static { .. } => "linked",
+    }
 }
