@@ -108,6 +108,11 @@ pub struct PluginArgs {
     )]
     pub plugin_timeout: u64,
 
+    /// Load only the plugin files this lock (`authplug plugins lock`) admits, by name and
+    /// SHA-256; refuse any other, or any changed, with one line each.
+    #[arg(long, value_name = "FILE", global = true, env = "AUTHPLUG_PLUGINS_LOCK")]
+    pub plugins_lock: Option<PathBuf>,
+
     /// The address space of an isolated plugin's process, in MiB.
     #[arg(
         long,
@@ -275,6 +280,11 @@ pub enum Command {
     Schemes(SchemesArgs),
     /// Write the scheme reference page (reStructuredText, like authentication-schemes.rst).
     Docs(DocsArgs),
+    /// Pin the approved plugin files in a lock file, or check the plugin folders against one.
+    Plugins {
+        #[command(subcommand)]
+        command: crate::commands::plugins::PluginsCommand,
+    },
     /// Serve one plugin file to the host over stdin and stdout (what an isolated plugin's child
     /// process runs; never by hand).
     #[command(hide = true)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use authplug_engine::{Engine, EngineConfig, Events, Webhook};
 use authplug_host::{
-    HostServices, LoadOptions, OperatorSecrets, Registry, Transport, TransportConfig,
+    HostServices, LoadOptions, OperatorSecrets, PluginLock, Registry, Transport, TransportConfig,
 };
 use authplug_protocol::Secret;
 use authplug_store::{Keyring, Location, Store};
@@ -76,8 +76,15 @@ impl<'a> Context<'a> {
             return Ok(registry.clone());
         }
         let args = &self.cli.plugins;
-        let options =
-            LoadOptions { isolation: isolation(args), ..LoadOptions::from_dirs(plugin_dirs(args)) };
+        let lock = match &args.plugins_lock {
+            Some(path) => Some(PluginLock::read(path).map_err(Failure::bad_input)?),
+            None => None,
+        };
+        let options = LoadOptions {
+            isolation: isolation(args),
+            lock,
+            ..LoadOptions::from_dirs(plugin_dirs(args))
+        };
         let registry = Registry::load(&options);
         if args.strict_plugins && !registry.refusals().is_empty() {
             let count = registry.refusals().len();

@@ -18,6 +18,8 @@ pub struct LoadOptions {
     pub include_static: bool,
     /// Which files run in a child process.
     pub isolation: crate::IsolationPolicy,
+    /// The approved files: with one, any other file is refused before it is opened.
+    pub lock: Option<crate::PluginLock>,
 }
 
 impl LoadOptions {
@@ -26,6 +28,7 @@ impl LoadOptions {
             dirs: dirs.into_iter().map(Into::into).collect(),
             include_static: false,
             isolation: crate::IsolationPolicy::default(),
+            lock: None,
         }
     }
 }
@@ -105,29 +108,31 @@ pub(crate) struct Opened {
     pub provider: crate::registry::Provider,
     pub isolated: bool,
     pub sha256: String,
+    /// What the operator should know of a file that loads (its owner).
+    pub warning: Option<String>,
 }
 
 /// Opens `path` as `policy` says: dlopened here, or started in a child process (the host never
 /// dlopens a file it isolates, so not even its initialisers run here).
-pub(crate) fn open(path: &Path, policy: &crate::IsolationPolicy) -> Result<Opened, String> {
+pub(crate) fn open(path: &Path, options: &LoadOptions) -> Result<Opened, String> {
     use crate::registry::Provider;
+    let policy = &options.isolation;
+    let warning = crate::permissions(path)?;
     precheck(path)?;
     let sha256 = sha256_of(path)?;
+    if let Some(lock) = &options.lock {
+        lock.admits(path, &sha256)?;
+    }
     if let (true, Some(runner)) = (policy.isolates(path), &policy.runner) {
         let (child, described) = crate::isolate::Isolated::start(path, runner, policy.limits)?;
         let (manifest, protocol) = check_manifest(&described)?;
         let provider = Provider::Isolated(std::sync::Arc::new(child));
-        return Ok(Opened { manifest, protocol, provider, isolated: true, sha256 });
+        return Ok(Opened { manifest, protocol, provider, isolated: true, sha256, warning });
     }
     let file = load_file(path)?;
     let provider = Provider::Plugin(file.plugin);
-    Ok(Opened {
-        manifest: file.manifest,
-        protocol: file.protocol,
-        provider,
-        isolated: false,
-        sha256,
-    })
+    let (manifest, protocol) = (file.manifest, file.protocol);
+    Ok(Opened { manifest, protocol, provider, isolated: false, sha256, warning })
 }
 
 /// The file's SHA-256, in hex.

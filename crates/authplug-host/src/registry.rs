@@ -128,8 +128,11 @@ impl Registry {
         }
         let mut warnings = Vec::new();
         for path in loader::discover(&options.dirs, &mut refusals) {
-            match loader::open(&path, &options.isolation) {
+            match loader::open(&path, options) {
                 Ok(file) => {
+                    if let Some(warning) = &file.warning {
+                        warnings.push(format!("plugin {}: {warning}", path.display()));
+                    }
                     if !file.isolated && !options.isolation.shipped(&path) {
                         warnings.push(format!(
                             "plugin {} runs in-process, unisolated, as configured: a crash in it stops authplug, and it can read every secret authplug holds",

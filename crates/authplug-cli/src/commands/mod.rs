@@ -6,6 +6,7 @@ pub mod check;
 mod conformance;
 pub mod connect;
 pub mod docs;
+pub mod plugins;
 pub mod push;
 pub mod refresh;
 pub mod render;
@@ -39,6 +40,7 @@ pub fn run(ctx: &Context<'_>) -> Result<(), Failure> {
         Command::Store { command } => store::run(ctx, command),
         Command::Schemes(args) => schemes::run(ctx, args),
         Command::Docs(args) => docs::run(ctx, args),
+        Command::Plugins { command } => plugins::run(ctx, command),
         // Served in `main`, before anything else starts.
         Command::PluginRunner { .. } => Ok(()),
     }
