@@ -123,6 +123,28 @@ fn an_isolated_plugin_that_crashes_or_hangs_costs_only_its_own_call() {
     runtime.block_on(stream).unwrap();
     let readyz = runtime.block_on(async { reqwest::get(format!("{url}/readyz")).await.unwrap() });
     assert_eq!(readyz.status(), 200);
+    let ready: Value =
+        runtime.block_on(async { serde_json::from_slice(&readyz.bytes().await.unwrap()).unwrap() });
+    assert_eq!(ready["degraded"], json!([]), "every plugin was started again: {ready}");
+    let metrics = runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .get(format!("{url}/metrics"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        response.text().await.unwrap()
+    });
+    for (id, code) in HOSTILE {
+        let failed = format!("authplug_plugin_failures_total{{scheme=\"{id}\",code=\"{code}\"}} 1");
+        assert!(metrics.contains(&failed), "{failed} in:\n{metrics}");
+        let restarted = format!("authplug_plugin_restarts_total{{scheme=\"{id}\"}} ");
+        assert!(
+            metrics.lines().any(|l| l.starts_with(&restarted) && !l.ends_with(" 0")),
+            "{restarted}"
+        );
+    }
+    assert!(metrics.contains("authplug_plugin_calls_total{scheme=\"api_key\",method=\"apply\"}"));
     assert_eq!(server.try_wait().unwrap(), None, "the server still runs");
     assert_eq!(server.id(), pid);
     let (served, failed) = (served.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));

@@ -23,6 +23,7 @@ mod lock;
 mod operator;
 mod redact;
 mod registry;
+mod stats;
 pub mod transport;
 
 /// The scheme reference page (in the SDK, so that a scheme's author and the conformance kit
@@ -35,6 +36,7 @@ pub use loader::{LoadOptions, Refusal};
 pub use lock::{file_sha256, permissions, plugin_files, LockedPlugin, PluginLock, LOCK_VERSION};
 pub use operator::OperatorSecrets;
 pub use registry::{LoadedScheme, Origin, Registry};
+pub use stats::{Counts, BUCKETS as CALL_BUCKETS};
 pub use transport::{Transport, TransportConfig};
 
 /// The platform's file name suffix for shared libraries (`so`, `dylib`, `dll`).

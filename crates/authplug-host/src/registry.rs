@@ -81,6 +81,7 @@ pub struct LoadedScheme {
     provider: Provider,
     /// The deadlines of calls to an isolated plugin.
     limits: crate::Limits,
+    stats: std::sync::Arc<crate::stats::CallStats>,
 }
 
 impl fmt::Debug for LoadedScheme {
@@ -121,6 +122,7 @@ impl Registry {
                         origin,
                         provider: Provider::Static(registration.scheme),
                         limits: options.isolation.limits,
+                        stats: Default::default(),
                     }),
                     Err(reason) => refusals.push(Refusal { files: vec![origin.source()], reason }),
                 }
@@ -152,6 +154,7 @@ impl Registry {
                             },
                             provider: file.provider.clone(),
                             limits: options.isolation.limits,
+                            stats: Default::default(),
                         });
                     }
                 }
@@ -252,6 +255,16 @@ impl LoadedScheme {
 
     pub fn origin(&self) -> &Origin {
         &self.origin
+    }
+
+    /// The scheme's calls, failures and latency since startup.
+    pub fn counts(&self) -> crate::Counts {
+        self.stats.read()
+    }
+
+    /// An isolated plugin whose process is down (it failed and is not started again yet).
+    pub fn degraded(&self) -> bool {
+        matches!(&self.provider, Provider::Isolated(child) if !child.running())
     }
 
     /// How many times an isolated plugin's process was started again after a failure (`None`
@@ -376,9 +389,25 @@ impl LoadedScheme {
         Ok(())
     }
 
+    /// One call, counted (method, failure code, latency).
+    fn invoke<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        method: &str,
+        request: &Req,
+        host: &HostServices,
+        secrets: &[Secret],
+        direct: impl FnOnce(&dyn Scheme, &Host<'_>) -> Result<Resp, ErrorBody>,
+    ) -> Result<Resp, CallError> {
+        let started = std::time::Instant::now();
+        let result = self.call(method, request, host, secrets, direct);
+        let failure = result.as_ref().err().map(|e| &e.code);
+        self.stats.record(method, started.elapsed(), failure);
+        result
+    }
+
     /// One call, through the boundary for a plugin (in this process or its child's) or directly
     /// for a linked scheme. Whatever the scheme says in an error is scrubbed of `secrets`.
-    fn invoke<Req: Serialize, Resp: DeserializeOwned>(
+    fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         method: &str,
         request: &Req,

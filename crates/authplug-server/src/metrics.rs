@@ -11,6 +11,68 @@ use std::time::Duration;
 /// Latency buckets, seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
+/// The plugin series: calls by scheme and method, failures by error code, restarts and
+/// whether it is down (isolated plugins), and call latency.
+pub fn render_plugins(out: &mut String, registry: &authplug_host::Registry) {
+    let schemes: Vec<_> = registry.schemes().map(|s| (s.id(), s.counts(), s)).collect();
+    out.push_str("# HELP authplug_plugin_calls_total Calls into schemes by method.\n");
+    out.push_str("# TYPE authplug_plugin_calls_total counter\n");
+    for (id, counts, _) in &schemes {
+        for (method, count) in &counts.calls {
+            let _ = writeln!(
+                out,
+                "authplug_plugin_calls_total{{scheme=\"{id}\",method=\"{method}\"}} {count}"
+            );
+        }
+    }
+    out.push_str("# HELP authplug_plugin_failures_total Failed calls into schemes by error code (plugin_crashed, plugin_timeout, plugin_panic, provider, ...).\n");
+    out.push_str("# TYPE authplug_plugin_failures_total counter\n");
+    for (id, counts, _) in &schemes {
+        for (code, count) in &counts.failures {
+            let _ = writeln!(
+                out,
+                "authplug_plugin_failures_total{{scheme=\"{id}\",code=\"{code}\"}} {count}"
+            );
+        }
+    }
+    out.push_str("# HELP authplug_plugin_restarts_total Times an isolated plugin's process was started again after it failed.\n");
+    out.push_str("# TYPE authplug_plugin_restarts_total counter\n");
+    out.push_str("# HELP authplug_plugin_degraded Whether an isolated plugin's process is down (1) until it is started again.\n");
+    out.push_str("# TYPE authplug_plugin_degraded gauge\n");
+    for (id, _, scheme) in &schemes {
+        if let Some(restarts) = scheme.restarts() {
+            let _ = writeln!(out, "authplug_plugin_restarts_total{{scheme=\"{id}\"}} {restarts}");
+            let _ = writeln!(
+                out,
+                "authplug_plugin_degraded{{scheme=\"{id}\"}} {}",
+                u8::from(scheme.degraded())
+            );
+        }
+    }
+    out.push_str("# HELP authplug_plugin_call_duration_seconds Latency of calls into schemes.\n");
+    out.push_str("# TYPE authplug_plugin_call_duration_seconds histogram\n");
+    for (id, counts, _) in &schemes {
+        for (bound, count) in authplug_host::CALL_BUCKETS.iter().zip(counts.buckets) {
+            let _ = writeln!(out, "authplug_plugin_call_duration_seconds_bucket{{scheme=\"{id}\",le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "authplug_plugin_call_duration_seconds_bucket{{scheme=\"{id}\",le=\"+Inf\"}} {}",
+            counts.count
+        );
+        let _ = writeln!(
+            out,
+            "authplug_plugin_call_duration_seconds_sum{{scheme=\"{id}\"}} {}",
+            counts.seconds
+        );
+        let _ = writeln!(
+            out,
+            "authplug_plugin_call_duration_seconds_count{{scheme=\"{id}\"}} {}",
+            counts.count
+        );
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,

@@ -21,8 +21,10 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Va
         .with_store(|store| store.count_by_state().map(|c| c.values().sum::<u64>()))
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.message()))?;
-    let schemes: Vec<String> =
-        state.engine.registry().schemes().map(|s| s.id().to_owned()).collect();
+    let registry = state.engine.registry();
+    let schemes: Vec<String> = registry.schemes().map(|s| s.id().to_owned()).collect();
+    // Ready with a plugin down: every other scheme still serves, and it is started again.
+    let degraded: Vec<&str> = registry.schemes().filter(|s| s.degraded()).map(|s| s.id()).collect();
     if schemes.is_empty() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -30,12 +32,13 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Va
             "no scheme is loaded",
         ));
     }
-    Ok(Json(json!({"ready": true, "schemes": schemes, "systems": systems})))
+    Ok(Json(json!({"ready": true, "schemes": schemes, "degraded": degraded, "systems": systems})))
 }
 
 /// Prometheus text exposition; no secret, no system id.
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let states = state.with_store(|store| store.count_by_state()).await?;
-    let body = state.metrics.render(&states, state.engine.authorize_cache_counts());
+    let mut body = state.metrics.render(&states, state.engine.authorize_cache_counts());
+    crate::metrics::render_plugins(&mut body, state.engine.registry());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

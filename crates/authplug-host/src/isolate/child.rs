@@ -71,6 +71,11 @@ impl Isolated {
         Ok((isolated, manifest))
     }
 
+    /// Whether its process is up (not failed and waiting to be started again).
+    pub(crate) fn running(&self) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).child.is_some()
+    }
+
     /// How many times the child was started again after a failure.
     pub(crate) fn restarts(&self) -> u64 {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).restarts
