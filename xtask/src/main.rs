@@ -395,6 +395,21 @@ fn test(runner_args: Vec<String>) -> Result {
         postgres.set_env(&mut command);
         command.env("AUTHPLUG_TEST_PEERS_DIR", &node_peers);
         status(command)?;
+        if whole {
+            // The end-to-end suite again with every plugin file in its own process: isolation
+            // must change nothing a scheme's user sees.
+            let mut isolated = cargo();
+            if nextest {
+                isolated.args(["nextest", "run", "--package", "tests", "--no-fail-fast"]);
+            } else {
+                isolated.args(["test", "--package", "tests", "--no-fail-fast"]);
+            }
+            set_test_env(&mut isolated, &plugin_dir);
+            postgres.set_env(&mut isolated);
+            isolated.env("AUTHPLUG_TEST_PEERS_DIR", &node_peers).env("AUTHPLUG_ISOLATION", "process");
+            eprintln!("xtask: the end-to-end tests again, every plugin isolated");
+            status(isolated)?;
+        }
         if nextest {
             // nextest does not run doctests.
             let mut doc = cargo();
