@@ -275,9 +275,13 @@ fn main() {
 
     let where_ = if pin { "servers on CPU 0, wrk on CPU 1" } else { "every core shared" };
     println!(
-        "authorize_load: {} bytes per answer, {connections} connections, {seconds} s each, {where_}, authorize cache {} ms",
+        "authorize_load: {} bytes per answer, {connections} connections, {seconds} s each, {where_}, authorize cache {} ms, plugins {}",
         body.len(),
-        setting("AUTHPLUG_BENCH_CACHE_MS", 1000)
+        setting("AUTHPLUG_BENCH_CACHE_MS", 1000),
+        match std::env::var("AUTHPLUG_ISOLATION").as_deref() {
+            Ok("process") => "isolated (AUTHPLUG_ISOLATION=process)",
+            _ => "in-process (shipped beside the binary)",
+        }
     );
     println!("| server | requests/s | p50 | p99 | requests |");
     println!("|---|---|---|---|---|");

@@ -406,7 +406,9 @@ fn test(runner_args: Vec<String>) -> Result {
             }
             set_test_env(&mut isolated, &plugin_dir);
             postgres.set_env(&mut isolated);
-            isolated.env("AUTHPLUG_TEST_PEERS_DIR", &node_peers).env("AUTHPLUG_ISOLATION", "process");
+            isolated
+                .env("AUTHPLUG_TEST_PEERS_DIR", &node_peers)
+                .env("AUTHPLUG_ISOLATION", "process");
             eprintln!("xtask: the end-to-end tests again, every plugin isolated");
             status(isolated)?;
         }

@@ -1,15 +1,20 @@
 //! What the plugin boundary costs: loading one plugin file, and one call through the boundary
-//! versus the same scheme linked statically. Run with `cargo xtask bench` (release plugin files).
+//! versus the same scheme linked statically, and versus the same file served by a child process
+//! (isolated). Run with `cargo xtask bench` (release plugin files and the release `authplug` as
+//! the isolated plugin's runner).
 //!
-//! Targets (issue 2): under 1 ms per plugin load, under 2 µs per call.
+//! Targets: under 1 ms per plugin load, under 2 µs per in-process call (issue 2); an isolated
+//! call under 50 µs round trip (issue 15).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use authplug_host::{HostServices, LoadOptions, LoadedScheme, Registry};
-use authplug_protocol::{OnboardRequest, PluginManifest, Secret};
+use authplug_host::{
+    HostServices, Isolation, IsolationPolicy, LoadOptions, LoadedScheme, Registry,
+};
+use authplug_protocol::{ApplyRequest, OnboardRequest, PluginManifest, Secret};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 // The same scheme, linked statically, for the comparison.
@@ -29,6 +34,26 @@ fn plugin_file() -> PathBuf {
 fn only(registry: &Registry) -> LoadedScheme {
     assert!(registry.refusals().is_empty(), "{:?}", registry.refusals());
     registry.get("api_key").expect("api_key").clone()
+}
+
+/// The same file served by a child process, the release `authplug` as its runner.
+fn isolated() -> Option<LoadedScheme> {
+    let runner = PathBuf::from(std::env::var_os("AUTHPLUG_TEST_BIN")?);
+    let isolation = IsolationPolicy {
+        mode: Isolation::Process,
+        runner: Some(runner),
+        ..IsolationPolicy::default()
+    };
+    let dirs = vec![plugin_file().parent().unwrap().to_owned()];
+    Some(only(&Registry::load(&LoadOptions { dirs, isolation, ..Default::default() })))
+}
+
+fn apply_request() -> ApplyRequest {
+    ApplyRequest {
+        scheme: "api_key".into(),
+        injected: BTreeMap::from([("api_key".to_owned(), Secret::new("k-0123456789abcdef"))]),
+        ..Default::default()
+    }
 }
 
 fn request() -> OnboardRequest {
@@ -100,6 +125,20 @@ fn calls(c: &mut Criterion) {
     group.bench_function("onboard linked statically", |b| {
         b.iter(|| black_box(linked.onboard(request(), &host).unwrap()))
     });
+    group.bench_function("apply via boundary", |b| {
+        b.iter(|| black_box(dynamic.apply(apply_request(), &host).unwrap()))
+    });
+    match isolated() {
+        Some(child) => {
+            group.bench_function("onboard isolated (child process)", |b| {
+                b.iter(|| black_box(child.onboard(request(), &host).unwrap()))
+            });
+            group.bench_function("apply isolated (child process)", |b| {
+                b.iter(|| black_box(child.apply(apply_request(), &host).unwrap()))
+            });
+        }
+        None => eprintln!("boundary: AUTHPLUG_TEST_BIN is not set: no isolated figures"),
+    }
     group.finish();
 }
 
