@@ -15,7 +15,8 @@ pub enum Code {
     Failure = 1,
     /// Bad input: a malformed argument, file or value (clap's usage errors are 2 as well).
     BadInput = 2,
-    /// A plugin was refused and `--strict-plugins` was given, or `schemes test`'s file was.
+    /// A plugin was refused and `--strict-plugins` was given, `plugins verify` found files the
+    /// lock does not admit, or `schemes test`'s file was refused.
     PluginRefused = 3,
     /// The named scheme or system does not exist.
     NotFound = 4,
@@ -43,7 +44,8 @@ Exit codes:
   0  success
   1  failure without a more specific code
   2  bad input (arguments, files, values)
-  3  a plugin was refused and --strict-plugins was given, or schemes test's file was
+  3  a plugin was refused and --strict-plugins was given, plugins verify found files the lock
+     does not admit, or schemes test's file was refused
   4  the named scheme or system does not exist
   5  the credential store cannot be used (damaged, wrong master key, newer schema, unreachable)
   6  the system changed meanwhile, or another instance is still refreshing it; try again
