@@ -86,6 +86,7 @@ impl<'a> Context<'a> {
             ..LoadOptions::from_dirs(plugin_dirs(args))
         };
         let registry = Registry::load(&options);
+        warn_refusals(&registry);
         if args.strict_plugins && !registry.refusals().is_empty() {
             let count = registry.refusals().len();
             return Err(Failure::new(
@@ -224,8 +225,9 @@ pub fn plugin_dirs(args: &PluginArgs) -> Vec<PathBuf> {
     dirs
 }
 
-/// Prints refusals and the registry's warnings on stderr; called before any listing.
-pub fn warn_refusals(registry: &Registry) {
+/// Prints refusals and the registry's warnings on stderr, once, when the plugins are loaded (by
+/// every command that loads them, `serve` included).
+fn warn_refusals(registry: &Registry) {
     for refusal in registry.refusals() {
         eprintln!("warning: {refusal}");
     }

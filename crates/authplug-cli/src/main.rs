@@ -24,6 +24,9 @@ fn main() -> ExitCode {
         };
         return ExitCode::from(authplug_host::isolate::runner::serve(file, &limits));
     }
+    // Other processes of this user (an isolated plugin's among them) may not read this one's
+    // memory or environment through /proc or ptrace. Best effort: not every kernel allows it.
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     init_logging(&cli);
     match commands::run(&context::Context::new(&cli)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -123,8 +123,12 @@ pub(crate) fn open(path: &Path, options: &LoadOptions) -> Result<Opened, String>
     if let Some(lock) = &options.lock {
         lock.admits(path, &sha256)?;
     }
+    if policy.mode == crate::Isolation::Process && policy.runner.is_none() {
+        return Err("--isolation process, but this host cannot start plugin processes".into());
+    }
     if let (true, Some(runner)) = (policy.isolates(path), &policy.runner) {
-        let (child, described) = crate::isolate::Isolated::start(path, runner, policy.limits)?;
+        let limits = policy.limits;
+        let (child, described) = crate::isolate::Isolated::start(path, &sha256, runner, limits)?;
         let (manifest, protocol) = check_manifest(&described)?;
         let provider = Provider::Isolated(std::sync::Arc::new(child));
         return Ok(Opened { manifest, protocol, provider, isolated: true, sha256, warning });

@@ -81,8 +81,8 @@ fn short(hash: &str) -> &str {
 }
 
 /// A plugin file the host must not trust whatever the lock says: a link that leads out of its
-/// folder, a file or folder others may write (anyone could swap the code), or a file that is not
-/// a regular file. Files owned by another user are allowed but said (the second element).
+/// folder, or a file or folder every user may write (anyone could swap the code, sticky or not).
+/// A file owned by another user than this one or root is allowed but said (`Some`).
 pub fn permissions(path: &Path) -> Result<Option<String>, String> {
     use std::os::unix::fs::MetadataExt as _;
     let folder = path.parent().ok_or("no folder")?;
@@ -98,7 +98,7 @@ pub fn permissions(path: &Path) -> Result<Option<String>, String> {
     if file.mode() & 0o002 != 0 {
         return Err("writable by every user (chmod o-w it)".into());
     }
-    if dir.mode() & 0o002 != 0 && dir.mode() & 0o1000 == 0 {
+    if dir.mode() & 0o002 != 0 {
         return Err(format!("its folder {} is writable by every user", real_folder.display()));
     }
     let me = rustix::process::getuid().as_raw();

@@ -35,19 +35,18 @@ pub fn render_plugins(out: &mut String, registry: &authplug_host::Registry) {
             );
         }
     }
-    out.push_str("# HELP authplug_plugin_restarts_total Times an isolated plugin's process was started again after it failed.\n");
+    out.push_str("# HELP authplug_plugin_restarts_total Times an isolated plugin's process was started again after it failed (per file: its schemes share one).\n");
     out.push_str("# TYPE authplug_plugin_restarts_total counter\n");
+    let isolated: Vec<_> = schemes.iter().filter(|(_, _, s)| s.restarts().is_some()).collect();
+    for (id, _, scheme) in &isolated {
+        let restarts = scheme.restarts().unwrap_or_default();
+        let _ = writeln!(out, "authplug_plugin_restarts_total{{scheme=\"{id}\"}} {restarts}");
+    }
     out.push_str("# HELP authplug_plugin_degraded Whether an isolated plugin's process is down (1) until it is started again.\n");
     out.push_str("# TYPE authplug_plugin_degraded gauge\n");
-    for (id, _, scheme) in &schemes {
-        if let Some(restarts) = scheme.restarts() {
-            let _ = writeln!(out, "authplug_plugin_restarts_total{{scheme=\"{id}\"}} {restarts}");
-            let _ = writeln!(
-                out,
-                "authplug_plugin_degraded{{scheme=\"{id}\"}} {}",
-                u8::from(scheme.degraded())
-            );
-        }
+    for (id, _, scheme) in &isolated {
+        let down = u8::from(scheme.degraded());
+        let _ = writeln!(out, "authplug_plugin_degraded{{scheme=\"{id}\"}} {down}");
     }
     out.push_str("# HELP authplug_plugin_call_duration_seconds Latency of calls into schemes.\n");
     out.push_str("# TYPE authplug_plugin_call_duration_seconds histogram\n");

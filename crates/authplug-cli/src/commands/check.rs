@@ -6,7 +6,7 @@ use authplug_connector::{Connector, ConnectorError, Finding, Report, Severity};
 use clap::Args;
 use serde_json::json;
 
-use crate::context::{warn_refusals, Context};
+use crate::context::Context;
 use crate::exit::{Code, Failure};
 use crate::output::print_json;
 
@@ -24,7 +24,6 @@ pub struct CheckArgs {
 pub fn run(ctx: &Context<'_>, args: &CheckArgs) -> Result<(), Failure> {
     let (dirs, json, deny_warnings) = (&args.connectors, ctx.json(), args.deny_warnings);
     let registry = ctx.registry()?;
-    warn_refusals(&registry);
     let schemes: Vec<_> = registry.schemes().map(|s| s.descriptor()).collect();
     let reports: Vec<(PathBuf, Report)> = dirs
         .iter()

@@ -7,7 +7,7 @@ use authplug_host::{docs, LoadedScheme};
 use authplug_protocol::SchemeDescriptor;
 use clap::Args;
 
-use crate::context::{warn_refusals, Context};
+use crate::context::Context;
 use crate::exit::{Code, Failure};
 
 #[derive(Debug, Args)]
@@ -26,7 +26,6 @@ pub fn run(ctx: &Context<'_>, args: &DocsArgs) -> Result<(), Failure> {
         return Err(Failure::no_json("docs", "it writes a reStructuredText page"));
     }
     let registry = ctx.registry()?;
-    warn_refusals(&registry);
     let chosen: Vec<&SchemeDescriptor> = if args.schemes.is_empty() {
         registry.schemes().map(LoadedScheme::descriptor).collect()
     } else {

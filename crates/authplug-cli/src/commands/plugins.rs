@@ -9,7 +9,7 @@ use authplug_host::{file_sha256, plugin_files, LockedPlugin, Origin, PluginLock,
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::context::{plugin_dirs, warn_refusals, Context};
+use crate::context::{plugin_dirs, Context};
 use crate::exit::{Code, Failure};
 use crate::output::print_json;
 
@@ -42,7 +42,6 @@ pub fn run(ctx: &Context<'_>, command: &PluginsCommand) -> Result<(), Failure> {
 
 fn lock(ctx: &Context<'_>, output: &PathBuf) -> Result<(), Failure> {
     let registry = ctx.registry()?;
-    warn_refusals(&registry);
     let mut plugins: BTreeMap<String, LockedPlugin> = BTreeMap::new();
     for scheme in registry.schemes() {
         let Origin::Plugin { path, name, version, protocol, sha256, .. } = scheme.origin() else {
@@ -81,7 +80,9 @@ fn verify(ctx: &Context<'_>, path: &PathBuf) -> Result<(), Failure> {
     let mut seen = Vec::new();
     for file in &files {
         let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        let judged = file_sha256(file).and_then(|hash| lock.admits(file, &hash));
+        let judged = authplug_host::permissions(file)
+            .and_then(|_| file_sha256(file))
+            .and_then(|hash| lock.admits(file, &hash));
         if let Err(reason) = judged {
             problems.push((file.display().to_string(), reason));
         }

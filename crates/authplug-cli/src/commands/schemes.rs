@@ -6,7 +6,7 @@ use authplug_protocol::{SchemeDescriptor, Source};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::context::{plugin_dirs, warn_refusals, Context};
+use crate::context::{plugin_dirs, Context};
 use crate::exit::{Code, Failure};
 use crate::output::{print_json, print_table};
 
@@ -33,14 +33,9 @@ pub enum SchemesCommand {
 }
 
 pub fn run(ctx: &Context<'_>, args: &SchemesArgs) -> Result<(), Failure> {
-    let loaded = || {
-        let registry = ctx.registry()?;
-        warn_refusals(&registry);
-        Ok::<_, Failure>(registry)
-    };
     match &args.command {
-        None => list(ctx, &*loaded()?),
-        Some(SchemesCommand::Show { id }) => show(ctx, &*loaded()?, id),
+        None => list(ctx, &*ctx.registry()?),
+        Some(SchemesCommand::Show { id }) => show(ctx, &*ctx.registry()?, id),
         Some(SchemesCommand::Test(test)) => super::conformance::run(ctx, test),
         Some(SchemesCommand::New(new)) => super::scaffold::run(ctx, new),
     }

@@ -1,9 +1,11 @@
 //! The host's side of an isolated plugin: its child process, one call at a time.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -18,14 +20,27 @@ const STARTUP: Duration = Duration::from_secs(10);
 /// The first wait before a child that crashed again is restarted; doubled up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest line the host reads from a child (a callback may carry an HTTP body of the
+/// transport's size cap, as base64): a longer one is not the protocol.
+const MAX_LINE: u64 = 16 << 20;
+/// How many lines may wait unread: a child that writes more than it is asked blocks itself.
+const QUEUED_LINES: usize = 4;
+/// However many callbacks a call makes, it ends within this many deadlines.
+const CALL_CAP: u32 = 6;
 
 /// One plugin file served by a child process.
 #[derive(Debug)]
 pub(crate) struct Isolated {
     path: PathBuf,
+    /// The SHA-256 the file had when it was loaded (and admitted by a lock): a restart runs the
+    /// same bytes or nothing.
+    sha256: String,
     runner: PathBuf,
     limits: Limits,
+    /// One call at a time. Probes read the two atomics, never this.
     state: Mutex<State>,
+    up: AtomicBool,
+    restarts: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -34,7 +49,6 @@ struct State {
     /// Crashes since the last good call; the first restart is at once.
     failures: u32,
     not_before: Option<Instant>,
-    restarts: u64,
 }
 
 #[derive(Debug)]
@@ -44,41 +58,90 @@ struct Running {
     lines: Receiver<String>,
 }
 
+impl Running {
+    /// Kills its process group (the child and whatever it started), by the child's own id.
+    fn kill(&mut self) {
+        let group = rustix::process::Pid::from_child(&self.process);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        let _ = self.process.kill();
+    }
+
+    /// How its process ended by itself: its exit status or the signal. The pipe closes as it
+    /// exits; it is given a moment to become waitable, then stopped.
+    fn ended(&mut self) -> String {
+        use std::os::unix::process::ExitStatusExt as _;
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let status = loop {
+            match self.process.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                _ => break None,
+            }
+        };
+        match status.map(|s| (s.code(), s.signal())) {
+            Some((Some(code), _)) => format!("it exited with status {code}"),
+            Some((None, Some(signal))) => {
+                format!("it was killed by signal {signal}{}", signal_name(signal))
+            }
+            Some(_) => "it ended".into(),
+            None => {
+                self.kill();
+                "it closed its output and was stopped".into()
+            }
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
-        // By its own id; reaped so that no zombie is left.
-        let _ = self.process.kill();
+        // Reaped so that no zombie is left.
+        self.kill();
         let _ = self.process.wait();
     }
 }
 
+/// A call that failed for the child's sake.
+struct Failed {
+    code: ErrorCode,
+    what: String,
+    /// It ended by itself (say how), rather than being stopped by the host.
+    ended: bool,
+}
+
 impl Isolated {
-    /// Starts the child for `path` and returns it with the plugin's manifest (the `describe`
-    /// JSON), or why the file was refused.
+    /// Starts the child for `path` (whose bytes hash to `sha256`) and returns it with the
+    /// plugin's manifest (the `describe` JSON), or why the file was refused.
     pub(crate) fn start(
         path: &Path,
+        sha256: &str,
         runner: &Path,
         limits: Limits,
     ) -> Result<(Self, String), String> {
         let isolated = Self {
             path: path.to_owned(),
+            sha256: sha256.to_owned(),
             runner: runner.to_owned(),
             limits,
             state: Mutex::new(State::default()),
+            up: AtomicBool::new(false),
+            restarts: AtomicU64::new(0),
         };
         let (running, manifest) = isolated.spawn()?;
         isolated.state.lock().unwrap_or_else(|p| p.into_inner()).child = Some(running);
+        isolated.up.store(true, Ordering::SeqCst);
         Ok((isolated, manifest))
     }
 
     /// Whether its process is up (not failed and waiting to be started again).
     pub(crate) fn running(&self) -> bool {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).child.is_some()
+        self.up.load(Ordering::SeqCst)
     }
 
     /// How many times the child was started again after a failure.
     pub(crate) fn restarts(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).restarts
+        self.restarts.load(Ordering::SeqCst)
     }
 
     fn spawn(&self) -> Result<(Running, String), String> {
@@ -90,17 +153,29 @@ impl Isolated {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            // Its own process group, so that what it starts dies with it.
+            .process_group(0)
             .spawn()
             .map_err(|e| format!("cannot start its process ({}): {e}", self.runner.display()))?;
         let stdin = process.stdin.take().expect("piped");
         let stdout = process.stdout.take().expect("piped");
-        let (send, lines) = mpsc::channel();
+        let (send, lines) = mpsc::sync_channel(QUEUED_LINES);
         std::thread::Builder::new()
             .name("plugin-reader".into())
             .spawn(move || {
-                for text in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if send.send(text).is_err() {
-                        break;
+                let mut reader = BufReader::new(stdout);
+                loop {
+                    let mut line = Vec::new();
+                    match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
+                        Ok(0) | Err(_) => break,
+                        // Too long or not text is not the protocol: an empty line says so.
+                        Ok(_) => {
+                            let text = String::from_utf8(line).unwrap_or_default();
+                            let text = if text.ends_with('\n') { text } else { String::new() };
+                            if send.send(text).is_err() {
+                                break;
+                            }
+                        }
                     }
                 }
             })
@@ -114,13 +189,23 @@ impl Isolated {
                 Err(format!("its process was not ready within {} s", STARTUP.as_secs()))
             }
             Err(RecvTimeoutError::Disconnected) => {
-                Err(format!("its process ended while loading it ({})", ended(&mut running.process)))
+                Err(format!("its process ended while loading it ({})", running.ended()))
             }
         }
     }
 
+    /// A new child for the same bytes: a file changed since it was loaded (and admitted) is not
+    /// run.
+    fn restart(&self) -> Result<Running, String> {
+        if crate::loader::sha256_of(&self.path)? != self.sha256 {
+            return Err("the file changed since it was loaded; restart authplug to load it".into());
+        }
+        self.spawn().map(|(running, _)| running)
+    }
+
     /// One call, `host` answering the plugin's callbacks, within `deadline` of the plugin's own
-    /// time. A failure of the child is the call's `plugin_crashed` or `plugin_timeout` error.
+    /// time (and [`CALL_CAP`] deadlines in all). A failure of the child is the call's
+    /// `plugin_crashed` or `plugin_timeout` error.
     pub(crate) fn call(
         &self,
         method: &str,
@@ -132,37 +217,39 @@ impl Isolated {
         if state.child.is_none() {
             if let Some(at) = state.not_before.filter(|at| *at > Instant::now()) {
                 let wait = at.duration_since(Instant::now()).as_millis();
-                return Err(self.failure(
-                    ErrorCode::PluginCrashed,
-                    &format!("crashed again; restarted in {wait} ms"),
-                ));
+                let what = format!("crashed again; started again in {wait} ms");
+                return Err(self.failure(ErrorCode::PluginCrashed, &what));
             }
-            match self.spawn() {
-                Ok((running, _)) => {
-                    state.restarts += 1;
+            match self.restart() {
+                Ok(running) => {
+                    self.restarts.fetch_add(1, Ordering::SeqCst);
+                    self.up.store(true, Ordering::SeqCst);
                     state.child = Some(running);
                 }
                 Err(reason) => {
                     self.failed(&mut state);
-                    return Err(self
-                        .failure(ErrorCode::PluginCrashed, &format!("cannot restart: {reason}")));
+                    let what = format!("cannot start it again: {reason}");
+                    return Err(self.failure(ErrorCode::PluginCrashed, &what));
                 }
             }
         }
-        let running = state.child.as_mut().expect("started above");
+        let Some(running) = state.child.as_mut() else {
+            return Err(self.failure(ErrorCode::PluginCrashed, "its process is gone"));
+        };
         match exchange(running, method, request, host, deadline) {
             Ok(answer) => {
                 state.failures = 0;
                 answer
             }
-            Err((code, what)) => {
-                let what = match code {
-                    ErrorCode::PluginCrashed => format!("{what} ({})", ended(&mut running.process)),
-                    _ => what,
+            Err(failed) => {
+                let what = match failed.ended {
+                    true => format!("{} ({})", failed.what, running.ended()),
+                    false => failed.what,
                 };
                 state.child = None;
+                self.up.store(false, Ordering::SeqCst);
                 self.failed(&mut state);
-                Err(self.failure(code, &what))
+                Err(self.failure(failed.code, &what))
             }
         }
     }
@@ -189,29 +276,43 @@ fn exchange(
     request: &str,
     host: &HostFn<'_>,
     deadline: Duration,
-) -> Result<Result<String, String>, (ErrorCode, String)> {
+) -> Result<Result<String, String>, Failed> {
     let write = |stdin: &mut ChildStdin, message: &ToChild| {
         stdin.write_all(line(message).as_bytes()).and_then(|()| stdin.flush())
     };
-    let crashed = |what: &str| (ErrorCode::PluginCrashed, what.to_owned());
+    let ended = |what: String| Failed { code: ErrorCode::PluginCrashed, what, ended: true };
+    let garbage = |running: &mut Running, when: &str| {
+        running.kill();
+        let what = format!("its process wrote something that is not the protocol {when}");
+        Failed { code: ErrorCode::PluginCrashed, what, ended: false }
+    };
+    // Nothing may be waiting: a line written between calls is not the protocol.
+    match running.lines.try_recv() {
+        Err(TryRecvError::Empty) => {}
+        Err(TryRecvError::Disconnected) => {
+            return Err(ended("its process ended between calls".into()))
+        }
+        Ok(_) => return Err(garbage(running, "between calls")),
+    }
     write(&mut running.stdin, &ToChild::Call { method: method.into(), request: request.into() })
-        .map_err(|_| crashed("its process is gone"))?;
+        .map_err(|_| ended("its process is gone".into()))?;
+    let cap = Instant::now() + deadline * CALL_CAP;
     loop {
-        // The deadline is the plugin's own time: it starts again after each callback.
-        let text = match running.lines.recv_timeout(deadline) {
+        // The deadline is the plugin's own time: it starts again after each callback, up to
+        // the cap.
+        let wait = deadline.min(cap.saturating_duration_since(Instant::now()));
+        let text = match running.lines.recv_timeout(wait) {
             Ok(text) => text,
             Err(RecvTimeoutError::Timeout) => {
-                let _ = running.process.kill();
-                return Err((
-                    ErrorCode::PluginTimeout,
-                    format!(
-                        "no answer to `{method}` within {} s; its process was stopped",
-                        deadline.as_secs_f64()
-                    ),
-                ));
+                running.kill();
+                let what = format!(
+                    "no answer to `{method}` within {} s; its process was stopped",
+                    wait.as_secs_f64()
+                );
+                return Err(Failed { code: ErrorCode::PluginTimeout, what, ended: false });
             }
             Err(RecvTimeoutError::Disconnected) => {
-                return Err(crashed(&format!("its process ended during `{method}`")))
+                return Err(ended(format!("its process ended during `{method}`")))
             }
         };
         match serde_json::from_str::<FromChild>(&text) {
@@ -219,39 +320,9 @@ fn exchange(
             Ok(FromChild::HostCall { method, request }) => {
                 let answer = Answer::from(host(&method, &request));
                 write(&mut running.stdin, &ToChild::HostAnswer { answer })
-                    .map_err(|_| crashed("its process is gone"))?;
+                    .map_err(|_| ended("its process is gone".into()))?;
             }
-            Ok(_) | Err(_) => {
-                let _ = running.process.kill();
-                return Err(crashed(&format!(
-                    "its process wrote something that is not the protocol during `{method}`"
-                )));
-            }
-        }
-    }
-}
-
-/// How a child process ended, once it has: its exit status or the signal that ended it.
-fn ended(process: &mut Child) -> String {
-    let status = (0..50).find_map(|_| match process.try_wait() {
-        Ok(Some(status)) => Some(status),
-        _ => {
-            std::thread::sleep(Duration::from_millis(2));
-            None
-        }
-    });
-    use std::os::unix::process::ExitStatusExt as _;
-    match status {
-        Some(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => format!("it exited with status {code}"),
-            (None, Some(signal)) => {
-                format!("it was killed by signal {signal}{}", signal_name(signal))
-            }
-            _ => "it ended".into(),
-        },
-        None => {
-            let _ = process.kill();
-            "it was stopped".into()
+            Ok(_) | Err(_) => return Err(garbage(running, &format!("during `{method}`"))),
         }
     }
 }

@@ -17,7 +17,12 @@ pub fn serve(file: &Path, limits: &Limits) -> u8 {
         let mut out = stdout.lock();
         out.write_all(line(message).as_bytes()).and_then(|()| out.flush()).is_ok()
     };
-    if let Err(reason) = limits.apply() {
+    // Dies with the host, whatever the host dies of.
+    let death =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    if let Err(reason) =
+        limits.apply().and(death.map_err(|e| format!("cannot tie it to the host: {e}")))
+    {
         say(&FromChild::Refused { reason });
         return 3;
     }
