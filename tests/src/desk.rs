@@ -56,6 +56,20 @@ impl Desk {
         );
     }
 
+    /// A tokens file on the desk holding one admin API token (`authplug api-token`), and the
+    /// token, for an `authplug serve` of this desk.
+    pub fn admin_token(&self) -> (PathBuf, String) {
+        let tokens = self.dir.path().join("tokens.json");
+        let made = self
+            .authplug()
+            .args(["api-token", "ops", "--scope", "admin", "--tokens-file"])
+            .arg(&tokens)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        (tokens, String::from_utf8(made.stdout).unwrap().trim().to_owned())
+    }
+
     /// A copy of the real connector `name` on the desk, its manifest changed by `edit`.
     pub fn connector(&self, name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
         let target = self.dir.path().join(name);

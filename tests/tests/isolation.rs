@@ -59,14 +59,7 @@ fn an_isolated_plugin_that_crashes_or_hangs_costs_only_its_own_call() {
     let mut list = vec![("shop", "api_key", None)];
     list.extend(HOSTILE.iter().map(|(id, _)| (*id, "hostile", Some(*id))));
     let connectors = connectors(&desk, &list);
-    let tokens = desk.dir.path().join("tokens.json");
-    let made = desk
-        .authplug()
-        .args(["api-token", "ops", "--scope", "admin", "--tokens-file"])
-        .arg(&tokens)
-        .output()
-        .unwrap();
-    let admin = stdout(&made).trim().to_owned();
+    let (tokens, admin) = desk.admin_token();
     let mut serve = desk.authplug();
     serve
         .env("AUTHPLUG_PLUGIN_DIR", plugins.path())

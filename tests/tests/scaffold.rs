@@ -95,15 +95,7 @@ fn the_servers_onboarding_hands_the_scheme_its_manifest_field_and_account() {
     let fake = provider(seen.clone());
     let desk = Desk::new();
     let dir = connector(&desk, "membercare", &fake.url());
-    let tokens = desk.dir.path().join("tokens.json");
-    let made = desk
-        .authplug()
-        .args(["api-token", "ops", "--scope", "admin", "--tokens-file"])
-        .arg(&tokens)
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{}", tests::stderr(&made));
-    let admin = stdout(&made).trim().to_owned();
+    let (tokens, admin) = desk.admin_token();
     let mut serve = desk.authplug();
     serve.env("AUTHPLUG_PLUGIN_DIR", plugins.path()).arg("serve");
     serve.arg("--connectors").arg(dir.parent().unwrap());
