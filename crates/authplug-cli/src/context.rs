@@ -255,6 +255,7 @@ fn isolation(args: &PluginArgs) -> authplug_host::IsolationPolicy {
             onboard: Duration::from_secs(args.plugin_timeout.max(1) * 3),
             call: Duration::from_secs(args.plugin_timeout.max(1)),
             memory_bytes: args.plugin_memory.max(64) << 20,
+            spin: Duration::from_micros(args.plugin_spin.min(10_000)),
             ..authplug_host::Limits::default()
         },
     }

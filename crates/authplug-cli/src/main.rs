@@ -16,10 +16,12 @@ use crate::cli::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // An isolated plugin's process: the protocol owns stdout, and nothing else runs.
-    if let cli::Command::PluginRunner { file, memory_bytes, open_files } = &cli.command {
+    if let cli::Command::PluginRunner { file, memory_bytes, open_files, spin_micros } = &cli.command
+    {
         let limits = authplug_host::Limits {
             memory_bytes: *memory_bytes,
             open_files: *open_files,
+            spin: std::time::Duration::from_micros(*spin_micros),
             ..authplug_host::Limits::default()
         };
         return ExitCode::from(authplug_host::isolate::runner::serve(file, &limits));

@@ -1,11 +1,10 @@
 //! The host's side of an isolated plugin: its child process, one call at a time.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,8 +22,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The longest line the host reads from a child (a callback may carry an HTTP body of the
 /// transport's size cap, as base64): a longer one is not the protocol.
 const MAX_LINE: u64 = 16 << 20;
-/// How many lines may wait unread: a child that writes more than it is asked blocks itself.
-const QUEUED_LINES: usize = 4;
 /// However many callbacks a call makes, it ends within this many deadlines.
 const CALL_CAP: u32 = 6;
 
@@ -55,10 +52,69 @@ struct State {
 struct Running {
     process: Child,
     stdin: ChildStdin,
-    lines: Receiver<String>,
+    /// Read by the calling thread only, while a call waits for it: a child that writes more than
+    /// it is asked fills the pipe and blocks itself.
+    stdout: ChildStdout,
+    /// Bytes read past the last whole line.
+    pending: Vec<u8>,
+    /// What one read fills, allocated once.
+    chunk: Box<[u8]>,
+}
+
+/// Why no line came.
+enum NoLine {
+    /// Nothing within the wait.
+    Timeout,
+    /// The pipe closed: the process ended (or closed its output).
+    Ended,
+    /// Longer than [`MAX_LINE`] or not UTF-8: not the protocol.
+    Garbage,
 }
 
 impl Running {
+    /// The next line the child writes within `wait`, read in the calling thread (no reader
+    /// thread to hop through: `poll` waits on the pipe itself).
+    fn line(&mut self, wait: Duration, spin: Duration) -> Result<String, NoLine> {
+        use std::os::fd::AsFd as _;
+        let until = Instant::now() + wait;
+        // Only the bytes not yet searched are searched: a long line costs its length once.
+        let mut from = 0;
+        loop {
+            if let Some(at) = self.pending[from..].iter().position(|b| *b == b'\n') {
+                let rest = self.pending.split_off(from + at + 1);
+                let line = std::mem::replace(&mut self.pending, rest);
+                return String::from_utf8(line).map_err(|_| NoLine::Garbage);
+            }
+            if self.pending.len() as u64 > MAX_LINE {
+                return Err(NoLine::Garbage);
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            match super::readable(self.stdout.as_fd(), left, spin) {
+                Ok(false) => return Err(NoLine::Timeout),
+                Ok(true) => {}
+                Err(_) => return Err(NoLine::Ended),
+            }
+            from = self.pending.len();
+            match self.stdout.read(&mut self.chunk) {
+                Ok(0) | Err(_) => return Err(NoLine::Ended),
+                Ok(n) => self.pending.extend_from_slice(&self.chunk[..n]),
+            }
+        }
+    }
+
+    /// Whether the child wrote anything while no call was waiting (not the protocol), or
+    /// closed its output.
+    fn idle(&mut self) -> Result<(), NoLine> {
+        match self.pending.is_empty() {
+            true => match self.line(Duration::ZERO, Duration::ZERO) {
+                Err(NoLine::Timeout) => Ok(()),
+                Err(other) => Err(other),
+                Ok(_) => Err(NoLine::Garbage),
+            },
+            false => Err(NoLine::Garbage),
+        }
+    }
+
     /// Kills its process group (the child and whatever it started), by the child's own id.
     fn kill(&mut self) {
         let group = rustix::process::Pid::from_child(&self.process);
@@ -159,36 +215,16 @@ impl Isolated {
             .map_err(|e| format!("cannot start its process ({}): {e}", self.runner.display()))?;
         let stdin = process.stdin.take().expect("piped");
         let stdout = process.stdout.take().expect("piped");
-        let (send, lines) = mpsc::sync_channel(QUEUED_LINES);
-        std::thread::Builder::new()
-            .name("plugin-reader".into())
-            .spawn(move || {
-                let mut reader = BufReader::new(stdout);
-                loop {
-                    let mut line = Vec::new();
-                    match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
-                        Ok(0) | Err(_) => break,
-                        // Too long or not text is not the protocol: an empty line says so.
-                        Ok(_) => {
-                            let text = String::from_utf8(line).unwrap_or_default();
-                            let text = if text.ends_with('\n') { text } else { String::new() };
-                            if send.send(text).is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start its reader: {e}"))?;
-        let mut running = Running { process, stdin, lines };
-        match running.lines.recv_timeout(STARTUP).map(|t| serde_json::from_str(&t)) {
+        let chunk = vec![0; 64 << 10].into_boxed_slice();
+        let mut running = Running { process, stdin, stdout, pending: Vec::new(), chunk };
+        match running.line(STARTUP, Duration::ZERO).map(|t| serde_json::from_str(&t)) {
             Ok(Ok(FromChild::Ready { manifest })) => Ok((running, manifest)),
             Ok(Ok(FromChild::Refused { reason })) => Err(reason),
-            Ok(_) => Err("its process did not start the protocol".into()),
-            Err(RecvTimeoutError::Timeout) => {
+            Ok(_) | Err(NoLine::Garbage) => Err("its process did not start the protocol".into()),
+            Err(NoLine::Timeout) => {
                 Err(format!("its process was not ready within {} s", STARTUP.as_secs()))
             }
-            Err(RecvTimeoutError::Disconnected) => {
+            Err(NoLine::Ended) => {
                 Err(format!("its process ended while loading it ({})", running.ended()))
             }
         }
@@ -236,7 +272,7 @@ impl Isolated {
         let Some(running) = state.child.as_mut() else {
             return Err(self.failure(ErrorCode::PluginCrashed, "its process is gone"));
         };
-        match exchange(running, method, request, host, deadline) {
+        match exchange(running, method, request, host, deadline, self.limits.spin) {
             Ok(answer) => {
                 state.failures = 0;
                 answer
@@ -276,6 +312,7 @@ fn exchange(
     request: &str,
     host: &HostFn<'_>,
     deadline: Duration,
+    spin: Duration,
 ) -> Result<Result<String, String>, Failed> {
     let write = |stdin: &mut ChildStdin, message: &ToChild| {
         stdin.write_all(line(message).as_bytes()).and_then(|()| stdin.flush())
@@ -287,12 +324,10 @@ fn exchange(
         Failed { code: ErrorCode::PluginCrashed, what, ended: false }
     };
     // Nothing may be waiting: a line written between calls is not the protocol.
-    match running.lines.try_recv() {
-        Err(TryRecvError::Empty) => {}
-        Err(TryRecvError::Disconnected) => {
-            return Err(ended("its process ended between calls".into()))
-        }
-        Ok(_) => return Err(garbage(running, "between calls")),
+    match running.idle() {
+        Ok(()) => {}
+        Err(NoLine::Ended) => return Err(ended("its process ended between calls".into())),
+        Err(_) => return Err(garbage(running, "between calls")),
     }
     write(&mut running.stdin, &ToChild::Call { method: method.into(), request: request.into() })
         .map_err(|_| ended("its process is gone".into()))?;
@@ -301,9 +336,10 @@ fn exchange(
         // The deadline is the plugin's own time: it starts again after each callback, up to
         // the cap.
         let wait = deadline.min(cap.saturating_duration_since(Instant::now()));
-        let text = match running.lines.recv_timeout(wait) {
+        let text = match running.line(wait, spin) {
             Ok(text) => text,
-            Err(RecvTimeoutError::Timeout) => {
+            Err(NoLine::Garbage) => return Err(garbage(running, &format!("during `{method}`"))),
+            Err(NoLine::Timeout) => {
                 running.kill();
                 let what = format!(
                     "no answer to `{method}` within {} s; its process was stopped",
@@ -311,7 +347,7 @@ fn exchange(
                 );
                 return Err(Failed { code: ErrorCode::PluginTimeout, what, ended: false });
             }
-            Err(RecvTimeoutError::Disconnected) => {
+            Err(NoLine::Ended) => {
                 return Err(ended(format!("its process ended during `{method}`")))
             }
         };
@@ -335,5 +371,56 @@ fn signal_name(signal: i32) -> &'static str {
         9 => " (SIGKILL)",
         11 => " (SIGSEGV)",
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child that writes `output`, then waits for its stdin to close.
+    fn writer(output: &str) -> Running {
+        let mut process = Command::new("sh")
+            .args(["-c", &format!("printf '{output}'; cat >/dev/null")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("sh runs");
+        let stdin = process.stdin.take().unwrap();
+        let stdout = process.stdout.take().unwrap();
+        let chunk = vec![0; 16].into_boxed_slice();
+        Running { process, stdin, stdout, pending: Vec::new(), chunk }
+    }
+
+    #[test]
+    fn lines_are_read_whole_across_reads_and_a_partial_line_is_kept() {
+        // Longer than one read (16 bytes here), two lines, then half a line.
+        let mut child = writer("a line longer than one read\\nsecond\\nhalf");
+        let wait = Duration::from_secs(5);
+        assert_eq!(
+            child.line(wait, Duration::from_micros(50)).ok().as_deref(),
+            Some("a line longer than one read\n")
+        );
+        assert_eq!(child.line(wait, Duration::ZERO).ok().as_deref(), Some("second\n"));
+        assert!(matches!(
+            child.line(Duration::from_millis(50), Duration::ZERO),
+            Err(NoLine::Timeout)
+        ));
+        // What was left between calls is not the protocol.
+        assert!(matches!(child.idle(), Err(NoLine::Garbage)));
+    }
+
+    #[test]
+    fn a_quiet_child_is_idle_and_a_closed_pipe_is_its_end() {
+        let mut quiet = writer("");
+        assert!(quiet.idle().is_ok());
+        let mut gone =
+            Command::new("true").stdout(Stdio::piped()).stdin(Stdio::piped()).spawn().unwrap();
+        let stdout = gone.stdout.take().unwrap();
+        let stdin = gone.stdin.take().unwrap();
+        let chunk = vec![0; 16].into_boxed_slice();
+        let mut gone = Running { process: gone, stdin, stdout, pending: Vec::new(), chunk };
+        assert!(matches!(gone.line(Duration::from_secs(5), Duration::ZERO), Err(NoLine::Ended)));
     }
 }

@@ -76,6 +76,11 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// The child's open files.
     pub open_files: u64,
+    /// How long a side waiting for the other's next line polls the pipe before it sleeps: a
+    /// sleeping thread's wake-up (on a virtual machine, an idle virtual CPU's) costs tens of
+    /// microseconds twice per call; a short poll costs at most this much CPU per wait. Zero
+    /// never polls.
+    pub spin: Duration,
 }
 
 impl Default for Limits {
@@ -85,6 +90,7 @@ impl Default for Limits {
             call: Duration::from_secs(10),
             memory_bytes: 1 << 30,
             open_files: 256,
+            spin: Duration::from_micros(50),
         }
     }
 }
@@ -110,6 +116,43 @@ impl Limits {
             self.memory_bytes.to_string(),
             "--open-files".into(),
             self.open_files.to_string(),
+            "--spin-micros".into(),
+            self.spin.as_micros().to_string(),
         ]
     }
+}
+
+/// Waits until `fd` can be read or `wait` has passed, polling it without sleeping for the first
+/// `spin` of the wait; whether it can be read (or has closed).
+pub(crate) fn readable(
+    fd: std::os::fd::BorrowedFd<'_>,
+    wait: Duration,
+    spin: Duration,
+) -> std::io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let started = std::time::Instant::now();
+    let ask = |timeout: Duration| -> std::io::Result<bool> {
+        // A wait of more than a day is a wait without end.
+        let timeout = (timeout.as_secs() < 86_400).then(|| Timespec {
+            tv_sec: timeout.as_secs() as _,
+            tv_nsec: timeout.subsec_nanos() as _,
+        });
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        loop {
+            match poll(&mut fds, timeout.as_ref()) {
+                Ok(n) => return Ok(n > 0),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let spin = spin.min(wait);
+    while started.elapsed() < spin {
+        if ask(Duration::ZERO)? {
+            return Ok(true);
+        }
+        // The other side may be waiting for this core.
+        std::thread::yield_now();
+    }
+    ask(wait.saturating_sub(started.elapsed()))
 }

@@ -3,8 +3,10 @@
 //! The plugin's own writes to stdout break the protocol, and the host treats them as a crash.
 
 use std::cell::RefCell;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd as _;
 use std::path::Path;
+use std::time::Duration;
 
 use super::wire::{line, Answer, FromChild, ToChild};
 use super::Limits;
@@ -37,10 +39,17 @@ pub fn serve(file: &Path, limits: &Limits) -> u8 {
     if !say(&FromChild::Ready { manifest }) {
         return 1;
     }
-    let input = RefCell::new(std::io::stdin().lock());
+    // Its own buffer over stdin, so that an empty buffer means nothing has been read ahead.
+    let Ok(stdin) = std::io::stdin().as_fd().try_clone_to_owned() else { return 1 };
+    let input = RefCell::new(BufReader::new(std::fs::File::from(stdin)));
     let next = || -> Option<ToChild> {
+        let mut input = input.borrow_mut();
+        if input.buffer().is_empty() {
+            // The host's next line is often a few microseconds away: polled, not slept for.
+            let _ = super::readable(input.get_ref().as_fd(), Duration::MAX, limits.spin);
+        }
         let mut text = String::new();
-        match input.borrow_mut().read_line(&mut text) {
+        match input.read_line(&mut text) {
             Ok(0) | Err(_) => None,
             Ok(_) => serde_json::from_str(&text).ok(),
         }
