@@ -37,23 +37,90 @@ pub fn time(at: Option<i64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// Writes a file that holds secrets: readable by its owner only (mode 0600).
+/// Writes a file that holds secrets, readable by its owner only (mode 0600), whatever was at
+/// `path` before: the bytes go to a new file created exclusively beside it (`O_CREAT|O_EXCL`
+/// never follows a link), which is then renamed over `path`. A link planted at `path` is
+/// replaced, not followed, and an existing file's looser mode is not kept.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
     let fail = |e: std::io::Error| {
         Failure::new(Code::Failure, format!("cannot write {}: {e}", path.display()))
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    let name = path.file_name().ok_or_else(|| fail(std::io::ErrorKind::InvalidInput.into()))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(fail(std::io::ErrorKind::IsADirectory.into()));
+    }
+    let mut attempt = 0u32;
+    let (temporary, mut file) = loop {
+        let temporary =
+            dir.join(format!(".{}.{}-{attempt}.tmp", name.to_string_lossy(), std::process::id()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&temporary) {
+            Ok(file) => break (temporary, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                attempt += 1
+            }
+            Err(e) => return Err(fail(e)),
+        }
+    };
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(fail(e));
+    }
+    // The rename itself survives a crash once the folder is synced.
+    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    Ok(())
+}
+
+/// Creates `dir` (and its parents) for files that hold secrets: a folder it creates is readable
+/// by its owner only (0700); an existing one is used as it is.
+pub fn private_dir(dir: &Path) -> Result<(), Failure> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(fail)?;
-    file.write_all(bytes).map_err(fail)?;
-    file.sync_all().map_err(fail)
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| Failure::new(Code::Failure, format!("cannot create {}: {e}", dir.display())))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::time;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::{time, write_private};
+
+    #[test]
+    fn a_private_file_replaces_a_planted_link_and_a_loose_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, "untouched").unwrap();
+        let link = dir.path().join("system.json");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        write_private(&link, b"secret").unwrap();
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "untouched", "not followed");
+        assert!(!std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        let loose = dir.path().join("loose.json");
+        std::fs::write(&loose, "old").unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o666)).unwrap();
+        write_private(&loose, b"secret").unwrap();
+        let mode = std::fs::metadata(&loose).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&loose).unwrap(), "secret");
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 3, "no temporary file is left: {names:?}");
+    }
 
     #[test]
     fn times_are_utc_dates() {

@@ -4,7 +4,7 @@
 //! reads must be there (or have a default, which is worth a warning: other tools may not share
 //! it). Findings read like a compiler's: `file:line:column: error: message`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -29,7 +29,7 @@ pub const PLATFORM_VARIABLES: &[&str] = &[
     "token_url",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
@@ -46,7 +46,7 @@ impl fmt::Display for Severity {
 }
 
 /// One thing wrong with a connector, at its place.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Finding {
     pub severity: Severity,
     /// A stable name for the kind of finding (`unknown-secret`, `missing-manifest-field`, ...).
@@ -77,7 +77,9 @@ impl Report {
     }
 }
 
-struct Findings(Vec<Finding>);
+/// The findings in order, each once (a set remembers them: a template with many references
+/// stays linear).
+struct Findings(Vec<Finding>, HashSet<Finding>);
 
 impl Findings {
     fn add(
@@ -96,7 +98,7 @@ impl Findings {
             column: at.1,
             message,
         };
-        if !self.0.contains(&finding) {
+        if self.1.insert(finding.clone()) {
             self.0.push(finding);
         }
     }
@@ -105,7 +107,7 @@ impl Findings {
 /// Checks `connector` against the loaded `schemes`.
 pub fn check(connector: &Connector, schemes: &[&SchemeDescriptor]) -> Report {
     let manifest = &connector.manifest;
-    let mut findings = Findings(Vec::new());
+    let mut findings = Findings(Vec::new(), HashSet::new());
     let scheme = resolve(connector, schemes, &mut findings);
 
     // Manifest fields the scheme reads.
@@ -168,8 +170,15 @@ pub fn check(connector: &Connector, schemes: &[&SchemeDescriptor]) -> Report {
     let mut read: BTreeMap<&str, Option<Vec<Reference>>> = BTreeMap::new();
     for (datatype, template) in connector.templates() {
         let references =
-            read.entry(template).or_insert_with(|| match connector.references(template) {
-                Ok(references) => Some(references),
+            read.entry(template).or_insert_with(|| match connector.read_template(template) {
+                Ok(text) => {
+                    let references = crate::template::scan(&text);
+                    if let Some((at, reason)) = not_json(&text, &references) {
+                        let message = format!("not JSON once `{{{{@ @}}}}` is expanded: {reason}");
+                        findings.add(Severity::Error, "not-json", template, at, message);
+                    }
+                    Some(references)
+                }
                 Err(error) => {
                     let path = match datatype {
                         Some(d) => format!("datatypes.{d}.template"),
@@ -269,6 +278,30 @@ fn resolve<'a>(
     let message = format!("no loaded scheme serves {what}; loaded schemes: {loaded}");
     findings.add(Severity::Error, "unknown-scheme", MANIFEST, connector.locate(path), message);
     None
+}
+
+/// Where and why `text` is not JSON, with each `{{@ @}}` as a value of its own length (a
+/// template may put one where JSON expects a value); nothing for a template with an unclosed
+/// opening, reported as that.
+fn not_json(text: &str, references: &[Reference]) -> Option<((usize, usize), String)> {
+    if references.iter().any(|r| r.kind == ReferenceKind::Unclosed) {
+        return None;
+    }
+    let mut expanded = String::with_capacity(text.len());
+    let mut at = 0;
+    // Every `{{@ ... @}}` (a variable's or a literal's), each searched for once.
+    while let Some(open) = text[at..].find("{{@").map(|i| at + i) {
+        let Some(close) = text[open..].find("@}}").map(|i| open + i + 3) else { break };
+        expanded.push_str(&text[at..open]);
+        expanded.push('0');
+        expanded.extend(std::iter::repeat_n(' ', close - open - 1));
+        at = close;
+    }
+    expanded.push_str(&text[at..]);
+    let error = serde_json::from_str::<serde::de::IgnoredAny>(&expanded).err()?;
+    let reason = error.to_string();
+    let reason = reason.rfind(" at line ").map_or(reason.as_str(), |at| &reason[..at]).to_owned();
+    Some(((error.line(), error.column()), reason))
 }
 
 /// Why a secret is unknown: the scheme injects others, or there is no scheme at all (an

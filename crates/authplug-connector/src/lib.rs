@@ -10,6 +10,7 @@
 mod authconfig;
 mod check;
 mod error;
+mod files;
 mod manifest;
 mod render;
 mod template;
@@ -17,6 +18,7 @@ mod template;
 pub use authconfig::{parse_authconfig, read_authconfig, AUTHCONFIG};
 pub use check::{check, Finding, Report, Severity, PLATFORM_VARIABLES};
 pub use error::ConnectorError;
+pub use files::{MAX_MANIFEST_BYTES, MAX_TEMPLATE_BYTES};
 pub use manifest::{
     connector_parameter, stored_extras, Connector, ConnectorSecret, Datatype, Manifest,
     CONNECTOR_PARAMETER, MANIFEST,

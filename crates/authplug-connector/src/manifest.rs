@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ConnectorError;
+use crate::files;
 use crate::template::{scan, Reference};
 
 /// A connector's `manifest.json`.
@@ -185,13 +186,14 @@ impl Connector {
     /// their line and column.
     pub fn load(dir: &Path) -> Result<Self, ConnectorError> {
         let path = dir.join(MANIFEST);
-        let text = std::fs::read_to_string(&path).map_err(|e| ConnectorError::Unreadable {
-            path: path.clone(),
-            reason: if e.kind() == std::io::ErrorKind::NotFound {
-                "not found: a connector folder holds a manifest.json".into()
-            } else {
-                e.to_string()
-            },
+        let text = files::read_limited(&path, files::MAX_MANIFEST_BYTES).map_err(|reason| {
+            ConnectorError::Unreadable {
+                path: path.clone(),
+                reason: match reason.as_str() {
+                    "not found" => "not found: a connector folder holds a manifest.json".into(),
+                    _ => reason,
+                },
+            }
         })?;
         Self::parse(dir, text)
     }
@@ -215,7 +217,40 @@ impl Connector {
             });
         }
         let manifest: Manifest = serde_json::from_str(&text).map_err(malformed)?;
-        Ok(Self { dir: dir.to_owned(), manifest, raw, text })
+        let connector = Self { dir: dir.to_owned(), manifest, raw, text };
+        connector.safe()?;
+        Ok(connector)
+    }
+
+    /// Refuses datatype names that would not stay file names, and template paths that would
+    /// leave the folder, at their place in the manifest.
+    fn safe(&self) -> Result<(), ConnectorError> {
+        let refuse = |key: &str, reason: String| {
+            let (line, column) = self.locate(key);
+            let path = self.dir.join(MANIFEST);
+            Err(ConnectorError::Malformed { path, line, column, reason })
+        };
+        for name in self.manifest.datatypes.keys() {
+            if let Some(why) = files::unsafe_name(name) {
+                return refuse(&format!("datatypes.{name}"), format!("datatype {name:?}: {why}"));
+            }
+        }
+        for (datatype, template) in self.templates() {
+            if let Some(why) = files::unsafe_template_path(template) {
+                let key = match datatype {
+                    Some(d) => format!("datatypes.{d}.template"),
+                    None => "system-template".into(),
+                };
+                return refuse(&key, format!("template {template:?}: {why}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A template's text: a path inside the folder (a link out of it is refused), a file of at
+    /// most [`files::MAX_TEMPLATE_BYTES`].
+    pub fn read_template(&self, template: &str) -> Result<String, ConnectorError> {
+        files::read_inside(&self.dir, template, files::MAX_TEMPLATE_BYTES)
     }
 
     /// The connector's name: its folder's name.
@@ -267,10 +302,7 @@ impl Connector {
 
     /// Reads a template and lists its references.
     pub fn references(&self, template: &str) -> Result<Vec<Reference>, ConnectorError> {
-        let path = self.dir.join(template);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| ConnectorError::Unreadable { path, reason: e.to_string() })?;
-        Ok(scan(&text))
+        Ok(scan(&self.read_template(template)?))
     }
 
     /// What `scheme` is handed of this manifest: each field it declares in `manifest_fields`

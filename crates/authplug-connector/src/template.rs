@@ -7,8 +7,6 @@
 
 use serde::Serialize;
 
-use crate::manifest::line_column;
-
 /// What a reference refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -53,20 +51,25 @@ impl Reference {
     }
 }
 
-/// Every reference in `text`, in order.
+/// Every reference in `text`, in order. Linear in the text's length: each closing token is
+/// searched for once per stretch of text, and places are counted as the scan moves on.
 pub fn scan(text: &str) -> Vec<Reference> {
+    let mut scanner = Scanner::new(text);
     let mut found = Vec::new();
+    let bytes = text.as_bytes();
     let mut at = 0;
-    while at < text.len() {
+    while let Some(next) = bytes[at..].iter().position(|b| matches!(b, b'$' | b's' | b'{')) {
+        // An ASCII byte: `at` stays on a character boundary.
+        at += next;
         let rest = &text[at..];
         let matched = if rest.starts_with("$SECRET(") {
-            call(text, at, "$SECRET(", ReferenceKind::Secret)
+            scanner.call(at, "$SECRET(", ReferenceKind::Secret)
         } else if rest.starts_with("$ENV(") {
-            call(text, at, "$ENV(", ReferenceKind::Env)
+            scanner.call(at, "$ENV(", ReferenceKind::Env)
         } else if rest.starts_with("secret(") && !follows_identifier(text, at) {
-            runtime_secret(text, at)
+            scanner.runtime_secret(at)
         } else if rest.starts_with("{{@") {
-            variable(text, at)
+            scanner.variable(at)
         } else {
             None
         };
@@ -75,7 +78,7 @@ pub fn scan(text: &str) -> Vec<Reference> {
                 at = reference.end.max(at + 1);
                 found.push(reference);
             }
-            None => at += rest.chars().next().map_or(1, char::len_utf8),
+            None => at += 1,
         }
     }
     found
@@ -85,59 +88,126 @@ fn follows_identifier(text: &str, at: usize) -> bool {
     text[..at].chars().next_back().is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
 }
 
-fn reference(text: &str, kind: ReferenceKind, name: &str, start: usize, end: usize) -> Reference {
-    let (line, column) = line_column(text, start);
-    Reference { kind, name: name.to_owned(), line, column, start, end }
+/// The next occurrence of a token at or after a place, remembered: a later question answered
+/// by the same stretch of text does not search it again.
+struct Next {
+    token: &'static str,
+    /// The last search: where it started and what it found.
+    last: Option<(usize, Option<usize>)>,
 }
 
-/// The rest of the line from `from`.
-fn line_from(text: &str, from: usize) -> &str {
-    let rest = &text[from..];
-    &rest[..rest.find('\n').unwrap_or(rest.len())]
-}
+impl Next {
+    fn new(token: &'static str) -> Self {
+        Self { token, last: None }
+    }
 
-/// `$SECRET(name)` or `$ENV(name)`.
-fn call(text: &str, start: usize, opening: &str, kind: ReferenceKind) -> Option<Reference> {
-    let inner = start + opening.len();
-    let line = line_from(text, inner);
-    match line.find(')') {
-        Some(close) => {
-            let name = &line[..close];
-            Some(reference(text, kind, name.trim(), start, inner + close + 1))
+    fn at_or_after(&mut self, text: &str, from: usize) -> Option<usize> {
+        match self.last {
+            Some((origin, Some(found))) if origin <= from && from <= found => return Some(found),
+            Some((origin, None)) if origin <= from => return None,
+            _ => {}
         }
-        None => Some(reference(text, ReferenceKind::Unclosed, opening, start, inner)),
+        let found = text[from..].find(self.token).map(|i| from + i);
+        self.last = Some((from, found));
+        found
     }
 }
 
-/// `secret('name')` or `secret("name")`; anything else named `secret(` is not ours.
-fn runtime_secret(text: &str, start: usize) -> Option<Reference> {
-    let inner = start + "secret(".len();
-    let line = line_from(text, inner);
-    let quote = line.chars().next().filter(|c| *c == '\'' || *c == '"')?;
-    let close = line[1..].find(quote)? + 1;
-    if !line[close + 1..].starts_with(')') {
-        return None;
-    }
-    let name = &line[1..close];
-    Some(reference(text, ReferenceKind::RuntimeSecret, name, start, inner + close + 2))
+struct Scanner<'t> {
+    text: &'t str,
+    newline: Next,
+    paren: Next,
+    single: Next,
+    double: Next,
+    close: Next,
+    /// A byte offset and its line and column, moved forward as references are found.
+    place: (usize, usize, usize),
 }
 
-/// `{{@ expression @}}`: the variable is the expression's leading name (`{{@ x | upper @}}`
-/// reads `x`); an expression that starts with anything else reads no variable.
-fn variable(text: &str, start: usize) -> Option<Reference> {
-    let inner = start + 3;
-    let line = line_from(text, inner);
-    let Some(close) = line.find("@}}") else {
-        return Some(reference(text, ReferenceKind::Unclosed, "{{@", start, inner));
-    };
-    let expression = line[..close].trim();
-    let name: String =
-        expression.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-        return None; // a literal, or an expression of no variable
+impl<'t> Scanner<'t> {
+    fn new(text: &'t str) -> Self {
+        Self {
+            text,
+            newline: Next::new("\n"),
+            paren: Next::new(")"),
+            single: Next::new("'"),
+            double: Next::new("\""),
+            close: Next::new("@}}"),
+            place: (0, 1, 1),
+        }
     }
-    let end = inner + close + 3;
-    Some(reference(text, ReferenceKind::Variable, &name, start, end))
+
+    /// `token`'s next occurrence at or after `from` on the same line.
+    fn on_line(&mut self, which: fn(&mut Self) -> &mut Next, from: usize) -> Option<usize> {
+        let text = self.text;
+        let found = which(self).at_or_after(text, from)?;
+        let line_end = self.newline.at_or_after(text, from).unwrap_or(text.len());
+        (found < line_end).then_some(found)
+    }
+
+    fn reference(
+        &mut self,
+        kind: ReferenceKind,
+        name: &str,
+        start: usize,
+        end: usize,
+    ) -> Reference {
+        let (mut offset, mut line, mut column) = self.place;
+        if start < offset {
+            (offset, line, column) = (0, 1, 1);
+        }
+        for c in self.text[offset..start].chars() {
+            if c == '\n' {
+                (line, column) = (line + 1, 1);
+            } else {
+                column += 1;
+            }
+        }
+        self.place = (start, line, column);
+        Reference { kind, name: name.to_owned(), line, column, start, end }
+    }
+
+    /// `$SECRET(name)` or `$ENV(name)`.
+    fn call(&mut self, start: usize, opening: &str, kind: ReferenceKind) -> Option<Reference> {
+        let inner = start + opening.len();
+        match self.on_line(|s| &mut s.paren, inner) {
+            Some(close) => {
+                let name = self.text[inner..close].trim();
+                Some(self.reference(kind, name, start, close + 1))
+            }
+            None => Some(self.reference(ReferenceKind::Unclosed, opening, start, inner)),
+        }
+    }
+
+    /// `secret('name')` or `secret("name")`; anything else named `secret(` is not ours.
+    fn runtime_secret(&mut self, start: usize) -> Option<Reference> {
+        let inner = start + "secret(".len();
+        let quote = self.text[inner..].chars().next().filter(|c| *c == '\'' || *c == '"')?;
+        let which: fn(&mut Self) -> &mut Next =
+            if quote == '\'' { |s| &mut s.single } else { |s| &mut s.double };
+        let close = self.on_line(which, inner + 1)?;
+        if !self.text[close + 1..].starts_with(')') {
+            return None;
+        }
+        let name = &self.text[inner + 1..close];
+        Some(self.reference(ReferenceKind::RuntimeSecret, name, start, close + 2))
+    }
+
+    /// `{{@ expression @}}`: the variable is the expression's leading name (`{{@ x | upper @}}`
+    /// reads `x`); an expression that starts with anything else reads no variable.
+    fn variable(&mut self, start: usize) -> Option<Reference> {
+        let inner = start + 3;
+        let Some(close) = self.on_line(|s| &mut s.close, inner) else {
+            return Some(self.reference(ReferenceKind::Unclosed, "{{@", start, inner));
+        };
+        let expression = self.text[inner..close].trim();
+        let name: String =
+            expression.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+            return None; // a literal, or an expression of no variable
+        }
+        Some(self.reference(ReferenceKind::Variable, &name, start, close + 3))
+    }
 }
 
 #[cfg(test)]

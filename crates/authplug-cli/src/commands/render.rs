@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::context::Context;
 use crate::exit::{Code, Failure};
-use crate::output::write_private;
+use crate::output::{private_dir, write_private};
 
 const MASK: &str = "********";
 
@@ -98,8 +98,7 @@ pub fn run(ctx: &Context<'_>, args: &RenderArgs) -> Result<(), Failure> {
         let datatype_entry = datatype
             .and_then(|d| manifest.datatypes.get_key_value(d))
             .map(|(k, v)| (k.as_str(), v));
-        let text = std::fs::read_to_string(args.dir.join(template))
-            .map_err(|e| bad(format!("{}: {e}", args.dir.join(template).display())))?;
+        let text = connector.read_template(template).map_err(|e| bad(e.to_string()))?;
         let place = args.dir.join(template).display().to_string();
         let vars = variables(&connector, &args.system, datatype_entry);
         let expanded = expand(&place, &text, &vars).map_err(|e| bad(e.to_string()))?;
@@ -140,10 +139,11 @@ pub fn run(ctx: &Context<'_>, args: &RenderArgs) -> Result<(), Failure> {
             }
         }
         Some(out) => {
-            std::fs::create_dir_all(out)
-                .map_err(|e| Failure::new(Code::Failure, format!("{}: {e}", out.display())))?;
+            private_dir(out)?;
             for (name, text) in &outputs {
-                // Every rendered file is written readable by its owner only (mode 0600).
+                // Every rendered file is written readable by its owner only (mode 0600). Names
+                // are `system.json` and datatypes' names, which the manifest's load restricted
+                // to file names: each resolves inside `out`.
                 write_private(&out.join(name), text.as_bytes())?;
             }
             eprintln!("wrote {} file(s) to {}", outputs.len(), out.display());

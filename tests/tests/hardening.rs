@@ -1,0 +1,165 @@
+//! Issue 16: what an attacker's probe and a careless operator found, each as the command they
+//! ran. Connector folders are copies of the real ones, edited as an attacker would.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::Output;
+
+use serde_json::json;
+use tests::desk::Desk;
+use tests::{stderr, stdout};
+
+const KEY: &str = "wc-api-key-5f0e91";
+
+/// A desk with the real `woocommerce` connector connected as system `w`.
+fn connected() -> (Desk, std::path::PathBuf) {
+    let desk = Desk::new();
+    let connector = desk.connector("woocommerce", |_| {});
+    let output = connect(&desk, &connector);
+    assert!(output.status.success(), "{}", stderr(&output));
+    (desk, connector)
+}
+
+fn connect(desk: &Desk, connector: &Path) -> Output {
+    desk.authplug()
+        .arg("connect")
+        .arg(connector)
+        .args(["--system", "w", "--secret", &format!("api_key={KEY}"), "--no-prompt"])
+        .args(["--param", "consumer_key=ck", "--param", "domain=shop.example.com"])
+        .output()
+        .unwrap()
+}
+
+fn render(desk: &Desk, connector: &Path, out: &Path) -> Output {
+    desk.authplug()
+        .arg("render")
+        .arg(connector)
+        .args(["--system", "w", "--reveal", "--output"])
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// What a command said, on either stream.
+fn said(output: &Output) -> String {
+    format!("{}{}", stdout(output), stderr(output))
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn a_datatype_named_like_a_path_is_refused_by_check_and_render_and_writes_nothing() {
+    let (desk, _) = connected();
+    let escape = desk.dir.path().join("escape");
+    for name in ["../../escape/x", "/tmp/authplug-abs-probe", "a\u{202e}b"] {
+        let connector = desk.dir.path().join(format!("evil-{}", name.len()));
+        tests::desk::copy_connector("woocommerce", &connector, |m| {
+            m["datatypes"][name] = json!({"template": "templates/products.json"});
+        });
+        let checked = desk.authplug().arg("check").arg(&connector).output().unwrap();
+        assert_eq!(checked.status.code(), Some(2), "{}", said(&checked));
+        assert!(said(&checked).contains("manifest.json:"), "{}", said(&checked));
+        assert!(said(&checked).contains("a datatype's name names its rendered file"));
+        let out = desk.dir.path().join("out");
+        let rendered = render(&desk, &connector, &out);
+        assert_eq!(rendered.status.code(), Some(2), "{}", stderr(&rendered));
+        assert_eq!(stderr(&rendered).lines().filter(|l| l.starts_with("error:")).count(), 1);
+    }
+    assert!(!escape.exists() && !Path::new("/tmp/authplug-abs-probe.json").exists());
+}
+
+#[test]
+fn render_replaces_a_planted_link_and_a_loose_file_with_private_files() {
+    let (desk, connector) = connected();
+    let out = desk.dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let elsewhere = desk.dir.path().join("elsewhere.json");
+    std::fs::write(&elsewhere, "{}").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, out.join("system.json")).unwrap();
+    std::fs::write(out.join("products.json"), "{}").unwrap();
+    std::fs::set_permissions(out.join("products.json"), std::fs::Permissions::from_mode(0o666))
+        .unwrap();
+    let rendered = render(&desk, &connector, &out);
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "{}", "the link was not followed");
+    let system = std::fs::read_to_string(out.join("system.json")).unwrap();
+    assert!(system.contains(KEY), "the revealed secret is in the file written");
+    assert_eq!((mode(&out.join("system.json")), mode(&out.join("products.json"))), (0o600, 0o600));
+    // A folder render creates is its owner's only.
+    let fresh = desk.dir.path().join("fresh/out");
+    assert!(render(&desk, &connector, &fresh).status.success());
+    assert_eq!(mode(&fresh), 0o700);
+}
+
+#[test]
+fn store_export_replaces_a_planted_link_and_a_loose_file() {
+    let (desk, _) = connected();
+    let elsewhere = desk.dir.path().join("elsewhere");
+    std::fs::write(&elsewhere, "keep").unwrap();
+    let bundle = desk.dir.path().join("bundle.json");
+    std::os::unix::fs::symlink(&elsewhere, &bundle).unwrap();
+    let exported = desk.authplug().args(["store", "export", "-o"]).arg(&bundle).output().unwrap();
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep");
+    assert!(!std::fs::symlink_metadata(&bundle).unwrap().file_type().is_symlink());
+    std::fs::set_permissions(&bundle, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let again = desk.authplug().args(["store", "export", "-o"]).arg(&bundle).output().unwrap();
+    assert!(again.status.success());
+    assert_eq!(mode(&bundle), 0o600);
+}
+
+#[test]
+fn templates_outside_the_folder_and_templates_that_are_not_json_are_refused() {
+    let (desk, _) = connected();
+    let secret_elsewhere = desk.dir.path().join("elsewhere.json");
+    std::fs::write(&secret_elsewhere, "{\"stolen\": true}").unwrap();
+    // An absolute path, a climb out with `..`: refused where the manifest names them.
+    for path in [secret_elsewhere.to_str().unwrap(), "templates/../../elsewhere.json"] {
+        let connector = desk.dir.path().join(format!("c{}", path.len()));
+        tests::desk::copy_connector("woocommerce", &connector, |m| {
+            m["system-template"] = json!(path);
+        });
+        let checked = desk.authplug().arg("check").arg(&connector).output().unwrap();
+        assert_eq!(checked.status.code(), Some(2), "{}", said(&checked));
+        assert!(said(&checked).contains(&format!("template {path:?}")), "{}", said(&checked));
+    }
+    // A link out of the folder.
+    let linked = desk.connector("woocommerce", |_| {});
+    let system = linked.join("templates/system.json");
+    std::fs::remove_file(&system).unwrap();
+    std::os::unix::fs::symlink(&secret_elsewhere, &system).unwrap();
+    let checked = desk.authplug().arg("check").arg(&linked).output().unwrap();
+    assert_eq!(checked.status.code(), Some(2), "{}", said(&checked));
+    assert!(said(&checked).contains("outside the connector folder"), "{}", said(&checked));
+    let rendered = render(&desk, &linked, &desk.dir.path().join("o"));
+    assert_eq!(rendered.status.code(), Some(2));
+    assert!(!stdout(&rendered).contains("stolen"));
+    // Not JSON.
+    std::fs::remove_file(&system).unwrap();
+    std::fs::write(&system, "{\"_id\": \"{{@ system @}}\", \"n\": {{@ page @}},, }").unwrap();
+    let checked = desk.authplug().arg("check").arg(&linked).output().unwrap();
+    assert_eq!(checked.status.code(), Some(2));
+    assert!(
+        said(&checked).contains("templates/system.json:1:45: error: not JSON"),
+        "{}",
+        said(&checked)
+    );
+}
+
+#[test]
+fn an_oversized_manifest_or_template_is_refused_with_its_size() {
+    let desk = Desk::new();
+    let connector = desk.connector("woocommerce", |_| {});
+    let big = vec![b' '; authplug_connector::MAX_TEMPLATE_BYTES as usize + 1];
+    std::fs::write(connector.join("templates/products.json"), &big).unwrap();
+    let checked = desk.authplug().arg("check").arg(&connector).output().unwrap();
+    let expected = format!("it is {} bytes; the largest read is", big.len());
+    assert!(said(&checked).contains(&expected), "{}", said(&checked));
+    let manifest = connector.join("manifest.json");
+    std::fs::write(&manifest, &big[..authplug_connector::MAX_MANIFEST_BYTES as usize + 1]).unwrap();
+    let checked = desk.authplug().arg("check").arg(&connector).output().unwrap();
+    assert_eq!(checked.status.code(), Some(2));
+    assert!(said(&checked).contains("manifest.json:1:1: error: it is 4194305 bytes"), "{}", said(&checked));
+}
