@@ -161,5 +161,56 @@ fn an_oversized_manifest_or_template_is_refused_with_its_size() {
     std::fs::write(&manifest, &big[..authplug_connector::MAX_MANIFEST_BYTES as usize + 1]).unwrap();
     let checked = desk.authplug().arg("check").arg(&connector).output().unwrap();
     assert_eq!(checked.status.code(), Some(2));
-    assert!(said(&checked).contains("manifest.json:1:1: error: it is 4194305 bytes"), "{}", said(&checked));
+    assert!(
+        said(&checked).contains("manifest.json:1:1: error: it is 4194305 bytes"),
+        "{}",
+        said(&checked)
+    );
+}
+
+#[test]
+fn render_offers_the_platform_variables_check_accepts() {
+    // Item 14: wix's system template reads `{{@ account_id @}}`, a variable the platform
+    // provides; connect stored it as a parameter, so render resolves it.
+    let desk = Desk::new();
+    let wix = desk.connector("wix", |_| {});
+    let connected = desk
+        .authplug()
+        .arg("connect")
+        .arg(&wix)
+        .args(["--system", "wx", "--secret", "api_key=wix-key", "--no-prompt"])
+        .args(["--param", "account_id=123", "--param", "wix-site-id=site-9"])
+        .output()
+        .unwrap();
+    assert!(connected.status.success(), "{}", stderr(&connected));
+    let checked = desk.authplug().arg("check").arg(&wix).output().unwrap();
+    assert!(checked.status.success(), "{}", said(&checked));
+    let rendered =
+        desk.authplug().arg("render").arg(&wix).args(["--system", "wx"]).output().unwrap();
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    let system: serde_json::Value = serde_json::from_str(&stdout(&rendered)).unwrap();
+    assert_eq!(system["headers"]["wix-site-id"], "123");
+}
+
+#[test]
+fn an_authconfig_with_a_byte_order_mark_and_comments_gives_the_values_meant() {
+    // Item 13: an editor's byte-order mark and a comment after a value.
+    let desk = Desk::new();
+    let connector = desk.connector("woocommerce", |_| {});
+    std::fs::write(
+        connector.join(".authconfig"),
+        format!("\u{feff}api_key={KEY}   # the shop's key\n"),
+    )
+    .unwrap();
+    let connected = desk
+        .authplug()
+        .arg("connect")
+        .arg(&connector)
+        .args(["--system", "w", "--no-prompt", "--param", "consumer_key=ck"])
+        .args(["--param", "domain=shop.example.com"])
+        .output()
+        .unwrap();
+    assert!(connected.status.success(), "{}", stderr(&connected));
+    let record = desk.store().get("w").unwrap().unwrap();
+    assert_eq!(record.injected["api_key"].expose(), KEY);
 }

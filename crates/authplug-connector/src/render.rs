@@ -29,8 +29,13 @@ pub fn variables(
     datatype: Option<(&str, &Datatype)>,
 ) -> BTreeMap<String, Value> {
     let mut variables = BTreeMap::new();
-    for key in connector.manifest.additional_parameters.keys() {
-        variables.insert(key.clone(), Value::from(format!("$ENV({key})")));
+    // The variables the platform provides (those `check` accepts) are environment variables
+    // too, like every `additional_parameters` key: each expands to its `$ENV(name)`.
+    let webhook_dataset = format!("{}_webhook_dataset", connector.name());
+    let provided = crate::check::PLATFORM_VARIABLES.iter().copied().filter(|v| *v != "system");
+    let keys = connector.manifest.additional_parameters.keys().map(String::as_str);
+    for key in provided.chain([webhook_dataset.as_str()]).chain(keys) {
+        variables.insert(key.to_owned(), Value::from(format!("$ENV({key})")));
     }
     if let Some((name, datatype)) = datatype {
         variables.insert("datatype".into(), Value::from(name));
