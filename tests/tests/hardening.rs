@@ -214,3 +214,87 @@ fn an_authconfig_with_a_byte_order_mark_and_comments_gives_the_values_meant() {
     let record = desk.store().get("w").unwrap().unwrap();
     assert_eq!(record.injected["api_key"].expose(), KEY);
 }
+
+/// One request to a running `authplug serve`: the status and the JSON answer (or `null`).
+fn call(url: &str, method: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = reqwest::Client::new()
+            .request(method, format!("{url}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    })
+}
+
+#[test]
+fn system_ids_are_plain_in_every_command_and_route_and_never_printed_raw() {
+    // Item 7.
+    let desk = Desk::new();
+    let connector = desk.connector("woocommerce", |_| {});
+    for id in
+        ["", "a\u{1b}[31mred", "crm\r\nforged: line", "evil\u{202e}gnp.exe", &"x".repeat(10_000)]
+    {
+        for args in [vec!["token", id], vec!["systems", "show", id], vec!["refresh", id]] {
+            let output = desk.authplug().args(&args).output().unwrap();
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {}", stderr(&output));
+            let said = stderr(&output);
+            assert!(said.starts_with("error: system id \""), "{said}");
+            assert!(!said.contains('\u{1b}') && !said.contains('\r') && !said.contains('\u{202e}'));
+            assert!(said.len() < 400, "a long id is cut");
+        }
+        let connected = desk
+            .authplug()
+            .arg("connect")
+            .arg(&connector)
+            .args(["--system", id, "--secret", "api_key=k", "--no-prompt"])
+            .output()
+            .unwrap();
+        assert_eq!(connected.status.code(), Some(2), "{}", stderr(&connected));
+    }
+    let (tokens, admin) = desk.admin_token();
+    let mut serve = desk.authplug();
+    serve.arg("serve");
+    let (mut child, url, _log) = tests::serve(&mut serve, &tokens);
+    let answers: Vec<_> =
+        ["/v1/systems/a%0Ab", "/v1/systems/a%1B%5B31m/authorize", "/v1/systems/-rf"]
+            .iter()
+            .map(|path| {
+                call(&url, if path.ends_with("authorize") { "POST" } else { "GET" }, path, &admin)
+            })
+            .collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    for (status, body) in answers {
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_system_id")), "{body}");
+    }
+}
+
+#[test]
+fn a_secret_with_a_line_end_is_never_served_as_a_header_value() {
+    // Item 11: an API key pasted with CR/LF (or planted to split the connector's request).
+    let desk = Desk::new();
+    let connector = desk.connector("woocommerce", |_| {});
+    let connected = desk
+        .authplug()
+        .arg("connect")
+        .arg(&connector)
+        .args(["--system", "w", "--secret", "api_key=k-1\r\nX-Forged: 1", "--no-prompt"])
+        .output()
+        .unwrap();
+    assert!(connected.status.success(), "{}", stderr(&connected));
+    let (tokens, admin) = desk.admin_token();
+    let mut serve = desk.authplug();
+    serve.arg("serve");
+    let (mut child, url, _log) = tests::serve(&mut serve, &tokens);
+    let (status, body) = call(&url, "POST", "/v1/systems/w/authorize", &admin);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!((status, body["error"].as_str()), (409, Some("invalid_secret")), "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("holds CR") && !message.contains("Forged"), "{message}");
+}

@@ -85,7 +85,9 @@ impl From<StoreError> for Failure {
         let code = match &error {
             StoreError::NotFound(_) => Code::NotFound,
             StoreError::VersionConflict { .. } | StoreError::LeaseLost { .. } => Code::Conflict,
-            StoreError::Exists(_) | StoreError::Bundle(_) => Code::BadInput,
+            StoreError::Exists(_) | StoreError::Bundle(_) | StoreError::InvalidId { .. } => {
+                Code::BadInput
+            }
             _ => Code::Store,
         };
         Failure::new(code, said(&error))

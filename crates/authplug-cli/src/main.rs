@@ -33,7 +33,8 @@ fn main() -> ExitCode {
     match commands::run(&context::Context::new(&cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {}", failure.message);
+            // Nothing reaches the terminal unescaped: a message may quote a name or an id.
+            eprintln!("error: {}", authplug_store::escaped(&failure.message, usize::MAX));
             failure.code.into()
         }
     }

@@ -15,7 +15,14 @@ pub fn print_json(value: &impl Serialize) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Prints an aligned table; each cell escaped first (a stored id or name may hold control
+/// characters or bidirectional overrides from before ids were checked).
 pub fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|row| row.clone().map(|cell| authplug_store::escaped(&cell, usize::MAX)))
+        .collect();
+    let rows = rows.as_slice();
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -72,7 +72,7 @@ pub fn read_inside(dir: &Path, relative: &str, limit: u64) -> Result<String, Con
             "it resolves to {outside}, outside the connector folder (a link?)"
         )));
     }
-    read_limited(&real, limit).map_err(|reason| refuse(reason))
+    read_limited(&real, limit).map_err(refuse)
 }
 
 /// Reads `path` whole if it is a file of at most `limit` bytes, as UTF-8 text.

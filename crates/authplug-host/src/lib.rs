@@ -17,6 +17,7 @@
 
 mod call;
 mod file;
+mod headers;
 pub mod isolate;
 mod loader;
 mod lock;

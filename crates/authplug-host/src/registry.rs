@@ -355,7 +355,12 @@ impl LoadedScheme {
     ) -> Result<ApplyResponse, CallError> {
         request.scheme = self.descriptor.id.clone();
         let secrets: Vec<Secret> = request.injected.values().cloned().collect();
-        self.invoke(method::APPLY, &request, host, &secrets, |s, h| s.apply(request.clone(), h))
+        let answer = self
+            .invoke(method::APPLY, &request, host, &secrets, |s, h| s.apply(request.clone(), h))?;
+        match crate::headers::unsendable(&answer) {
+            Some(why) => Err(CallError::new(self.id(), ErrorCode::InvalidInput, why)),
+            None => Ok(answer),
+        }
     }
 
     /// Checks `given` names against `declared`: none missing, none extra. `input` tells whether

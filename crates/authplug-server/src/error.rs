@@ -97,12 +97,17 @@ fn plugin_failed(call: &authplug_host::CallError) -> Option<(StatusCode, &'stati
     match call.code {
         ErrorCode::PluginCrashed => Some((StatusCode::BAD_GATEWAY, "plugin_crashed")),
         ErrorCode::PluginTimeout => Some((StatusCode::GATEWAY_TIMEOUT, "plugin_timeout")),
+        // A stored value the scheme cannot use (a secret with a line end in a header).
+        ErrorCode::InvalidInput => Some((StatusCode::CONFLICT, "invalid_secret")),
         _ => None,
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
+        if let StoreError::InvalidId { .. } = error {
+            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_system_id", error.to_string());
+        }
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", authplug_store::chain(&error))
     }
 }

@@ -55,6 +55,7 @@ pub(crate) fn api() -> Vec<Route> {
 pub fn router(state: Arc<AppState>) -> Router {
     let page = if state.web_page { crate::ui::routes() } else { Router::new() };
     let api = api().into_iter().fold(Router::new(), |router, r| router.route(r.path, r.handler));
+    let api = api.route_layer(axum::middleware::from_fn(valid_ids));
     api.merge(page)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::map_response(no_store))
@@ -74,6 +75,23 @@ async fn measure(
     let response = next.run(request).await;
     state.metrics.request(&route, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// A route's `{id}` is a system id, or the request is answered 400 `invalid_system_id` before
+/// its handler (or the store) sees it.
+async fn valid_ids(
+    params: axum::extract::RawPathParams,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    for (name, value) in &params {
+        if name == "id" {
+            if let Err(error) = authplug_store::check_system_id(value) {
+                return ApiError::from(error).into_response();
+            }
+        }
+    }
+    next.run(request).await
 }
 
 /// The OpenAPI document of these routes.

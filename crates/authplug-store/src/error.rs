@@ -54,6 +54,12 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("no system `{0}`")]
     NotFound(String),
+    /// Not a system id ([`check_system_id`](crate::check_system_id)): `shown` is the id escaped.
+    #[error(
+        "system id \"{shown}\": {why}; an id is 1 to 128 of A-Z, a-z, 0-9, `.`, `_` and `-`, not \
+         starting with `-` or `.`"
+    )]
+    InvalidId { shown: String, why: String },
     #[error("system `{0}` already exists")]
     Exists(String),
     /// Compare-and-set lost: someone else wrote first.

@@ -58,6 +58,7 @@ impl Store {
 
     /// Creates a system; fails with [`StoreError::Exists`] if the id is taken.
     pub fn create(&self, new: NewSystem, actor: &str) -> Result<SystemRecord> {
+        crate::check_system_id(&new.id)?;
         let now = self.clock.now_secs();
         let row = SystemRow {
             id: new.id.clone(),

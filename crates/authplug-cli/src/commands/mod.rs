@@ -23,8 +23,33 @@ use crate::cli::Command;
 use crate::context::Context;
 use crate::exit::Failure;
 
-/// Runs the command the user named.
+/// The system ids a command line names (checked before anything runs: exit 2, the id escaped).
+fn system_ids(command: &Command) -> Vec<&str> {
+    use systems::SystemsCommand;
+    match command {
+        Command::Connect(args) => vec![&args.system],
+        Command::Render(args) => vec![&args.system],
+        Command::Push(args) => vec![&args.system],
+        Command::Request(args) => vec![&args.system],
+        Command::Token(args) => vec![&args.system],
+        Command::Refresh(args) => args.systems.iter().map(String::as_str).collect(),
+        Command::Systems(args) => match &args.command {
+            Some(
+                SystemsCommand::Show { id, .. }
+                | SystemsCommand::Delete { id, .. }
+                | SystemsCommand::Audit { id },
+            ) => vec![id],
+            None => vec![],
+        },
+        _ => vec![],
+    }
+}
+
+/// Runs the command the user named, once the system ids it names are known to be ids.
 pub fn run(ctx: &Context<'_>) -> Result<(), Failure> {
+    for id in system_ids(&ctx.cli.command) {
+        authplug_store::check_system_id(id)?;
+    }
     match &ctx.cli.command {
         Command::Connect(args) => connect::run(ctx, args),
         Command::Render(args) => render::run(ctx, args),
