@@ -298,3 +298,48 @@ fn a_secret_with_a_line_end_is_never_served_as_a_header_value() {
     let message = body["message"].as_str().unwrap();
     assert!(message.contains("holds CR") && !message.contains("Forged"), "{message}");
 }
+
+#[test]
+fn serve_says_why_a_plugin_file_was_refused_and_readyz_names_the_schemes_it_lacks() {
+    // Item 4: a second copy of a plugin disables its scheme.
+    use std::io::BufRead as _;
+    let (desk, _) = connected();
+    let api_key = tests::plugin("api_key");
+    let oauth2 = tests::plugin("oauth2_scheme");
+    let plugins = tests::plugin_folder(&[
+        (&api_key, &tests::library_file("api_key")),
+        (&api_key, &tests::library_file("api_key_copy")),
+        (&oauth2, &tests::library_file("oauth2_scheme")),
+    ]);
+    let (tokens, _) = desk.admin_token();
+    let mut child = desk
+        .authplug()
+        .env("AUTHPLUG_PLUGIN_DIR", plugins.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--tokens-file"])
+        .arg(&tokens)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut before = Vec::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("serve starts").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+        before.push(line);
+    };
+    let (status, ready) = call(&url, "GET", "/readyz", "");
+    let _ = child.kill();
+    let _ = child.wait();
+    let refusals: Vec<&String> = before.iter().filter(|l| l.contains("plugin refused")).collect();
+    assert_eq!(refusals.len(), 1, "{before:#?}");
+    assert!(refusals[0].contains("both claim the scheme id `api_key`"), "{}", refusals[0]);
+    assert!(
+        before.iter().any(|l| l.contains("1 stored system(s) use scheme `api_key`")),
+        "{before:#?}"
+    );
+    assert_eq!((status, ready["status"].as_str()), (200, Some("degraded")), "{ready}");
+    assert_eq!(ready["missing"], json!([{"scheme": "api_key", "systems": 1}]));
+    assert_eq!(ready["degraded"], json!(["api_key"]));
+}

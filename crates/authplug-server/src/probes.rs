@@ -15,16 +15,26 @@ pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready when the store answers and schemes are loaded.
+/// Ready when the store answers and schemes are loaded. Degraded, and saying which, when an
+/// isolated plugin's process is down (it is started again) or when stored systems name a scheme
+/// no loaded plugin serves (`missing`: those systems answer `cannot_serve`).
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let systems = state
-        .with_store(|store| store.count_by_state().map(|c| c.values().sum::<u64>()))
+    let by_scheme = state
+        .with_store(|store| store.count_by_scheme())
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.message()))?;
+    let systems: u64 = by_scheme.values().sum();
     let registry = state.engine.registry();
     let schemes: Vec<String> = registry.schemes().map(|s| s.id().to_owned()).collect();
     // Ready with a plugin down: every other scheme still serves, and it is started again.
-    let degraded: Vec<&str> = registry.schemes().filter(|s| s.degraded()).map(|s| s.id()).collect();
+    let mut degraded: Vec<&str> =
+        registry.schemes().filter(|s| s.degraded()).map(|s| s.id()).collect();
+    let missing: Vec<Value> = by_scheme
+        .iter()
+        .filter(|(scheme, _)| registry.get(scheme).is_none())
+        .map(|(scheme, count)| json!({"scheme": scheme, "systems": count}))
+        .collect();
+    degraded.extend(missing.iter().filter_map(|m| m["scheme"].as_str()));
     if schemes.is_empty() {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -32,7 +42,9 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Va
             "no scheme is loaded",
         ));
     }
-    Ok(Json(json!({"ready": true, "schemes": schemes, "degraded": degraded, "systems": systems})))
+    let status = if degraded.is_empty() { "ok" } else { "degraded" };
+    Ok(Json(json!({"ready": true, "status": status, "schemes": schemes, "degraded": degraded,
+                   "missing": missing, "systems": systems})))
 }
 
 /// Prometheus text exposition; no secret, no system id.

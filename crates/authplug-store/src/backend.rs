@@ -40,6 +40,7 @@ pub(crate) trait SystemRows {
     fn systems(&mut self) -> Result<Vec<SystemRow>>;
     /// How many systems are in each state.
     fn count_by_state(&mut self) -> Result<Vec<(State, u64)>>;
+    fn count_by_scheme(&mut self) -> Result<Vec<(String, u64)>>;
     /// False if a system with that id exists.
     fn insert_system(&mut self, row: &SystemRow) -> Result<bool>;
     /// Writes `row` if the stored version is `expected`; false otherwise.

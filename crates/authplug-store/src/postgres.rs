@@ -190,6 +190,14 @@ impl SystemRows for PgTx<'_> {
             .collect()
     }
 
+    fn count_by_scheme(&mut self) -> Result<Vec<(String, u64)>> {
+        let rows = self.all(sql::COUNT_BY_SCHEME, &[])?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
+            .collect())
+    }
+
     fn insert_system(&mut self, s: &SystemRow) -> Result<bool> {
         let changed = self.run(
             sql::INSERT_SYSTEM,

@@ -127,6 +127,7 @@ pub(crate) mod sql {
         "SELECT id, scheme, state, state_reason, parameters, expires_at, version, \
         created_at, updated_at, last_refresh_at, failures FROM systems WHERE id = ?";
     pub const COUNT_BY_STATE: &str = "SELECT state, COUNT(*) FROM systems GROUP BY state";
+    pub const COUNT_BY_SCHEME: &str = "SELECT scheme, COUNT(*) FROM systems GROUP BY scheme";
     pub const SYSTEMS: &str =
         "SELECT id, scheme, state, state_reason, parameters, expires_at, version, \
         created_at, updated_at, last_refresh_at, failures FROM systems ORDER BY id";

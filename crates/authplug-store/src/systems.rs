@@ -103,6 +103,12 @@ impl Store {
         self.tx(false, |tx| Ok(tx.system(id)?.map(|row| row.version)))
     }
 
+    /// How many systems each scheme serves, counted by the database (for readiness: a stored
+    /// system whose scheme is not loaded cannot be served).
+    pub fn count_by_scheme(&self) -> Result<BTreeMap<String, u64>> {
+        Ok(self.tx(false, |tx| tx.count_by_scheme())?.into_iter().collect())
+    }
+
     /// How many systems are in each state (every state named, zeros included), counted by the
     /// database: cheap enough for readiness probes and metrics scrapes.
     pub fn count_by_state(&self) -> Result<BTreeMap<String, u64>> {

@@ -123,6 +123,14 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
     let options = EngineOptions { keepalive: args.keepalive, authorize_cache: Some(cache) };
     let engine = ctx.engine(options)?;
     let schemes = engine.registry().schemes().count();
+    // Stored systems no loaded plugin serves answer `cannot_serve`: said now, and by /readyz.
+    for (scheme, count) in engine.store().count_by_scheme()? {
+        if engine.registry().get(&scheme).is_none() {
+            eprintln!(
+                "warning: {count} stored system(s) use scheme `{scheme}`, which no loaded plugin serves: they answer cannot_serve (see the refusals above, or --plugin-dir)"
+            );
+        }
+    }
     let runtime = ctx.runtime()?;
     let connectors = match &args.connectors {
         Some(dir) => {

@@ -125,6 +125,10 @@ impl SystemRows for SqliteTx<'_> {
         self.all(sql::COUNT_BY_STATE, [], |r| Ok((named(r, 0, State::parse)?, r.get(1)?)))
     }
 
+    fn count_by_scheme(&mut self) -> Result<Vec<(String, u64)>> {
+        self.all(sql::COUNT_BY_SCHEME, [], |r| Ok((r.get(0)?, r.get(1)?)))
+    }
+
     fn insert_system(&mut self, s: &SystemRow) -> Result<bool> {
         let changed = self.run(
             sql::INSERT_SYSTEM,
