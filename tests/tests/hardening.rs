@@ -343,3 +343,39 @@ fn serve_says_why_a_plugin_file_was_refused_and_readyz_names_the_schemes_it_lack
     assert_eq!(ready["missing"], json!([{"scheme": "api_key", "systems": 1}]));
     assert_eq!(ready["degraded"], json!(["api_key"]));
 }
+
+#[test]
+fn key_store_and_tokens_files_others_could_write_are_refused_and_a_readable_store_is_tightened() {
+    // Item 6.
+    let (desk, _) = connected();
+    let chmod = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let systems = |desk: &Desk| desk.authplug().arg("systems").output().unwrap();
+    // A store file others may read is tightened; one others may write is refused.
+    chmod(&desk.store_path(), 0o644);
+    assert!(systems(&desk).status.success());
+    assert_eq!(mode(&desk.store_path()), 0o600);
+    chmod(&desk.store_path(), 0o666);
+    let refused = systems(&desk);
+    assert_eq!(refused.status.code(), Some(10), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("refused: it is writable by group or others (mode 0666"));
+    chmod(&desk.store_path(), 0o600);
+    // The key file: readable by others is enough to refuse it.
+    chmod(&desk.key_file(), 0o644);
+    let refused = systems(&desk);
+    assert_eq!(refused.status.code(), Some(10), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("master.key: refused: it is readable by group or others"));
+    chmod(&desk.key_file(), 0o600);
+    // The tokens file, at start.
+    let (tokens, _) = desk.admin_token();
+    chmod(&tokens, 0o666);
+    let serve = desk
+        .authplug()
+        .args(["serve", "--listen", "127.0.0.1:0", "--tokens-file"])
+        .arg(&tokens)
+        .output()
+        .unwrap();
+    assert_eq!(serve.status.code(), Some(10), "{}", stderr(&serve));
+    assert!(stderr(&serve).contains("tokens.json: refused: it is writable by group or others"));
+}

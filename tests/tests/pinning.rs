@@ -78,7 +78,7 @@ fn a_file_others_may_write_or_a_link_out_of_the_folder_is_refused() {
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines
         .iter()
-        .any(|l| l.contains("libapi_key.so") && l.contains("writable by every user")));
+        .any(|l| l.contains("libapi_key.so") && l.contains("writable by group or others")));
     assert!(lines
         .iter()
         .any(|l| l.contains("libtripletex.so") && l.contains("leads out of its folder")));

@@ -30,6 +30,9 @@ pub enum Code {
     Unavailable = 8,
     /// A plugin breaks a rule of the conformance kit (`authplug schemes test`).
     Nonconforming = 9,
+    /// A file that holds secrets could have been written (or the key file read) by someone else:
+    /// group or other permissions, another owner, a folder others may write.
+    Unsafe = 10,
 }
 
 impl From<Code> for ExitCode {
@@ -51,7 +54,9 @@ Exit codes:
   6  the system changed meanwhile, or another instance is still refreshing it; try again
   7  the system needs re-authorisation (the provider refused it): onboard it again
   8  the provider is failing for now and the stored secrets have expired; try later
-  9  a plugin breaks a rule of the conformance kit (schemes test)";
+  9  a plugin breaks a rule of the conformance kit (schemes test)
+  10 a file holding secrets (key, store, tokens) is writable by others, owned by another user,
+     or (the key file) readable by others: chmod 600 it";
 
 /// A failure: a one-line message for stderr and the exit code.
 #[derive(Debug)]
@@ -84,6 +89,7 @@ impl From<StoreError> for Failure {
     fn from(error: StoreError) -> Self {
         let code = match &error {
             StoreError::NotFound(_) => Code::NotFound,
+            StoreError::Unsafe { .. } => Code::Unsafe,
             StoreError::VersionConflict { .. } | StoreError::LeaseLost { .. } => Code::Conflict,
             StoreError::Exists(_) | StoreError::Bundle(_) | StoreError::InvalidId { .. } => {
                 Code::BadInput

@@ -95,11 +95,12 @@ pub fn permissions(path: &Path) -> Result<Option<String>, String> {
     let file = std::fs::metadata(&real).map_err(|e| format!("cannot read: {e}"))?;
     let dir =
         std::fs::metadata(&real_folder).map_err(|e| format!("cannot read its folder: {e}"))?;
-    if file.mode() & 0o002 != 0 {
-        return Err("writable by every user (chmod o-w it)".into());
+    if file.mode() & 0o022 != 0 {
+        return Err("writable by group or others (chmod go-w it)".into());
     }
-    if dir.mode() & 0o002 != 0 {
-        return Err(format!("its folder {} is writable by every user", real_folder.display()));
+    if dir.mode() & 0o022 != 0 {
+        let folder = real_folder.display();
+        return Err(format!("its folder {folder} is writable by group or others (chmod go-w it)"));
     }
     let me = rustix::process::getuid().as_raw();
     let owner = file.uid();

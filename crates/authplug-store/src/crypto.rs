@@ -304,6 +304,9 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
 }
 
 fn read_key_file(path: &Path) -> Result<Vec<MasterKey>, StoreError> {
+    if path.exists() {
+        crate::check_private_file(path, crate::Holds::Secret)?;
+    }
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
         StoreError::key_because(format!("cannot read the key file {}", path.display()), e)
     })?);

@@ -26,6 +26,10 @@ pub enum StoreError {
         #[source]
         source: Option<Cause>,
     },
+    /// A file that holds secrets (or decides who may read them) could have been written, or
+    /// (the key file) read, by someone else.
+    #[error("{path}: refused: {why}")]
+    Unsafe { path: String, why: String },
     /// The master key source is unusable.
     #[error("master key: {what}")]
     Key {

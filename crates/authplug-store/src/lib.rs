@@ -27,6 +27,7 @@ pub mod model;
 
 mod backend;
 mod error;
+mod guard;
 mod id;
 mod journal;
 mod pending;
@@ -42,6 +43,7 @@ use std::sync::Arc;
 pub use clock::{now_ms, now_secs, Clock, ManualClock, SystemClock};
 pub use crypto::{Keyring, MasterKey};
 pub use error::{chain, Cause, Result, StoreError};
+pub use guard::{check_private_file, tighten, Holds};
 pub use id::{check_system_id, escaped, MAX_SYSTEM_ID};
 pub use journal::{Attempt, Begin, Finish, Lease, Outcome};
 pub use location::{config_dir, data_dir, Location};

@@ -59,6 +59,8 @@ pub struct ServeArgs {
 /// The tokens file, and the admin token of the environment.
 fn load_tokens(path: &std::path::Path) -> Result<Tokens, Failure> {
     let mut tokens = if path.exists() {
+        authplug_store::check_private_file(path, authplug_store::Holds::Guarded)
+            .map_err(|e| Failure::new(Code::Unsafe, e.to_string()))?;
         Tokens::from_file(path).map_err(|e| Failure::new(Code::BadInput, e))?
     } else {
         Tokens::default()

@@ -114,9 +114,11 @@ impl SqliteBackend {
 }
 
 /// Creates the file with mode 0600 before SQLite does (SQLite would use the umask).
+/// An existing one must be safe ([`crate::check_private_file`]), and is tightened to 0600.
 fn create_private_file(path: &Path) -> Result<()> {
     if path.exists() {
-        return Ok(());
+        crate::check_private_file(path, crate::Holds::Guarded)?;
+        return crate::tighten(path);
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
