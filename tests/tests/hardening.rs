@@ -379,3 +379,56 @@ fn key_store_and_tokens_files_others_could_write_are_refused_and_a_readable_stor
     assert_eq!(serve.status.code(), Some(10), "{}", stderr(&serve));
     assert!(stderr(&serve).contains("tokens.json: refused: it is writable by group or others"));
 }
+
+/// Sends `request` on a new connection to `address` and returns the status line of the answer
+/// (or what went wrong), and how long it took.
+fn raw(address: &str, request: &str) -> (String, std::time::Duration) {
+    use std::io::{Read as _, Write as _};
+    let started = std::time::Instant::now();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = [0u8; 512];
+    let said = match stream.read(&mut answer) {
+        Ok(n) => String::from_utf8_lossy(&answer[..n]).lines().next().unwrap_or("").to_owned(),
+        Err(e) => format!("no answer: {e}"),
+    };
+    (said, started.elapsed())
+}
+
+#[test]
+fn serve_limits_idle_connections_slow_heads_and_declared_bodies() {
+    // Item 3.
+    use std::io::Read as _;
+    let desk = Desk::new();
+    let (tokens, _) = desk.admin_token();
+    let mut serve = desk.authplug();
+    serve.args(["serve", "--max-connections", "8", "--header-timeout", "1"]);
+    let (mut child, url, _log) = tests::serve(&mut serve, &tokens);
+    let address = url.trim_start_matches("http://").to_owned();
+    // Five times the cap of idle sockets: the probe still answers within a second.
+    let idle: Vec<std::net::TcpStream> =
+        (0..40).map(|_| std::net::TcpStream::connect(&address).unwrap()).collect();
+    let (status, took) =
+        raw(&address, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    // A body declared huge, without a token: refused before a byte of it is sent.
+    let (huge, huge_took) = raw(
+        &address,
+        "POST /v1/systems/w/onboard HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
+    );
+    // A connection that never sends its head is closed after the header timeout.
+    let mut slow = std::net::TcpStream::connect(&address).unwrap();
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let started = std::time::Instant::now();
+    let closed = slow.read(&mut [0u8; 16]);
+    let slow_took = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(idle);
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    assert_eq!(huge, "HTTP/1.1 413 Payload Too Large");
+    assert!(huge_took < std::time::Duration::from_secs(1), "{huge_took:?}");
+    assert!(matches!(closed, Ok(0)), "{closed:?}");
+    assert!(slow_took < std::time::Duration::from_secs(4), "{slow_took:?}");
+}

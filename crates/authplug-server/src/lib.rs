@@ -11,6 +11,7 @@ mod access;
 mod auth;
 mod connectors;
 mod error;
+pub mod listen;
 mod metrics;
 mod onboarding;
 mod probes;
@@ -34,6 +35,9 @@ pub use error::ApiError;
 pub use metrics::Metrics;
 pub use routes::{router, OPENAPI};
 
+/// The default of [`AppState::max_body`]: 1 MiB (an onboarding request is a few KB).
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+
 /// The connectors of `--connectors`, by name.
 pub type Connectors = BTreeMap<String, authplug_connector::Connector>;
 
@@ -51,6 +55,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Serve the connect page at `/` (off for API-only deployments).
     pub web_page: bool,
+    /// The largest request body, in bytes: a larger declared `Content-Length` is refused (413)
+    /// before authentication, a larger streamed body when it is read.
+    pub max_body: usize,
 }
 
 impl AppState {
@@ -68,6 +75,7 @@ impl AppState {
             public_url: public_url.trim_end_matches('/').to_owned(),
             metrics: Metrics::default(),
             web_page,
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 

@@ -56,8 +56,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     let page = if state.web_page { crate::ui::routes() } else { Router::new() };
     let api = api().into_iter().fold(Router::new(), |router, r| router.route(r.path, r.handler));
     let api = api.route_layer(axum::middleware::from_fn(valid_ids));
+    let max_body = state.max_body;
     api.merge(page)
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(max_body, declared_body))
         .layer(axum::middleware::map_response(no_store))
         .layer(axum::middleware::from_fn_with_state(state.clone(), measure))
         .with_state(state)
@@ -75,6 +78,22 @@ async fn measure(
     let response = next.run(request).await;
     state.metrics.request(&route, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// A body declared larger than the limit is refused at once (413), before authentication and
+/// before a byte of it is read.
+async fn declared_body(
+    State(max): State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+    if declared.and_then(|v| v.parse::<u64>().ok()).is_some_and(|n| n > max as u64) {
+        let message = format!("the body is larger than {max} bytes (--max-body)");
+        return ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// A route's `{id}` is a system id, or the request is answered 400 `invalid_system_id` before

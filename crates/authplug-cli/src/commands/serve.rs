@@ -54,6 +54,27 @@ pub struct ServeArgs {
     /// (PUBLIC_URL/v1/onboarding/callback). Default: http://LISTEN.
     #[arg(long, value_name = "URL", env = "AUTHPLUG_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    /// Seconds a client has to send a request's head, counted from when the server waits for
+    /// it: also how long a kept-alive connection may wait for its next request.
+    #[arg(long, value_name = "SECS", env = "AUTHPLUG_HEADER_TIMEOUT", default_value_t = 10)]
+    pub header_timeout: u64,
+
+    /// Seconds a request may go without a byte moving either way (a stalled upload, a client
+    /// that stopped reading) before its connection is closed.
+    #[arg(long, value_name = "SECS", env = "AUTHPLUG_IDLE_TIMEOUT", default_value_t = 120)]
+    pub idle_timeout: u64,
+
+    /// Connections served at once. Over the cap, the oldest connection closes as soon as it is
+    /// between requests (at once if it never sent one); past twice the cap, new ones are
+    /// closed unanswered.
+    #[arg(long, value_name = "N", env = "AUTHPLUG_MAX_CONNECTIONS", default_value_t = 512)]
+    pub max_connections: usize,
+
+    /// The largest request body, in bytes; a larger declared Content-Length is answered 413
+    /// before authentication.
+    #[arg(long, value_name = "BYTES", env = "AUTHPLUG_MAX_BODY", default_value_t = 1 << 20)]
+    pub max_body: usize,
 }
 
 /// The tokens file, and the admin token of the environment.
@@ -150,13 +171,15 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
         })?;
         let address: SocketAddr = listener.local_addr().map_err(|e| Failure::new(Code::Failure, e.to_string()))?;
         let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
-        let state = Arc::new(AppState::new(
+        let mut state = AppState::new(
             engine.clone(),
             tokens,
             connectors,
             public_url.trim_end_matches('/'),
             !args.no_web_page,
-        ));
+        );
+        state.max_body = args.max_body.max(1024);
+        let state = Arc::new(state);
         tokio::spawn(authplug_server::count_events(state.clone()));
         // Installed before the server says it listens, so that no SIGHUP finds the default action.
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -171,8 +194,12 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
             started.elapsed().as_millis()
         );
         let app = authplug_server::router(state);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+        let limits = authplug_server::listen::Limits {
+            header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+            idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+            max_connections: args.max_connections.max(1),
+        };
+        authplug_server::listen::serve(listener, app, limits, shutdown_signal())
             .await
             .map_err(|e| Failure::new(Code::Failure, format!("the server failed: {e}")))?;
         // Refreshes run in their own tasks and store their result before anyone sees it; the

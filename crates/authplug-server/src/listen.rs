@@ -1,0 +1,216 @@
+//! Serving connections with limits, as a careful nginx setup does: a client must send a request's
+//! head within the header timeout (also the longest a kept-alive connection may wait for its next
+//! request), a request that moves no byte for the idle timeout is closed, and at most
+//! `max_connections` are served. A new connection over the cap makes the oldest one close as soon
+//! as it is between requests (at once for a socket that never sent one), so idle sockets cannot
+//! keep a probe or a worker out; past twice the cap, new connections are closed unanswered.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+/// The limits of [`serve`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 512,
+        }
+    }
+}
+
+/// The connections being served, oldest first.
+#[derive(Default)]
+struct Live {
+    next: u64,
+    /// Each connection, and whether it was asked to close.
+    open: VecDeque<(u64, Arc<Notify>, bool)>,
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown` completes, then lets every
+/// connection finish its request and returns once all are closed.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let live = Arc::new(Mutex::new(Live::default()));
+    let (stop, stopped) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut shed_warned = Instant::now() - Duration::from_secs(60);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors or the like: said, and tried again shortly.
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (id, evict) = {
+            let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
+            if live.open.len() >= limits.max_connections.saturating_mul(2) {
+                drop(stream);
+                if shed_warned.elapsed() > Duration::from_secs(10) {
+                    shed_warned = Instant::now();
+                    tracing::warn!(
+                        cap = limits.max_connections,
+                        "connections over twice the cap are closed unanswered"
+                    );
+                }
+                continue;
+            }
+            if live.open.len() >= limits.max_connections {
+                // The oldest closes when it is between requests (at once if it never sent one).
+                if let Some((_, notify, asked)) = live.open.iter_mut().find(|(.., asked)| !*asked) {
+                    *asked = true;
+                    notify.notify_one();
+                }
+            }
+            live.next += 1;
+            let id = live.next;
+            let evict = Arc::new(Notify::new());
+            live.open.push_back((id, evict.clone(), false));
+            (id, evict)
+        };
+        let app = app.clone();
+        let live = live.clone();
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            connection(stream, app, limits, evict, &mut stopped).await;
+            let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
+            live.open.retain(|(open, ..)| *open != id);
+        });
+    }
+    let _ = stop.send(true);
+    drop(stopped);
+    // Every connection finishes its request (bounded, as an operator's stop must be).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !live.lock().unwrap_or_else(|p| p.into_inner()).open.is_empty()
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// One connection: HTTP/1.1 with the header timeout, closed gracefully when evicted, when the
+/// server stops, or when no byte moved for the idle timeout.
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    limits: Limits,
+    evict: Arc<Notify>,
+    stopped: &mut watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let last = Arc::new(AtomicU64::new(0));
+    let born = Instant::now();
+    let io = TokioIo::new(Watched { inner: stream, last: last.clone(), born });
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let conn = builder.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let mut closing = false;
+    let mut tick = tokio::time::interval(limits.idle_timeout.min(Duration::from_secs(1)));
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = evict.notified(), if !closing => {
+                // A socket that never sent a byte has no request to finish: closed at once.
+                if last.load(Ordering::Relaxed) == 0 {
+                    return;
+                }
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = stopped.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tick.tick() => {
+                let moved = Duration::from_millis(last.load(Ordering::Relaxed).saturating_sub(1));
+                let quiet = born.elapsed().saturating_sub(moved);
+                if quiet > limits.idle_timeout {
+                    return; // dropped: the socket closes
+                }
+            }
+        }
+    }
+}
+
+/// A stream that notes when a byte last moved (1 + milliseconds since `born`; 0: never).
+struct Watched {
+    inner: TcpStream,
+    last: Arc<AtomicU64>,
+    born: Instant,
+}
+
+impl Watched {
+    fn moved(&self) {
+        self.last.store(self.born.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.moved();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            this.moved();
+        }
+        polled
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
