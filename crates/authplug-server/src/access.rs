@@ -12,7 +12,9 @@ pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Ap
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme's name is case-insensitive (RFC 9110, section 11.1).
+        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")))
+        .map(|(_, token)| token)
         .ok_or_else(|| {
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a bearer token is required")
         })?;
@@ -33,7 +35,8 @@ pub(crate) fn permitted(
     if allowed(&caller) {
         Ok(caller)
     } else {
-        let message = format!("token {} may not {}", caller.name, what());
+        // The token's name is the operator's, not the caller's to learn.
+        let message = format!("this token may not {}", what());
         Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message))
     }
 }

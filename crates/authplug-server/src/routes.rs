@@ -120,7 +120,30 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn no_store(mut response: Response) -> Response {
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+async fn no_store(response: Response) -> Response {
+    let text = |r: &Response, kind: &str| {
+        let value = r.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        value.is_some_and(|v| v.starts_with(kind))
+    };
+    // A framework's rejection (a malformed query, path or body) is plain text: answered as
+    // every other error is, `{"error", "message"}`.
+    let mut response = if response.status().is_client_error() && text(&response, "text/plain") {
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 64 << 10).await.unwrap_or_default();
+        let message = String::from_utf8_lossy(&body).trim().to_owned();
+        ApiError::new(status, "bad_request", message).into_response()
+    } else {
+        response
+    };
+    let html = text(&response, "text/html");
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Pages without a policy of their own (the consent callback's) get the strictest.
+    if html && !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        let policy =
+            "default-src 'none'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    }
     response
 }

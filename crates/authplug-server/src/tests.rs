@@ -176,7 +176,7 @@ async fn every_route_but_the_probes_wants_a_token_of_the_right_scope() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
         let (status, _, body) = lab.call(method.clone(), &concrete, Some(STRANGER), None).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}: {body}");
-        assert!(body["message"].as_str().unwrap().starts_with("token stranger may not"));
+        assert!(body["message"].as_str().unwrap().starts_with("this token may not"));
     }
 }
 
@@ -308,4 +308,31 @@ async fn the_servers_onboarding_sets_the_tenant_the_oauth2_scheme_finds() {
         let record = store.get(connector).unwrap().expect("stored");
         assert_eq!(record.summary.parameters["account_id"], expected, "{connector}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_http_details_of_issue_16_item_15() {
+    let lab = Lab::new();
+    // `bearer` in any case is the same scheme.
+    let request = |value: &str| {
+        let request = Request::builder().uri("/v1/systems").header(header::AUTHORIZATION, value);
+        request.body(Body::empty()).unwrap()
+    };
+    for value in [format!("bearer {ADMIN}"), format!("BEARER {ADMIN}")] {
+        let response = lab.router().oneshot(request(&value)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{value}");
+    }
+    // A 403 does not name the token.
+    let (_, _, body) = lab.call(Method::GET, "/v1/systems", Some(STRANGER), None).await;
+    assert!(!body["message"].as_str().unwrap().contains("stranger"), "{body}");
+    // A framework's rejection is JSON like every other error.
+    let (status, headers, body) = lab.call(Method::GET, "/v1/systems/%FF", Some(ADMIN), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{body}");
+    assert_eq!(body["error"], "bad_request");
+    // The consent callback's page has a policy.
+    let (_, headers, body) =
+        lab.call(Method::GET, "/v1/onboarding/callback?state=forged&code=x", None, None).await;
+    let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(policy.contains("default-src 'none'"), "{body}");
 }

@@ -110,6 +110,14 @@ impl Store {
         })?;
         let systems: Vec<BundledSystem> = serde_json::from_slice(&plain)
             .map_err(|_| StoreError::Bundle("its content is not a list of systems".into()))?;
+        // The count shown outside the ciphertext is held to what the ciphertext holds.
+        if systems.len() != envelope.systems {
+            return Err(StoreError::Bundle(format!(
+                "it says it holds {} systems but its sealed content holds {} (altered)",
+                envelope.systems,
+                systems.len()
+            )));
+        }
         let mut report = Imported { created: vec![], replaced: vec![], skipped: vec![] };
         for system in systems {
             match self.version(&system.id)? {

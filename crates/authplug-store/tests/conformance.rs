@@ -494,6 +494,12 @@ fn bundles_restore_into_another_store(kind: Kind) {
     damaged[at] = if damaged[at] == b'A' { b'B' } else { b'A' };
     let error = restored.import(&damaged, "t", false).unwrap_err();
     assert!(matches!(error, StoreError::Bundle(_)), "{error}");
+    // The count outside the ciphertext (issue 16, item 15) is held to its content.
+    let text = String::from_utf8(bundle.clone()).unwrap();
+    let miscounted = text.replace("\"systems\": 2", "\"systems\": 7");
+    assert_ne!(miscounted, text);
+    let error = restored.import(miscounted.as_bytes(), "t", false).unwrap_err();
+    assert!(error.to_string().contains("says it holds 7 systems but its sealed content holds 2"));
 }
 
 #[test]
