@@ -242,32 +242,31 @@ fn connecting_again_a_system_that_needs_reauthorisation_says_it_recovered_once()
 }
 
 #[test]
-fn a_callback_with_the_wrong_state_is_refused_and_nothing_is_stored() {
+fn a_forged_callback_is_refused_and_the_consent_still_completes() {
+    // Issue 16, item 10: any web page can send the loopback callback a request (an <img> is
+    // enough); one with the wrong state is refused and ignored, and the real consent goes on.
     let provider = OidcProvider::start();
     let desk = Desk::new();
-    let hubspot = hubspot_at(&desk, &provider);
+    let hubspot = hubspot_with_authconfig(&desk, &provider);
     let port = free_port();
-    let (child, _url, _) = start_connect(
-        &desk,
-        &[
-            hubspot.to_str().unwrap(),
-            "--system",
-            "h",
-            "--secret",
-            "client_id=app",
-            "--secret",
-            "client_secret=app-secret",
-            "--port",
-            &port,
-        ],
-    );
-    let forged = format!("http://127.0.0.1:{port}/callback?code=stolen&state=not-the-one");
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let (child, url, _) =
+        start_connect(&desk, &[hubspot.to_str().unwrap(), "--system", "h", "--port", &port]);
+    let forged = format!("{redirect}?code=stolen&state=not-the-one");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let page = runtime.block_on(async { reqwest::get(forged).await.unwrap() });
     assert_eq!(page.status(), 400);
-    let output = child.wait();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(desk.store().get("h").unwrap().is_none(), "nothing stored");
+    assert_eq!(page.headers()["content-security-policy"], "default-src 'none'");
+    assert!(desk.store().get("h").unwrap().is_none(), "nothing stored for the forgery");
+    let query = runtime.block_on(follow_consent(&url, &redirect));
+    let callback = reqwest::Url::parse_with_params(&redirect, &query).unwrap();
+    let page = runtime.block_on(async { reqwest::get(callback).await.unwrap() });
+    assert_eq!(page.status(), 200);
+    let (output, log) = child.wait_with_log();
+    assert!(output.status.success(), "{log:?}");
+    assert!(log.iter().any(|l| l.contains("ignored a callback request")), "{log:?}");
+    let record = desk.store().get("h").unwrap().expect("the real consent stored it");
+    assert!(!record.injected["oauth_access_token"].expose().is_empty());
 }
 
 #[test]

@@ -67,9 +67,14 @@ impl Callback {
                     continue;
                 }
                 let query: BTreeMap<String, String> = form_urlencoded(query);
+                // A request whose state does not match is not the browser coming back (any web
+                // page can make one, an <img> is enough): refused and ignored, and the consent
+                // goes on waiting for the real one, until the timeout.
                 if query.get("state").map(String::as_str) != Some(state) {
-                    respond(&mut stream, 400, "The state does not match this consent: nothing was stored. Start again with authplug connect.").await;
-                    return Err(OnboardError::ForgedCallback);
+                    respond(&mut stream, 400, "The state does not match this consent: ignored.")
+                        .await;
+                    eprintln!("warning: ignored a callback request whose state does not match this consent (forged, or from an older attempt); still waiting");
+                    continue;
                 }
                 if query.contains_key("error") {
                     let page = "The provider refused the consent: see the terminal.";
@@ -116,7 +121,7 @@ async fn respond(stream: &mut TcpStream, status: u16, message: &str) {
     };
     let body = format!("<!doctype html><title>authplug</title><p>{message}</p>\n");
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Security-Policy: default-src 'none'\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.write_all(response.as_bytes()).await;
