@@ -503,6 +503,21 @@ fn bundles_restore_into_another_store(kind: Kind) {
 }
 
 #[test]
+fn an_empty_store_file_is_not_taken_for_a_new_store() {
+    // Issue 16, item 12: a zero-byte file (a failed copy, a truncation) is refused, not reused.
+    let backend = Backend::new(Kind::Sqlite);
+    let authplug_store::Location::Sqlite(path) = &backend.location else { unreachable!() };
+    let file = std::fs::File::create(path).unwrap();
+    let minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    file.set_modified(minute_ago).unwrap();
+    drop(file);
+    let error = backend.open_with(Keyring::fixed(vec![backend.key.clone()])).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    assert!(error.to_string().contains("is empty (0 bytes), not a store authplug wrote"));
+    assert_eq!(std::fs::metadata(path).unwrap().len(), 0, "left as it was");
+}
+
+#[test]
 fn a_truncated_sqlite_file_is_named_and_left_alone() {
     let backend = Backend::new(Kind::Sqlite);
     let store = backend.open();

@@ -118,6 +118,17 @@ impl SqliteBackend {
 fn create_private_file(path: &Path) -> Result<()> {
     if path.exists() {
         crate::check_private_file(path, crate::Holds::Guarded)?;
+        // An empty file nobody is setting up (another process creating the store writes its
+        // header within moments) is not a store: it is not silently taken for a new one.
+        let meta = std::fs::metadata(path)
+            .map_err(|e| StoreError::io(format!("cannot read {}", path.display()), e))?;
+        let age = meta.modified().ok().and_then(|m| m.elapsed().ok()).unwrap_or_default();
+        if meta.len() == 0 && age > std::time::Duration::from_secs(10) {
+            return Err(StoreError::corrupt(format!(
+                "{} is empty (0 bytes), not a store authplug wrote: restore it from a backup, or remove it to start an empty store",
+                path.display()
+            )));
+        }
         return crate::tighten(path);
     }
     let mut options = std::fs::OpenOptions::new();
