@@ -3,7 +3,8 @@
 //! request), a request that moves no byte for the idle timeout is closed, and at most
 //! `max_connections` are served. A new connection over the cap makes the oldest one close as soon
 //! as it is between requests (at once for a socket that never sent one), so idle sockets cannot
-//! keep a probe or a worker out; past twice the cap, new connections are closed unanswered.
+//! keep a probe or a worker out; past four times the cap (connections still finishing their
+//! request after being asked to close), new connections are closed unanswered.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -41,8 +42,9 @@ impl Default for Limits {
 #[derive(Default)]
 struct Live {
     next: u64,
-    /// Each connection, and whether it was asked to close.
-    open: VecDeque<(u64, Arc<Notify>, bool)>,
+    /// Each connection, whether it was asked to close, and when a byte last moved on it (0:
+    /// never).
+    open: VecDeque<(u64, Arc<Notify>, bool, Arc<AtomicU64>)>,
 }
 
 /// Serves `app` on `listener` within `limits` until `shutdown` completes, then lets every
@@ -70,22 +72,30 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (id, evict) = {
+        let (id, evict, last) = {
             let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
-            if live.open.len() >= limits.max_connections.saturating_mul(2) {
+            // Those asked to close are on their way out (a socket that never sent a byte goes as
+            // soon as its task runs, a busy one after its request): the cap counts the others,
+            // and only four times the cap in all closes new connections unanswered.
+            let staying = live.open.iter().filter(|(_, _, asked, _)| !*asked).count();
+            let gone = |asked: bool, last: &AtomicU64| asked && last.load(Ordering::Relaxed) == 0;
+            let held = live.open.iter().filter(|(_, _, asked, last)| !gone(*asked, last)).count();
+            if held >= limits.max_connections.saturating_mul(4) {
                 drop(stream);
                 if shed_warned.elapsed() > Duration::from_secs(10) {
                     shed_warned = Instant::now();
                     tracing::warn!(
                         cap = limits.max_connections,
-                        "connections over twice the cap are closed unanswered"
+                        "connections over four times the cap are closed unanswered"
                     );
                 }
                 continue;
             }
-            if live.open.len() >= limits.max_connections {
+            if staying >= limits.max_connections {
                 // The oldest closes when it is between requests (at once if it never sent one).
-                if let Some((_, notify, asked)) = live.open.iter_mut().find(|(.., asked)| !*asked) {
+                if let Some((_, notify, asked, _)) =
+                    live.open.iter_mut().find(|(_, _, asked, _)| !*asked)
+                {
                     *asked = true;
                     notify.notify_one();
                 }
@@ -93,14 +103,15 @@ pub async fn serve(
             live.next += 1;
             let id = live.next;
             let evict = Arc::new(Notify::new());
-            live.open.push_back((id, evict.clone(), false));
-            (id, evict)
+            let last = Arc::new(AtomicU64::new(0));
+            live.open.push_back((id, evict.clone(), false, last.clone()));
+            (id, evict, last)
         };
         let app = app.clone();
         let live = live.clone();
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
-            connection(stream, app, limits, evict, &mut stopped).await;
+            connection(stream, app, limits, evict, last, &mut stopped).await;
             let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
             live.open.retain(|(open, ..)| *open != id);
         });
@@ -124,10 +135,10 @@ async fn connection(
     app: Router,
     limits: Limits,
     evict: Arc<Notify>,
+    last: Arc<AtomicU64>,
     stopped: &mut watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let last = Arc::new(AtomicU64::new(0));
     let born = Instant::now();
     let io = TokioIo::new(Watched { inner: stream, last: last.clone(), born });
     let service = hyper_util::service::TowerToHyperService::new(app);

@@ -66,7 +66,7 @@ pub struct ServeArgs {
     pub idle_timeout: u64,
 
     /// Connections served at once. Over the cap, the oldest connection closes as soon as it is
-    /// between requests (at once if it never sent one); past twice the cap, new ones are
+    /// between requests (at once if it never sent one); past four times the cap, new ones are
     /// closed unanswered.
     #[arg(long, value_name = "N", env = "AUTHPLUG_MAX_CONNECTIONS", default_value_t = 512)]
     pub max_connections: usize,
