@@ -184,6 +184,9 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
         // Installed before the server says it listens, so that no SIGHUP finds the default action.
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| Failure::new(Code::Failure, format!("no SIGHUP handler: {e}")))?;
+        // SIGTERM and SIGINT too: a stop sent as soon as the server says it listens must be
+        // graceful, not the default action.
+        let stops = Stops::install()?;
         let folder = args.connectors.clone();
         tokio::spawn(reload_on_hangup(state.clone(), path.clone(), folder, hangups));
         let sweeper = tokio::spawn(authplug_server::sweep_forever(engine.clone(), options));
@@ -199,7 +202,7 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
             max_connections: args.max_connections.max(1),
         };
-        authplug_server::listen::serve(listener, app, limits, shutdown_signal())
+        authplug_server::listen::serve(listener, app, limits, stops.received())
             .await
             .map_err(|e| Failure::new(Code::Failure, format!("the server failed: {e}")))?;
         // Refreshes run in their own tasks and store their result before anyone sees it; the
@@ -213,12 +216,29 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
     })
 }
 
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+/// The signals that stop the server, installed before it says it listens.
+struct Stops {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Stops {
+    fn install() -> Result<Stops, Failure> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handler = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| Failure::new(Code::Failure, format!("no {name} handler: {e}")))
+        };
+        Ok(Stops {
+            terminate: handler(SignalKind::terminate(), "SIGTERM")?,
+            interrupt: handler(SignalKind::interrupt(), "SIGINT")?,
+        })
     }
-    eprintln!("authplug serve: shutting down (in-flight requests finish)");
+
+    async fn received(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        eprintln!("authplug serve: shutting down (in-flight requests finish)");
+    }
 }
