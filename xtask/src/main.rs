@@ -521,7 +521,7 @@ fn lint() -> Result {
 }
 
 /// The end-to-end test binaries the isolated pass runs (a nextest filter).
-const ISOLATED_PASS: &str = "not (binary(help) | binary(docs) | binary(guide) | binary(host_knows_no_scheme) | binary(check) | binary(hardening) | binary(isolation) | binary(pinning) | binary(loading))";
+const ISOLATED_PASS: &str = "not (binary(help) | binary(docs) | binary(guide) | binary(host_knows_no_scheme) | binary(check) | binary(hardening) | binary(isolation) | binary(pinning) | binary(loading) | binary(tls))";
 
 fn bench(bench_args: Vec<String>) -> Result {
     // The release server and plugins: the load bench (tests/benches/authorize_load.rs) serves

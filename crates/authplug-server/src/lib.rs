@@ -17,6 +17,7 @@ mod onboarding;
 mod probes;
 mod routes;
 mod systems;
+pub mod tls;
 mod ui;
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
+use tokio_rustls::TlsAcceptor;
 
 /// The limits of [`serve`].
 #[derive(Debug, Clone, Copy)]
@@ -49,10 +50,12 @@ struct Live {
 
 /// Serves `app` on `listener` within `limits` until `shutdown` completes, then lets every
 /// connection finish its request and returns once all are closed.
+/// With `tls`, every connection is TLS (its handshake within the header timeout).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let live = Arc::new(Mutex::new(Live::default()));
@@ -110,8 +113,22 @@ pub async fn serve(
         let app = app.clone();
         let live = live.clone();
         let mut stopped = stopped.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            connection(stream, app, limits, evict, last, &mut stopped).await;
+            let _ = stream.set_nodelay(true);
+            let born = Instant::now();
+            let watched = Watched { inner: stream, last: last.clone(), born };
+            match tls {
+                None => connection(watched, born, app, limits, evict, last, &mut stopped).await,
+                Some(tls) => {
+                    // A handshake that does not finish in time, or fails, closes the socket.
+                    let handshake =
+                        tokio::time::timeout(limits.header_timeout, tls.accept(watched));
+                    if let Ok(Ok(secured)) = handshake.await {
+                        connection(secured, born, app, limits, evict, last, &mut stopped).await;
+                    }
+                }
+            }
             let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
             live.open.retain(|(open, ..)| *open != id);
         });
@@ -130,17 +147,18 @@ pub async fn serve(
 
 /// One connection: HTTP/1.1 with the header timeout, closed gracefully when evicted, when the
 /// server stops, or when no byte moved for the idle timeout.
-async fn connection(
-    stream: TcpStream,
+async fn connection<S>(
+    stream: S,
+    born: Instant,
     app: Router,
     limits: Limits,
     evict: Arc<Notify>,
     last: Arc<AtomicU64>,
     stopped: &mut watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    let born = Instant::now();
-    let io = TokioIo::new(Watched { inner: stream, last: last.clone(), born });
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
     let service = hyper_util::service::TowerToHyperService::new(app);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);

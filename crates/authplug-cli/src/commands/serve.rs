@@ -71,6 +71,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", env = "AUTHPLUG_MAX_CONNECTIONS", default_value_t = 512)]
     pub max_connections: usize,
 
+    /// Serve HTTPS with this PEM certificate chain (the server's certificate first); read again
+    /// on SIGHUP, with the key.
+    #[arg(long, value_name = "FILE", env = "AUTHPLUG_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1), readable by its owner only.
+    #[arg(long, value_name = "FILE", env = "AUTHPLUG_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Allow plain HTTP on an address that is not loopback (TLS ends at a proxy in front, on a
+    /// network nobody else can reach). Without TLS, only 127.0.0.0/8 and ::1 are served.
+    #[arg(long, env = "AUTHPLUG_INSECURE_HTTP")]
+    pub insecure_http: bool,
+
     /// The largest request body, in bytes; a larger declared Content-Length is answered 413
     /// before authentication.
     #[arg(long, value_name = "BYTES", env = "AUTHPLUG_MAX_BODY", default_value_t = 1 << 20)]
@@ -94,37 +108,90 @@ fn load_tokens(path: &std::path::Path) -> Result<Tokens, Failure> {
     Ok(tokens)
 }
 
-/// On SIGHUP, the tokens file and the connectors folder are read again (a bad file or folder
-/// keeps the old ones, and says why). Plugins are never unloaded or reloaded: that takes a
-/// restart.
-async fn reload_on_hangup(
+/// TLS from --tls-cert and --tls-key, or plain HTTP: on loopback, or where the operator said
+/// --insecure-http (and is warned).
+fn transport(args: &ServeArgs) -> Result<Option<authplug_server::tls::Tls>, Failure> {
+    use authplug_server::tls::{Tls, TlsError};
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return Tls::load(cert, key).map(Some).map_err(|e| match e {
+            TlsError::Unsafe(why) => Failure::new(Code::Unsafe, why),
+            TlsError::Invalid(why) => Failure::new(Code::BadInput, why),
+        });
+    }
+    if let Some(warning) = plain_http(args.listen, args.insecure_http)? {
+        eprintln!("{warning}");
+    }
+    Ok(None)
+}
+
+/// Plain HTTP on `listen`: refused off loopback unless `insecure`, and then a warning.
+fn plain_http(listen: SocketAddr, insecure: bool) -> Result<Option<String>, Failure> {
+    if listen.ip().is_loopback() {
+        return Ok(None);
+    }
+    if !insecure {
+        return Err(Failure::new(
+            Code::BadInput,
+            format!(
+                "--listen {listen}: plain HTTP on an address that is not loopback would send API tokens and secrets in clear; give --tls-cert and --tls-key, or --insecure-http if TLS ends at a proxy in front"
+            ),
+        ));
+    }
+    Ok(Some(format!(
+        "warning: serving plain HTTP on {listen} (--insecure-http): API tokens and secrets cross the network in clear unless a proxy in front terminates TLS"
+    )))
+}
+
+/// What SIGHUP reads again.
+struct Reload {
     state: Arc<AppState>,
-    path: PathBuf,
+    tokens: PathBuf,
     connectors: Option<PathBuf>,
-    mut hangups: tokio::signal::unix::Signal,
-) {
-    while hangups.recv().await.is_some() {
-        // Connectors first: once the new tokens answer, the new connectors are there too.
-        if let Some(dir) = &connectors {
-            match authplug_server::load_connectors(dir) {
-                Ok(loaded) => {
-                    let count = loaded.len();
-                    state.set_connectors(loaded);
+    tls: Option<Arc<authplug_server::tls::Tls>>,
+}
+
+impl Reload {
+    /// On SIGHUP, the connectors folder, the TLS certificate and key, and the tokens file are
+    /// read again (a bad file or folder keeps the old ones, and says why). Plugins are never
+    /// unloaded or reloaded: that takes a restart.
+    async fn on_hangup(self, mut hangups: tokio::signal::unix::Signal) {
+        while hangups.recv().await.is_some() {
+            // Connectors first: once the new tokens answer, the new connectors are there too.
+            if let Some(dir) = &self.connectors {
+                match authplug_server::load_connectors(dir) {
+                    Ok(loaded) => {
+                        let count = loaded.len();
+                        self.state.set_connectors(loaded);
+                        eprintln!(
+                            "authplug serve: reloaded {count} connector(s) from {}",
+                            dir.display()
+                        );
+                    }
+                    Err(error) => eprintln!("authplug serve: kept the old connectors: {error}"),
+                }
+            }
+            if let Some(tls) = &self.tls {
+                match tls.reload() {
+                    Ok(()) => eprintln!(
+                        "authplug serve: reloaded the TLS certificate from {}",
+                        tls.cert_file().display()
+                    ),
+                    Err(error) => {
+                        eprintln!("authplug serve: kept the old TLS certificate: {error}")
+                    }
+                }
+            }
+            match load_tokens(&self.tokens) {
+                Ok(tokens) => {
+                    self.state.set_tokens(tokens);
                     eprintln!(
-                        "authplug serve: reloaded {count} connector(s) from {}",
-                        dir.display()
+                        "authplug serve: reloaded the API tokens from {}",
+                        self.tokens.display()
                     );
                 }
-                Err(error) => eprintln!("authplug serve: kept the old connectors: {error}"),
-            }
-        }
-        match load_tokens(&path) {
-            Ok(tokens) => {
-                state.set_tokens(tokens);
-                eprintln!("authplug serve: reloaded the API tokens from {}", path.display());
-            }
-            Err(failure) => {
-                eprintln!("authplug serve: kept the old API tokens: {}", failure.message)
+                Err(failure) => {
+                    eprintln!("authplug serve: kept the old API tokens: {}", failure.message)
+                }
             }
         }
     }
@@ -142,6 +209,7 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
             "warning: no API token: only /healthz and /readyz will answer (set AUTHPLUG_ADMIN_TOKEN, or `authplug api-token NAME --scope ...`)"
         );
     }
+    let tls = transport(args)?;
     let cache = Duration::from_millis(args.authorize_cache_ms);
     let options = EngineOptions { keepalive: args.keepalive, authorize_cache: Some(cache) };
     let engine = ctx.engine(options)?;
@@ -170,7 +238,9 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
             Failure::new(Code::Failure, format!("cannot listen on {}: {e}", args.listen))
         })?;
         let address: SocketAddr = listener.local_addr().map_err(|e| Failure::new(Code::Failure, e.to_string()))?;
-        let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let public_url =
+            args.public_url.clone().unwrap_or_else(|| format!("{scheme}://{address}"));
         let mut state = AppState::new(
             engine.clone(),
             tokens,
@@ -188,10 +258,12 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
         // graceful, not the default action.
         let stops = Stops::install()?;
         let folder = args.connectors.clone();
-        tokio::spawn(reload_on_hangup(state.clone(), path.clone(), folder, hangups));
+        let tls = tls.map(Arc::new);
+        let reload = Reload { state: state.clone(), tokens: path.clone(), connectors: folder, tls: tls.clone() };
+        tokio::spawn(reload.on_hangup(hangups));
         let sweeper = tokio::spawn(authplug_server::sweep_forever(engine.clone(), options));
         eprintln!(
-            "authplug serve: listening on http://{address} ({schemes} schemes, store {}, pid {}), ready in {} ms",
+            "authplug serve: listening on {scheme}://{address} ({schemes} schemes, store {}, pid {}), ready in {} ms",
             engine.store().location(),
             std::process::id(),
             started.elapsed().as_millis()
@@ -202,7 +274,8 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
             max_connections: args.max_connections.max(1),
         };
-        authplug_server::listen::serve(listener, app, limits, stops.received())
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+        authplug_server::listen::serve(listener, app, limits, acceptor, stops.received())
             .await
             .map_err(|e| Failure::new(Code::Failure, format!("the server failed: {e}")))?;
         // Refreshes run in their own tasks and store their result before anyone sees it; the
@@ -240,5 +313,24 @@ impl Stops {
             _ = self.terminate.recv() => {}
         }
         eprintln!("authplug serve: shutting down (in-flight requests finish)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_for_loopback_or_said_to_be_insecure() {
+        for loopback in ["127.0.0.1:8080", "127.3.4.5:1", "[::1]:8080"] {
+            assert!(plain_http(loopback.parse().unwrap(), false).unwrap().is_none());
+        }
+        for open in ["0.0.0.0:8080", "192.168.1.4:80", "[::]:8080"] {
+            let refused = plain_http(open.parse().unwrap(), false).unwrap_err();
+            assert_eq!(refused.code, Code::BadInput);
+            assert!(refused.message.contains("--insecure-http"), "{}", refused.message);
+            let warning = plain_http(open.parse().unwrap(), true).unwrap().unwrap();
+            assert!(warning.starts_with("warning: serving plain HTTP on"), "{warning}");
+        }
     }
 }
