@@ -432,3 +432,64 @@ fn serve_limits_idle_connections_slow_heads_and_declared_bodies() {
     assert!(matches!(closed, Ok(0)), "{closed:?}");
     assert!(slow_took < std::time::Duration::from_secs(4), "{slow_took:?}");
 }
+
+#[test]
+fn an_authorize_only_token_never_receives_a_long_lived_key_and_every_call_is_audited() {
+    // Item 5: the API key scheme's header is the key itself.
+    let (desk, _) = connected();
+    let (tokens, admin) = desk.admin_token();
+    let token = |name: &str, scopes: &[&str]| {
+        let mut command = desk.authplug();
+        command.args(["api-token", name]);
+        for scope in scopes {
+            command.args(["--scope", scope]);
+        }
+        let made = command.arg("--tokens-file").arg(&tokens).output().unwrap();
+        assert!(made.status.success(), "{}", stderr(&made));
+        stdout(&made).trim().to_owned()
+    };
+    let worker = token("worker", &["authorize:w"]);
+    let reader = token("reader", &["secrets:w"]);
+    let keyed = token("keyed", &["authorize:w", "long-lived:w"]);
+    let mut serve = desk.authplug();
+    serve.arg("serve");
+    let (mut child, url, _log) = tests::serve(&mut serve, &tokens);
+    let refused: Vec<_> = [&worker, &reader]
+        .iter()
+        .map(|t| call(&url, "POST", "/v1/systems/w/authorize", t))
+        .collect();
+    let served: Vec<_> =
+        (0..3).map(|_| call(&url, "POST", "/v1/systems/w/authorize", &keyed)).collect();
+    let by_admin = call(&url, "POST", "/v1/systems/w/authorize", &admin);
+    // Stopped gracefully: the minute in progress goes to the audit trail.
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(child.wait().unwrap().success());
+
+    for (status, body) in refused {
+        assert_eq!((status, body["error"].as_str()), (403, Some("long_lived")), "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains("api_key scheme") && message.contains("long-lived:w"),
+            "{message}"
+        );
+        assert!(!body.to_string().contains(KEY));
+    }
+    for (status, body) in served.iter().chain([&by_admin]) {
+        assert_eq!(*status, 200, "{body}");
+        assert!(body["headers"].to_string().contains(KEY), "{body}");
+    }
+    let audit = desk.store().audit("w").unwrap();
+    // Summed per token: a minute may end between two calls.
+    let mut rows = std::collections::BTreeMap::<&str, (u64, u64)>::new();
+    for row in audit.iter().filter(|a| a.action == "authorized") {
+        let sum = rows.entry(row.actor.as_str()).or_default();
+        sum.0 += row.detail["served"].as_u64().unwrap();
+        sum.1 += row.detail["refused"].as_u64().unwrap();
+    }
+    assert_eq!(rows.len(), 4, "a row per token: {rows:?}");
+    assert_eq!(rows["api:worker"], (0, 1));
+    assert_eq!(rows["api:reader"], (0, 1));
+    assert_eq!(rows["api:keyed"], (3, 0));
+    assert_eq!(rows["api:ops"], (1, 0));
+}

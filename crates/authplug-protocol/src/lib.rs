@@ -17,10 +17,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 mod http;
+mod lifetime;
 mod secret;
 mod version;
 
 pub use http::{base64_encode, HttpRequest, HttpResponse};
+pub use lifetime::{ApplyOutput, RefreshPolicy};
 pub use secret::Secret;
 pub use version::{ProtocolVersion, VersionError};
 
@@ -101,6 +103,11 @@ pub struct SchemeDescriptor {
     /// connector lacks). Since 1.3.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manifest_fields: Vec<ManifestField>,
+    /// Whether what `apply` adds to a request is a short-lived credential or the long-lived
+    /// secret itself: the server hands the latter only to tokens that may read long-lived
+    /// secrets. Since 1.4.
+    #[serde(default, skip_serializing_if = "ApplyOutput::is_unspecified")]
+    pub apply_output: ApplyOutput,
 }
 
 /// A field of the connector manifest that a scheme reads, e.g. `oauth2.token_url`. Since 1.3.
@@ -257,17 +264,6 @@ impl Source {
     pub fn is_unspecified(&self) -> bool {
         *self == Source::Unspecified
     }
-}
-
-/// How a scheme's credentials are kept valid. Since 1.2.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefreshPolicy {
-    /// Whether the scheme implements `refresh`.
-    #[serde(default)]
-    pub renews: bool,
-    /// Refresh this many seconds before `expires_at` (the engine's default when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub margin_secs: Option<u64>,
 }
 
 /// The type column of the reference page.

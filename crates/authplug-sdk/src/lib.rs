@@ -30,9 +30,10 @@ pub mod tenant;
 
 pub use authplug_protocol as protocol;
 pub use authplug_protocol::{
-    ApplyRequest, ApplyResponse, AuthPair, ErrorBody, ErrorCode, HttpRequest, HttpResponse,
-    InjectedSecret, ManifestField, OnboardRequest, OnboardStep, RefreshOutcome, RefreshPolicy,
-    RefreshRequest, RequiredSecret, Resume, SchemeDescriptor, Secret, Source, ValueType,
+    ApplyOutput, ApplyRequest, ApplyResponse, AuthPair, ErrorBody, ErrorCode, HttpRequest,
+    HttpResponse, InjectedSecret, ManifestField, OnboardRequest, OnboardStep, RefreshOutcome,
+    RefreshPolicy, RefreshRequest, RequiredSecret, Resume, SchemeDescriptor, Secret, Source,
+    ValueType,
 };
 pub use host::{Host, HostCall, HostHttp, HostHttpError};
 /// The `oauth2` crate the SDK's [`HostHttp`] implements `SyncHttpClient` for: use this one, so the
@@ -158,7 +159,7 @@ pub use entry::manifest;
 pub mod prelude {
     pub use crate::required_secret;
     pub use crate::{
-        ApplyRequest, ApplyResponse, AuthPair, Error, ErrorCode, Host, InjectedSecret,
+        ApplyOutput, ApplyRequest, ApplyResponse, AuthPair, Error, ErrorCode, Host, InjectedSecret,
         ManifestField, OnboardRequest, OnboardStep, RefreshOutcome, RefreshPolicy, RefreshRequest,
         RequiredSecret, Resume, Scheme, SchemeDescriptor, Secret, Source, ValueType,
     };

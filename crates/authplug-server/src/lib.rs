@@ -8,6 +8,7 @@
 //! [`router`] and tested without a socket.
 
 mod access;
+mod audit;
 mod auth;
 mod connectors;
 mod error;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use authplug_engine::Engine;
 use authplug_onboard::Onboarder;
 
+pub use audit::{flush_authorize_audit_forever, AuthorizeAudit, AUTHORIZED};
 pub use auth::{hash_token, new_token, Scope, TokenEntry, Tokens};
 pub use connectors::load_connectors;
 pub use error::ApiError;
@@ -59,6 +61,8 @@ pub struct AppState {
     /// The largest request body, in bytes: a larger declared `Content-Length` is refused (413)
     /// before authentication, a larger streamed body when it is read.
     pub max_body: usize,
+    /// Authorize calls counted for the audit trail (a row per token, system and minute).
+    pub authorize_audit: AuthorizeAudit,
 }
 
 impl AppState {
@@ -77,6 +81,7 @@ impl AppState {
             metrics: Metrics::default(),
             web_page,
             max_body: DEFAULT_MAX_BODY,
+            authorize_audit: AuthorizeAudit::default(),
         }
     }
 

@@ -143,13 +143,35 @@ pub(crate) async fn authorize(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    permitted(
+    let caller = permitted(
         &state,
         &headers,
         |c| c.may_authorize(&id),
         || format!("authorize requests of {id}"),
     )?;
-    let authorization = state.engine.authorize(&id).await?;
+    let actor = format!("api:{}", caller.name);
+    let authorization = match state.engine.authorize(&id).await {
+        Ok(authorization) => authorization,
+        Err(error) => {
+            state.authorize_audit.count(&actor, &id, false);
+            return Err(error.into());
+        }
+    };
+    // What apply adds is the long-lived secret itself unless the scheme says otherwise: then
+    // only a token that may read long-lived secrets receives it.
+    let scheme = &authorization.token.scheme;
+    let output = state.engine.registry().get(scheme).map(|s| s.descriptor().apply_output);
+    if !output.is_some_and(|o| o.is_short_lived()) && !caller.may_read_long_lived(&id) {
+        state.authorize_audit.count(&actor, &id, false);
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "long_lived",
+            format!(
+                "the {scheme} scheme's request credentials are its long-lived secret (an API key, a password), not a short-lived token: authorize for {id} needs a token with long-lived:{id} as well"
+            ),
+        ));
+    }
+    state.authorize_audit.count(&actor, &id, true);
     let pairs = |list: &[(String, authplug_protocol::Secret)]| -> Vec<Value> {
         list.iter().map(|(k, v)| json!([k, v.expose()])).collect()
     };

@@ -40,6 +40,8 @@ impl Scheme for ApiKey {
                     .into(),
                 "Example of connectors using API key: PowerofficeGo, WooCommerce, Wix".into(),
             ],
+            // The key itself goes on every request: no authorize-only worker may hold it.
+            apply_output: ApplyOutput::LongLived,
             ..SchemeDescriptor::default()
         }
     }

@@ -40,6 +40,7 @@ impl Scheme for Jwt {
                 "A full connector example with JWT authentication could be found in `webCRM connector's playground branch <https://github.com/sesam-io/webcrm-connector/tree/playground>`__ in the `Manifest <https://github.com/sesam-io/webcrm-connector/blob/playground/manifest.json>`__ and `System <https://github.com/sesam-io/webcrm-connector/blob/playground/templates/system.json>`__.".into(),
             ],
             refresh: RefreshPolicy { renews: true, margin_secs: Some(300) },
+            apply_output: ApplyOutput::ShortLived,
             manifest_fields: vec![
                 ManifestField::required("jwt.login_url", "Where the application token is exchanged for the JWT pair."),
                 ManifestField::defaulted("jwt.jwt_header_key", "The header that carries the application token at login.", DEFAULT_HEADER_KEY),

@@ -58,6 +58,7 @@ impl Scheme for OAuth2 {
                 "A full connector example with Oauth2 authentication could be found in `Hubspot connector's playground branch <https://github.com/sesam-io/hubspot-connector/blob/playground>`__ in the `Manifest <https://github.com/sesam-io/hubspot-connector/blob/playground/manifest.json>`__ and `System <https://github.com/sesam-io/hubspot-connector/blob/playground/templates/system.json>`__.".into(),
             ],
             refresh: RefreshPolicy { renews: true, margin_secs: Some(60) },
+            apply_output: ApplyOutput::ShortLived,
             manifest_fields: [oauth::manifest_fields(), oauth::tenant_fields()].concat(),
             ..SchemeDescriptor::default()
         }

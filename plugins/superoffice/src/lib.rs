@@ -88,6 +88,7 @@ impl Scheme for SuperOffice {
                 "A full connector example with custom Superoffice authentication could be found in `Superoffice connector's playground branch <https://github.com/sesam-io/superoffice-connector/tree/playground>`__ in the `Manifest <https://github.com/sesam-io/superoffice-connector/blob/playground/manifest.json>`__ and `System <https://github.com/sesam-io/superoffice-connector/blob/playground/templates/system.json>`__.".into(),
             ],
             refresh: RefreshPolicy { renews: true, margin_secs: Some(1800) },
+            apply_output: ApplyOutput::LongLived,
             manifest_fields: [
                 oauth::manifest_fields(),
                 vec![ManifestField::defaulted(

@@ -43,6 +43,7 @@ impl Scheme for Tripletex {
                 "A full connector example with custom Tripletex authentication could be found in `Tripletex connector's playground branch <https://github.com/sesam-io/tripletex-connector/tree/playground>`__ in the `Manifest <https://github.com/sesam-io/tripletex-connector/blob/playground/manifest.json>`__ and `System <https://github.com/sesam-io/tripletex-connector/blob/playground/templates/system.json>`__.".into(),
             ],
             refresh: RefreshPolicy { renews: true, margin_secs: Some(2 * 86_400) },
+            apply_output: ApplyOutput::ShortLived,
             ..SchemeDescriptor::default()
         }
     }

@@ -2,7 +2,7 @@
 //! and any refused plugin file.
 
 use authplug_host::{LoadedScheme, Origin, Registry};
-use authplug_protocol::{SchemeDescriptor, Source};
+use authplug_protocol::{ApplyOutput, SchemeDescriptor, Source};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -124,6 +124,12 @@ fn show(ctx: &Context<'_>, registry: &Registry, id: &str) -> Result<(), Failure>
         (true, None) => "yes, with the host's default margin".to_owned(),
     };
     println!("  renews:    {renews}");
+    let applies = match d.apply_output {
+        ApplyOutput::ShortLived => "a short-lived credential (authorize: tokens receive it)",
+        ApplyOutput::LongLived => "the long-lived secret (authorize needs long-lived: too)",
+        ApplyOutput::Unspecified => "not declared (treated as the long-lived secret)",
+    };
+    println!("  applies:   {applies}");
     Ok(())
 }
 

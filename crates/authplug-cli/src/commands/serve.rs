@@ -251,6 +251,7 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
         state.max_body = args.max_body.max(1024);
         let state = Arc::new(state);
         tokio::spawn(authplug_server::count_events(state.clone()));
+        tokio::spawn(authplug_server::flush_authorize_audit_forever(state.clone()));
         // Installed before the server says it listens, so that no SIGHUP finds the default action.
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| Failure::new(Code::Failure, format!("no SIGHUP handler: {e}")))?;
@@ -268,7 +269,7 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
             std::process::id(),
             started.elapsed().as_millis()
         );
-        let app = authplug_server::router(state);
+        let app = authplug_server::router(state.clone());
         let limits = authplug_server::listen::Limits {
             header_timeout: Duration::from_secs(args.header_timeout.max(1)),
             idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
@@ -281,6 +282,8 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
         // Refreshes run in their own tasks and store their result before anyone sees it; the
         // sweep stops between systems, and webhook deliveries get a little time to finish.
         sweeper.abort();
+        // The authorize calls of the minute in progress go to the audit trail.
+        state.authorize_audit.flush(&state).await;
         if !engine.events().flush(Duration::from_secs(10)).await {
             tracing::warn!("some webhook deliveries did not finish before exit");
         }

@@ -16,7 +16,7 @@
 //! | `refresh.401`, `refresh.403` | `reauthorize` |
 //! | `refresh.429` | `transient`, with the answer's `Retry-After` |
 //! | `refresh.500`, `refresh.503`, `refresh.timeout`, `refresh.truncated` | `transient` |
-//! | `apply` | header names are HTTP tokens, values single lines |
+//! | `apply` | header names are HTTP tokens, values single lines; an output declared `ShortLived` carries no secret the user gave |
 //! | `no-panic` | no call panics |
 //! | `secrets` | no error, reason or panic message of the whole run holds a secret value |
 //!

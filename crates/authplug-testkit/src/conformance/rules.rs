@@ -1,9 +1,11 @@
 //! The checks that need no call: a descriptor's shape, its reference page, an applied header.
 //! Each answers the problem and how to fix it, or nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use authplug_protocol::{SchemeDescriptor, Source};
+use authplug_protocol::{ApplyResponse, SchemeDescriptor, Secret, Source};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 
 /// A problem and its fix.
 pub(crate) type Problem = (String, String);
@@ -151,6 +153,38 @@ pub(crate) fn header(name: &str, value: &str) -> Option<Problem> {
     None
 }
 
+/// A scheme that declares its `apply` output short-lived must not put a secret the user gave
+/// (an API key, a password) on the request, as it is or inside a Basic credential.
+pub(crate) fn short_lived(
+    d: &SchemeDescriptor,
+    required: &BTreeMap<String, Secret>,
+    applied: &ApplyResponse,
+) -> Option<Problem> {
+    if !d.apply_output.is_short_lived() {
+        return None;
+    }
+    let carries = |value: &str, secret: &str| {
+        let basic = value.strip_prefix("Basic ").and_then(|b| STANDARD.decode(b.trim()).ok());
+        value.contains(secret)
+            || basic.is_some_and(|d| String::from_utf8_lossy(&d).contains(secret))
+    };
+    let given = d.required.iter().filter(|r| r.secret);
+    for r in given {
+        let Some(secret) = required.get(&r.name).map(Secret::expose) else { continue };
+        let all = applied.headers.iter().chain(&applied.query);
+        if let Some((name, _)) = all.clone().find(|(_, v)| carries(v.expose(), secret)) {
+            return problem(
+                format!(
+                    "apply_output is ShortLived, but `{name}` carries the required secret `{}`",
+                    r.name
+                ),
+                "declare apply_output: ApplyOutput::LongLived",
+            );
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +229,23 @@ mod tests {
         assert_eq!(header("Authorization", "Bearer x"), None);
         assert!(header("Bad Header", "x").is_some());
         assert!(header("X-Key", "a\r\nInjected: 1").is_some());
+    }
+
+    #[test]
+    fn a_short_lived_apply_output_carries_no_secret_the_user_gave() {
+        let mut d = good();
+        d.required[0].secret = true;
+        let given = BTreeMap::from([("key".to_owned(), Secret::new("k-123456"))]);
+        let header = |v: &str| ApplyResponse {
+            headers: vec![("Authorization".into(), Secret::new(v))],
+            ..ApplyResponse::default()
+        };
+        let basic = format!("Basic {}", STANDARD.encode("user:k-123456"));
+        d.apply_output = authplug_protocol::ApplyOutput::ShortLived;
+        assert_eq!(short_lived(&d, &given, &header("Bearer session-1")), None);
+        assert!(short_lived(&d, &given, &header("Key k-123456")).unwrap().0.contains("`key`"));
+        assert!(short_lived(&d, &given, &header(&basic)).is_some(), "inside a Basic credential");
+        d.apply_output = authplug_protocol::ApplyOutput::LongLived;
+        assert_eq!(short_lived(&d, &given, &header("Key k-123456")), None, "as declared");
     }
 }

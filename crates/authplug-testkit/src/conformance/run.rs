@@ -284,7 +284,8 @@ fn apply(s: &mut Subject<'_>, out: &mut Findings, injected: &BTreeMap<String, Se
                     "name every query parameter".to_owned(),
                 )
             });
-            out.check("apply", headers.or(query));
+            let lifetime = rules::short_lived(s.descriptor, &s.required, &applied);
+            out.check("apply", headers.or(query).or(lifetime));
         }
     }
 }
