@@ -9,6 +9,7 @@ pub mod host;
 pub mod lifecycle;
 pub mod node;
 pub mod oidc;
+pub mod pg;
 pub mod rst;
 pub mod webhook;
 

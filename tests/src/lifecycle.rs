@@ -57,8 +57,13 @@ impl Lab {
     pub fn postgres() -> Self {
         let admin = std::env::var("AUTHPLUG_TEST_PG_URL")
             .expect("AUTHPLUG_TEST_PG_URL is not set: run the tests with `cargo xtask test`");
+        Self::postgres_on(&admin)
+    }
+
+    /// A lab on a fresh database of the PostgreSQL server at `admin` (its `postgres` database).
+    pub fn postgres_on(admin: &str) -> Self {
         let name = format!("lab_{}_{}", std::process::id(), authplug_store::now_ms());
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        let mut client = postgres::Client::connect(admin, postgres::NoTls).unwrap();
         client.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
         let base = admin.rsplit_once('/').unwrap().0;
         let location = Location::Postgres(format!("{base}/{name}"));

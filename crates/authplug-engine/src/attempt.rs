@@ -117,12 +117,14 @@ impl Engine {
     }
 
     /// Ends an attempt in the store; the system's new version if it changed. A store error is
-    /// retried a few times within a second or two: the result (perhaps a rotated refresh token
-    /// that exists nowhere else) is only in memory until this succeeds.
+    /// retried a few times within a second or two, and an unreachable store (PostgreSQL
+    /// restarting) for up to [`STORE_OUTAGE`]: the result (perhaps a rotated refresh token that
+    /// exists nowhere else) is only in memory until this succeeds.
     async fn finish(&self, attempt: &Attempt, finish: Finish) -> Result<Option<i64>, EngineError> {
         let finish = Arc::new(finish);
         let mut wait = Duration::from_millis(50);
         let mut tries_left = 5;
+        let outage_ends = std::time::Instant::now() + STORE_OUTAGE;
         loop {
             let (owned, shared) = (attempt.clone(), finish.clone());
             let actor = self.config.actor.clone();
@@ -133,6 +135,13 @@ impl Engine {
                 .await;
             tries_left -= 1;
             match result {
+                Err(EngineError::Store(error @ StoreError::Unavailable { .. }))
+                    if std::time::Instant::now() < outage_ends =>
+                {
+                    tracing::warn!(system = %attempt.system_id, error = %authplug_store::chain(&error), "the store is unreachable with a refresh result to keep; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
                 // A conflict will not go away by trying again; anything else may.
                 Err(EngineError::Store(error))
                     if tries_left > 0 && !matches!(error, StoreError::VersionConflict { .. }) =>
@@ -146,6 +155,9 @@ impl Engine {
         }
     }
 }
+
+/// How long a refresh result waits in memory for an unreachable store.
+const STORE_OUTAGE: Duration = Duration::from_secs(60);
 
 /// A note for the operator when the previous attempt died in flight.
 pub(crate) fn interrupted_note(previous: &Attempt) -> Option<String> {

@@ -1,6 +1,8 @@
 //! Error answers: `{"error", "message"}` with a status, never a secret; and the one mapping from
 //! the engine's, the store's and the onboarding's error kinds to them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use authplug_engine::EngineError;
 use authplug_onboard::OnboardError;
 use authplug_protocol::ErrorCode;
@@ -58,8 +60,37 @@ pub(crate) fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// Server-side failures are logged (their messages never hold a secret), at most a few lines a
+/// second however many requests fail: the rest are counted into the next line.
+fn log_failure(error: &ApiError) {
+    static WINDOW: AtomicU64 = AtomicU64::new(0);
+    static IN_WINDOW: AtomicU64 = AtomicU64::new(0);
+    static HELD_BACK: AtomicU64 = AtomicU64::new(0);
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if WINDOW.swap(second, Ordering::Relaxed) != second {
+        IN_WINDOW.store(0, Ordering::Relaxed);
+    }
+    if IN_WINDOW.fetch_add(1, Ordering::Relaxed) >= 5 {
+        HELD_BACK.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let held_back = HELD_BACK.swap(0, Ordering::Relaxed);
+    tracing::error!(
+        status = error.status.as_u16(),
+        code = error.code,
+        held_back,
+        "request failed: {}",
+        error.message
+    );
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            log_failure(&self);
+        }
         let mut response =
             (self.status, Json(json!({"error": self.code, "message": self.message})))
                 .into_response();
@@ -81,6 +112,9 @@ impl From<EngineError> for ApiError {
             EngineError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             EngineError::SchemeNotLoaded { .. } | EngineError::CannotRenew { .. } => {
                 (StatusCode::CONFLICT, "cannot_serve")
+            }
+            EngineError::Store(StoreError::Unavailable { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
             }
             EngineError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
             EngineError::Scheme { error: call, .. } => {
@@ -107,6 +141,10 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         if let StoreError::InvalidId { .. } = error {
             return ApiError::new(StatusCode::BAD_REQUEST, "invalid_system_id", error.to_string());
+        }
+        if let StoreError::Unavailable { .. } = error {
+            let said = authplug_store::chain(&error);
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", said);
         }
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", authplug_store::chain(&error))
     }

@@ -76,6 +76,14 @@ pub enum StoreError {
          not sent"
     )]
     LeaseLost { id: String, holder: String },
+    /// The database cannot be reached for now (PostgreSQL down, restarting, or the session
+    /// terminated): the next call tries again, so this passes once the database is back.
+    #[error("store unavailable: {what}")]
+    Unavailable {
+        what: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// Any other database error.
     #[error("database error: {what}")]
     Database {
@@ -119,6 +127,14 @@ impl StoreError {
         source: impl Error + Send + Sync + 'static,
     ) -> Self {
         StoreError::Database { what: what.into(), source: Some(Arc::new(source)) }
+    }
+
+    pub(crate) fn unavailable(
+        what: impl Into<String>,
+        source: Option<impl Error + Send + Sync + 'static>,
+    ) -> Self {
+        let source = source.map(|s| Arc::new(s) as Cause);
+        StoreError::Unavailable { what: what.into(), source }
     }
 
     pub(crate) fn tampered(place: impl Into<String>) -> Self {
