@@ -184,7 +184,8 @@ fn postgres_restarted_under_traffic_answers_fast_503s_and_recovers_without_a_dou
         seen.iter().filter(|(status, _, took)| *status == 200 && *took > outage_took).count();
     assert!(failed + spanned > 0, "the traffic saw the outage");
     assert!(seen.len() > failed, "and the recovery");
-    assert!(serving.child.id() > 0);
+    let mut serving = serving;
+    assert!(serving.child.try_wait().unwrap().is_none(), "serve was not restarted: it still runs");
     let (status, after, _) = authorize(&client, &serving.api);
     assert_eq!(status, 200);
     assert_ne!(header(&after), header(&first), "the credential was renewed");

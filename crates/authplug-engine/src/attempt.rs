@@ -133,7 +133,6 @@ impl Engine {
                     Ok(store.finish_refresh(&owned, &shared, &actor)?)
                 })
                 .await;
-            tries_left -= 1;
             match result {
                 Err(EngineError::Store(error @ StoreError::Unavailable { .. }))
                     if std::time::Instant::now() < outage_ends =>
@@ -144,8 +143,9 @@ impl Engine {
                 }
                 // A conflict will not go away by trying again; anything else may.
                 Err(EngineError::Store(error))
-                    if tries_left > 0 && !matches!(error, StoreError::VersionConflict { .. }) =>
+                    if tries_left > 1 && !matches!(error, StoreError::VersionConflict { .. }) =>
                 {
+                    tries_left -= 1;
                     tracing::warn!(system = %attempt.system_id, error = %authplug_store::chain(&error), "storing a refresh result failed; retrying");
                     tokio::time::sleep(wait).await;
                     wait *= 2;

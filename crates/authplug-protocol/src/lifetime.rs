@@ -21,8 +21,9 @@ pub enum ApplyOutput {
     /// Not declared (a plugin older than protocol 1.4): treated as [`ApplyOutput::LongLived`].
     #[default]
     Unspecified,
-    /// A credential that lapses on its own within hours (an OAuth2 access token, a session
-    /// ticket): a worker that may only authorize requests may hold it.
+    /// A credential derived from the user's secrets that lapses on its own and from which they
+    /// cannot be recovered (an OAuth2 access token, a session token or ticket, hours to days):
+    /// a worker that may only authorize requests may hold it.
     ShortLived,
     /// The long-lived secret itself, or something it can be recovered from (an API key, a
     /// password in a Basic header, an application token): only tokens that may read long-lived

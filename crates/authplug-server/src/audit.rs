@@ -19,6 +19,8 @@ pub const AUTHORIZED: &str = "authorized";
 #[derive(Debug, Default)]
 pub struct AuthorizeAudit {
     counts: Mutex<HashMap<String, HashMap<String, Tally>>>,
+    /// One flush at a time: the one at stop waits for a periodic one under way.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +64,7 @@ impl AuthorizeAudit {
     /// Writes a row for every token and system counted since the last flush. A row the store
     /// refuses is put back, to be written with the next one.
     pub async fn flush(&self, state: &Arc<AppState>) {
+        let _one = self.flushing.lock().await;
         let taken = std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()));
         let mut kept = Vec::new();
         for (actor, systems) in taken {

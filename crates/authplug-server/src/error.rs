@@ -60,8 +60,10 @@ pub(crate) fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// Server-side failures are logged (their messages never hold a secret), at most a few lines a
-/// second however many requests fail: the rest are counted into the next line.
+/// Server-side failures are logged, at most a few lines a second however many requests fail (the
+/// rest are counted into the next line). The message is logged for store failures only, whose
+/// text is the database's and never a value; a plugin's or provider's text is scrubbed only of
+/// what went into the call, so for those the status and code are logged alone.
 fn log_failure(error: &ApiError) {
     static WINDOW: AtomicU64 = AtomicU64::new(0);
     static IN_WINDOW: AtomicU64 = AtomicU64::new(0);
@@ -77,12 +79,15 @@ fn log_failure(error: &ApiError) {
         return;
     }
     let held_back = HELD_BACK.swap(0, Ordering::Relaxed);
+    let said = match error.code {
+        "store" | "store_unavailable" | "not_ready" => error.message.as_str(),
+        _ => "see the answer's code",
+    };
     tracing::error!(
         status = error.status.as_u16(),
         code = error.code,
         held_back,
-        "request failed: {}",
-        error.message
+        "request failed: {said}"
     );
 }
 

@@ -121,10 +121,17 @@ pub async fn serve(
             match tls {
                 None => connection(watched, born, app, limits, evict, last, &mut stopped).await,
                 Some(tls) => {
-                    // A handshake that does not finish in time, or fails, closes the socket.
+                    // A handshake that does not finish in time, or fails, closes the socket; so
+                    // do an eviction and the server's stop before it finishes (no request yet).
                     let handshake =
                         tokio::time::timeout(limits.header_timeout, tls.accept(watched));
-                    if let Ok(Ok(secured)) = handshake.await {
+                    let (evicted, mut stopping) = (evict.clone(), stopped.clone());
+                    let secured = tokio::select! {
+                        done = handshake => done.ok().and_then(Result::ok),
+                        () = evicted.notified() => None,
+                        _ = stopping.changed() => None,
+                    };
+                    if let Some(secured) = secured {
                         connection(secured, born, app, limits, evict, last, &mut stopped).await;
                     }
                 }
