@@ -16,8 +16,10 @@ pub(crate) async fn healthz() -> &'static str {
 }
 
 /// Ready when the store answers and schemes are loaded. Degraded, and saying which, when an
-/// isolated plugin's process is down (it is started again) or when stored systems name a scheme
-/// no loaded plugin serves (`missing`: those systems answer `cannot_serve`).
+/// isolated plugin's process is down (it is started again), when stored systems name a scheme
+/// no loaded plugin serves (`missing`: those systems answer `cannot_serve`), or when the store
+/// is read but cannot be written (`store.writes`: a full or read-only file system; stored
+/// secrets are still served, renewals and changes fail until a write succeeds again).
 pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let by_scheme = state
         .with_store(|store| store.count_by_scheme())
@@ -42,9 +44,14 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Va
             "no scheme is loaded",
         ));
     }
-    let status = if degraded.is_empty() { "ok" } else { "degraded" };
+    let writes = state.engine.store().write_failure();
+    let status = if degraded.is_empty() && writes.is_none() { "ok" } else { "degraded" };
+    let store = match writes {
+        Some(reason) => json!({"writes": "failing", "reason": reason}),
+        None => json!({"writes": "ok"}),
+    };
     Ok(Json(json!({"ready": true, "status": status, "schemes": schemes, "degraded": degraded,
-                   "missing": missing, "systems": systems})))
+                   "missing": missing, "systems": systems, "store": store})))
 }
 
 /// Prometheus text exposition; no secret, no system id.

@@ -61,6 +61,9 @@ pub struct Store {
     keys: Keyring,
     location: Location,
     clock: Arc<dyn Clock>,
+    /// Why the last write failed, while the store cannot be written (a full or read-only file
+    /// system, a database gone); cleared by the next write that succeeds.
+    write_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl fmt::Debug for Store {
@@ -77,8 +80,13 @@ impl Store {
             Location::Sqlite(path) => Box::new(sqlite::SqliteBackend::open(path)?),
             Location::Postgres(url) => Box::new(postgres::PgBackend::connect(url)?),
         };
-        let store =
-            Self { backend, keys, location: location.clone(), clock: Arc::new(SystemClock) };
+        let store = Self {
+            backend,
+            keys,
+            location: location.clone(),
+            clock: Arc::new(SystemClock),
+            write_failure: std::sync::Mutex::new(None),
+        };
         let in_use = store.tx(false, |tx| tx.key_ids())?;
         let missing: Vec<String> = in_use.into_iter().filter(|id| !store.keys.has(id)).collect();
         if !missing.is_empty() {
@@ -106,14 +114,29 @@ impl Store {
         &self.keys
     }
 
+    /// Why writes fail for now (the last write failed with [`StoreError::Unavailable`] and none
+    /// succeeded since), for readiness probes.
+    pub fn write_failure(&self) -> Option<String> {
+        self.write_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn tx<R>(&self, write: bool, body: impl FnOnce(&mut dyn Tx) -> Result<R>) -> Result<R> {
         let mut body = Some(body);
         let mut out = None;
-        self.backend.transaction(write, &mut |tx| {
+        let done = self.backend.transaction(write, &mut |tx| {
             let body = body.take().expect("a transaction body runs once");
             out = Some(body(tx)?);
             Ok(())
-        })?;
+        });
+        if write {
+            let failure = match &done {
+                Err(error @ StoreError::Unavailable { .. }) => Some(chain(error)),
+                Err(_) => return done.map(|()| out.expect("the body ran")),
+                Ok(()) => None,
+            };
+            *self.write_failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
+        }
+        done?;
         Ok(out.expect("the body ran"))
     }
 }

@@ -21,6 +21,7 @@ use crate::backend::{Backend, Tx};
 use crate::schema::{self, Dialect};
 use crate::{Result, StoreError};
 
+mod fallback;
 mod rows;
 
 use rows::SqliteTx;
@@ -54,10 +55,14 @@ fn database_error(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |e| classify(path, e)
 }
 
-/// A damaged file is named as such, and so is a value no authplug writes; anything else is a
-/// database error.
+/// A damaged file is named as such, and so is a value no authplug writes; a file that cannot be
+/// written for now (a full or read-only file system, a lock held too long) is unavailable;
+/// anything else is a database error.
 fn classify(path: &Path, error: rusqlite::Error) -> StoreError {
-    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    use rusqlite::ErrorCode::{
+        CannotOpen, DatabaseBusy, DatabaseCorrupt, DatabaseLocked, DiskFull, NotADatabase,
+        ReadOnly, SystemIoFailure,
+    };
     if let rusqlite::Error::FromSqlConversionFailure(_, _, inner) = &error {
         if let Some(damage) = inner.downcast_ref::<StoreError>() {
             return damage.clone();
@@ -69,6 +74,22 @@ fn classify(path: &Path, error: rusqlite::Error) -> StoreError {
             what: format!("{what} is not a readable SQLite database (truncated or overwritten?)"),
             source: Some(std::sync::Arc::new(error)),
         },
+        Some(DiskFull) => StoreError::unavailable(
+            format!("{what}: the file system is full: changes fail until space is freed"),
+            Some(error),
+        ),
+        Some(ReadOnly) => StoreError::unavailable(
+            format!("{what} cannot be written (a read-only file system or file): changes fail"),
+            Some(error),
+        ),
+        Some(DatabaseBusy | DatabaseLocked) => StoreError::unavailable(
+            format!("{what} is locked by another process for longer than the busy timeout (30 s)"),
+            Some(error),
+        ),
+        Some(SystemIoFailure | CannotOpen) => StoreError::unavailable(
+            format!("{what}: disk I/O error (a full, read-only or failing disk?)"),
+            Some(error),
+        ),
         _ => StoreError::database_because(what, error),
     }
 }
@@ -77,27 +98,21 @@ impl SqliteBackend {
     pub(crate) fn open(path: &Path) -> Result<Self> {
         crate::location::prepare_sqlite_dir(path)?;
         create_private_file(path)?;
-        let fail = database_error(path);
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut connection = Connection::open_with_flags(path, flags).map_err(&fail)?;
-        // Every statement the store runs fits, so none is parsed twice.
-        connection.set_prepared_statement_cache_capacity(64);
-        connection.busy_timeout(Duration::from_secs(30)).map_err(&fail)?;
-        connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-            )
-            .map_err(&fail)?;
-        // A truncated or damaged file must be named before anything is read or written.
-        let check: String =
-            connection.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(&fail)?;
-        if check != "ok" {
-            return Err(StoreError::corrupt(format!(
-                "{} failed its integrity check (truncated or damaged?): {check}",
-                path.display()
-            )));
-        }
-        migrate(&mut connection)?;
+        let connection = match connect(path, Access::Write) {
+            Ok(connection) => connection,
+            // A store that cannot be written for now (a full or read-only file system) is still
+            // read; every change fails, and says why.
+            Err(writable @ StoreError::Unavailable { .. }) => {
+                let connection = match connect(path, Access::Read) {
+                    Ok(connection) => connection,
+                    Err(_) => fallback::unwritable(path, writable.clone())?,
+                };
+                let why = crate::chain(&writable);
+                tracing::warn!("{}: opened for reading only: {why}", path.display());
+                connection
+            }
+            Err(other) => return Err(other),
+        };
         Ok(Self {
             state: Mutex::new(Group {
                 connection,
@@ -141,8 +156,65 @@ fn create_private_file(path: &Path) -> Result<()> {
         .map_err(|e| StoreError::io(format!("cannot create {}", path.display()), e))
 }
 
-fn migrate(connection: &mut Connection) -> Result<()> {
-    let fail = |e: rusqlite::Error| StoreError::database_because("migration", e);
+/// How [`connect`] opens the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Write,
+    /// Reading only: SQLite writes nothing, but still needs the WAL's shared-memory file.
+    Read,
+    /// Reading a file nobody can change (on a read-only file system, with no write-ahead log
+    /// left to apply): no locks and no shared memory at all.
+    Immutable,
+}
+
+/// A connection to the store at `path`, checked and migrated.
+fn connect(path: &Path, access: Access) -> Result<Connection> {
+    let fail = database_error(path);
+    let flags = match access {
+        Access::Write => OpenFlags::SQLITE_OPEN_READ_WRITE,
+        Access::Read => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        Access::Immutable => OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut connection = match access {
+        Access::Immutable => Connection::open_with_flags(fallback::immutable_uri(path), flags),
+        _ => Connection::open_with_flags(path, flags),
+    }
+    .map_err(&fail)?;
+    let writable = access == Access::Write;
+    // Every statement the store runs fits, so none is parsed twice.
+    connection.set_prepared_statement_cache_capacity(64);
+    connection.busy_timeout(Duration::from_secs(30)).map_err(&fail)?;
+    let pragmas = match writable {
+        true => "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        false => "PRAGMA foreign_keys = ON;",
+    };
+    connection.execute_batch(pragmas).map_err(&fail)?;
+    // A truncated or damaged file must be named before anything is read or written.
+    let check: String =
+        connection.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(&fail)?;
+    if check != "ok" {
+        return Err(StoreError::corrupt(format!(
+            "{} failed its integrity check (truncated or damaged?): {check}",
+            path.display()
+        )));
+    }
+    migrate(&mut connection, path)?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection, path: &Path) -> Result<()> {
+    // Nothing to migrate (the usual case) is found by reading alone, so that a store on a full
+    // or read-only file system still opens.
+    let current = connection.query_row(schema::READ_VERSION, [], |r| r.get(0)).optional();
+    if let Ok(found) = current {
+        if schema::pending(schema::parse_version(found)?, Dialect::Sqlite)?.is_empty() {
+            return Ok(());
+        }
+    }
+    let fail = |e: rusqlite::Error| match classify(path, e) {
+        unavailable @ StoreError::Unavailable { .. } => unavailable,
+        other => StoreError::database_because("migration", other),
+    };
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fail)?;
     tx.execute(schema::CREATE_META, []).map_err(fail)?;
     let found: Option<String> =
