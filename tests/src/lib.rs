@@ -122,6 +122,32 @@ pub fn authplug(plugin_dir: &Path, args: &[&str]) -> Output {
         .expect("authplug runs")
 }
 
+/// Stops a running `authplug serve` as a service manager does (SIGTERM to its own pid) and waits
+/// for it: how it ended.
+pub fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+    assert!(sent.success(), "SIGTERM to {pid}");
+    child.wait().expect("serve ends")
+}
+
+/// One request to a running `authplug serve` with `token`: the status and the JSON answer (or
+/// `null`).
+pub fn call(url: &str, method: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let response = reqwest::Client::new()
+            .request(method, format!("{url}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
+    })
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -215,22 +215,6 @@ fn an_authconfig_with_a_byte_order_mark_and_comments_gives_the_values_meant() {
     assert_eq!(record.injected["api_key"].expose(), KEY);
 }
 
-/// One request to a running `authplug serve`: the status and the JSON answer (or `null`).
-fn call(url: &str, method: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let response = reqwest::Client::new()
-            .request(method, format!("{url}{path}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let body = response.bytes().await.unwrap();
-        (status, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null))
-    })
-}
-
 #[test]
 fn system_ids_are_plain_in_every_command_and_route_and_never_printed_raw() {
     // Item 7.
@@ -264,7 +248,12 @@ fn system_ids_are_plain_in_every_command_and_route_and_never_printed_raw() {
         ["/v1/systems/a%0Ab", "/v1/systems/a%1B%5B31m/authorize", "/v1/systems/-rf"]
             .iter()
             .map(|path| {
-                call(&url, if path.ends_with("authorize") { "POST" } else { "GET" }, path, &admin)
+                tests::call(
+                    &url,
+                    if path.ends_with("authorize") { "POST" } else { "GET" },
+                    path,
+                    &admin,
+                )
             })
             .collect();
     let _ = child.kill();
@@ -291,7 +280,7 @@ fn a_secret_with_a_line_end_is_never_served_as_a_header_value() {
     let mut serve = desk.authplug();
     serve.arg("serve");
     let (mut child, url, _log) = tests::serve(&mut serve, &tokens);
-    let (status, body) = call(&url, "POST", "/v1/systems/w/authorize", &admin);
+    let (status, body) = tests::call(&url, "POST", "/v1/systems/w/authorize", &admin);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!((status, body["error"].as_str()), (409, Some("invalid_secret")), "{body}");
@@ -329,7 +318,7 @@ fn serve_says_why_a_plugin_file_was_refused_and_readyz_names_the_schemes_it_lack
         }
         before.push(line);
     };
-    let (status, ready) = call(&url, "GET", "/readyz", "");
+    let (status, ready) = tests::call(&url, "GET", "/readyz", "");
     let _ = child.kill();
     let _ = child.wait();
     let refusals: Vec<&String> = before.iter().filter(|l| l.contains("plugin refused")).collect();
@@ -456,15 +445,13 @@ fn an_authorize_only_token_never_receives_a_long_lived_key_and_every_call_is_aud
     let (mut child, url, _log) = tests::serve(&mut serve, &tokens);
     let refused: Vec<_> = [&worker, &reader]
         .iter()
-        .map(|t| call(&url, "POST", "/v1/systems/w/authorize", t))
+        .map(|t| tests::call(&url, "POST", "/v1/systems/w/authorize", t))
         .collect();
     let served: Vec<_> =
-        (0..3).map(|_| call(&url, "POST", "/v1/systems/w/authorize", &keyed)).collect();
-    let by_admin = call(&url, "POST", "/v1/systems/w/authorize", &admin);
+        (0..3).map(|_| tests::call(&url, "POST", "/v1/systems/w/authorize", &keyed)).collect();
+    let by_admin = tests::call(&url, "POST", "/v1/systems/w/authorize", &admin);
     // Stopped gracefully: the minute in progress goes to the audit trail.
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    assert!(child.wait().unwrap().success());
+    assert!(tests::terminate(&mut child).success());
 
     for (status, body) in refused {
         assert_eq!((status, body["error"].as_str()), (403, Some("long_lived")), "{body}");

@@ -7,7 +7,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::Value;
 use tests::desk::Desk;
 use tests::{stderr, stdout};
 
@@ -91,21 +90,6 @@ fn connect(desk: &Desk, store: &Path, id: &str) -> Output {
         .unwrap()
 }
 
-fn call(url: &str, method: &str, path: &str, token: &str) -> (u16, Value) {
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let response = reqwest::Client::new()
-            .request(method, format!("{url}{path}"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let body = response.bytes().await.unwrap();
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-    })
-}
-
 #[test]
 fn a_full_file_system_fails_changes_clearly_serves_stored_secrets_and_recovers() {
     let disk = SmallDisk::mount();
@@ -117,12 +101,12 @@ fn a_full_file_system_fails_changes_clearly_serves_stored_secrets_and_recovers()
     let mut command = authplug(&desk, &store);
     command.args(["serve", "--authorize-cache-ms", "0"]);
     let (mut child, url, _log) = tests::serve(&mut command, &tokens);
-    assert_eq!(call(&url, "POST", "/v1/systems/w/authorize", &admin).0, 200);
+    assert_eq!(tests::call(&url, "POST", "/v1/systems/w/authorize", &admin).0, 200);
 
     let filler = disk.fill();
     // Stored secrets are still served, by serve and by the read-only commands.
     for _ in 0..3 {
-        let (status, body) = call(&url, "POST", "/v1/systems/w/authorize", &admin);
+        let (status, body) = tests::call(&url, "POST", "/v1/systems/w/authorize", &admin);
         assert_eq!(status, 200, "{body}");
         assert!(body["headers"].to_string().contains(KEY));
     }
@@ -136,11 +120,15 @@ fn a_full_file_system_fails_changes_clearly_serves_stored_secrets_and_recovers()
     let refused = connect(&desk, &store, "x");
     assert_eq!(refused.status.code(), Some(5), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("the file system is full"), "{}", stderr(&refused));
-    let (status, body) = call(&url, "DELETE", "/v1/systems/w", &admin);
+    let (status, body) = tests::call(&url, "DELETE", "/v1/systems/w", &admin);
     assert_eq!((status, body["error"].as_str()), (503, Some("store_unavailable")), "{body}");
     assert!(body["message"].as_str().unwrap().contains("full"), "{body}");
-    assert_eq!(call(&url, "POST", "/v1/systems/w/authorize", &admin).0, 200, "w is still there");
-    let (status, ready) = call(&url, "GET", "/readyz", &admin);
+    assert_eq!(
+        tests::call(&url, "POST", "/v1/systems/w/authorize", &admin).0,
+        200,
+        "w is still there"
+    );
+    let (status, ready) = tests::call(&url, "GET", "/readyz", &admin);
     assert_eq!((status, ready["status"].as_str()), (200, Some("degraded")), "{ready}");
     assert_eq!(ready["store"]["writes"], "failing", "{ready}");
 
@@ -148,12 +136,10 @@ fn a_full_file_system_fails_changes_clearly_serves_stored_secrets_and_recovers()
     std::fs::remove_file(filler).unwrap();
     let connected = connect(&desk, &store, "x");
     assert!(connected.status.success(), "{}", stderr(&connected));
-    assert_eq!(call(&url, "DELETE", "/v1/systems/x", &admin).0, 204);
-    let (_, ready) = call(&url, "GET", "/readyz", &admin);
+    assert_eq!(tests::call(&url, "DELETE", "/v1/systems/x", &admin).0, 204);
+    let (_, ready) = tests::call(&url, "GET", "/readyz", &admin);
     assert_eq!((ready["status"].as_str(), &ready["store"]["writes"]), (Some("ok"), &"ok".into()));
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    assert!(child.wait().unwrap().success());
+    assert!(tests::terminate(&mut child).success());
 
     // With no process holding the store open, SQLite cannot create the shared-memory index it
     // reads a WAL store through on a full disk: said so, in one line, and nothing changed.

@@ -85,12 +85,7 @@ fn serve_speaks_tls_with_the_certificate_given_and_takes_a_new_one_on_sighup() {
     assert!(kept.contains("key.pem") && kept.contains("not the key of the certificate"), "{kept}");
     assert_eq!(healthz(&url, &second.0), Ok(200), "still served");
 
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    assert!(child.wait().unwrap().success());
+    assert!(tests::terminate(&mut child).success());
 }
 
 #[test]

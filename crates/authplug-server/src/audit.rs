@@ -15,7 +15,7 @@ use crate::AppState;
 /// The action of the audit rows.
 pub const AUTHORIZED: &str = "authorized";
 
-/// Calls counted since the last flush: actor, then system.
+/// Calls counted since the last flush: token name, then system.
 #[derive(Debug, Default)]
 pub struct AuthorizeAudit {
     counts: Mutex<HashMap<String, HashMap<String, Tally>>>,
@@ -36,13 +36,14 @@ fn now() -> i64 {
 }
 
 impl AuthorizeAudit {
-    /// Counts one call of `actor` (e.g. `api:worker-1`) for `system`.
-    pub(crate) fn count(&self, actor: &str, system: &str, served: bool) {
+    /// Counts one call of the token named `token` for `system` (its row's actor is
+    /// `api:TOKEN`).
+    pub(crate) fn count(&self, token: &str, system: &str, served: bool) {
         let at = now();
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let systems = match counts.get_mut(actor) {
+        let systems = match counts.get_mut(token) {
             Some(systems) => systems,
-            None => counts.entry(actor.to_owned()).or_default(),
+            None => counts.entry(token.to_owned()).or_default(),
         };
         let tally = match systems.get_mut(system) {
             Some(tally) => tally,
@@ -67,7 +68,8 @@ impl AuthorizeAudit {
         let _one = self.flushing.lock().await;
         let taken = std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner()));
         let mut kept = Vec::new();
-        for (actor, systems) in taken {
+        for (token, systems) in taken {
+            let actor = format!("api:{token}");
             for (system, tally) in systems {
                 let detail = json!({
                     "served": tally.served,
@@ -86,13 +88,13 @@ impl AuthorizeAudit {
                         error = error.message(),
                         "authorize audit not written yet"
                     );
-                    kept.push((actor.clone(), system, tally));
+                    kept.push((token.clone(), system, tally));
                 }
             }
         }
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        for (actor, system, tally) in kept {
-            let systems = counts.entry(actor).or_default();
+        for (token, system, tally) in kept {
+            let systems = counts.entry(token).or_default();
             match systems.get_mut(&system) {
                 Some(slot) => {
                     slot.served += tally.served;

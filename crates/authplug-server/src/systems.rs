@@ -149,11 +149,10 @@ pub(crate) async fn authorize(
         |c| c.may_authorize(&id),
         || format!("authorize requests of {id}"),
     )?;
-    let actor = format!("api:{}", caller.name);
     let authorization = match state.engine.authorize(&id).await {
         Ok(authorization) => authorization,
         Err(error) => {
-            state.authorize_audit.count(&actor, &id, false);
+            state.authorize_audit.count(&caller.name, &id, false);
             return Err(error.into());
         }
     };
@@ -162,7 +161,7 @@ pub(crate) async fn authorize(
     let scheme = &authorization.token.scheme;
     let output = state.engine.registry().get(scheme).map(|s| s.descriptor().apply_output);
     if !output.is_some_and(|o| o.is_short_lived()) && !caller.may_read_long_lived(&id) {
-        state.authorize_audit.count(&actor, &id, false);
+        state.authorize_audit.count(&caller.name, &id, false);
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "long_lived",
@@ -171,7 +170,7 @@ pub(crate) async fn authorize(
             ),
         ));
     }
-    state.authorize_audit.count(&actor, &id, true);
+    state.authorize_audit.count(&caller.name, &id, true);
     let pairs = |list: &[(String, authplug_protocol::Secret)]| -> Vec<Value> {
         list.iter().map(|(k, v)| json!([k, v.expose()])).collect()
     };
