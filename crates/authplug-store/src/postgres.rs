@@ -89,7 +89,7 @@ impl PgBackend {
                 let said = "PostgreSQL is unreachable (connecting again shortly)";
                 return Err(StoreError::unavailable(said, None::<postgres::Error>));
             }
-            match self.config.connect(NoTls) {
+            match connect_within(&self.config, CONNECT_TIMEOUT) {
                 Ok(client) => {
                     tracing::info!("connected to PostgreSQL again");
                     session.failed_at = None;
@@ -97,12 +97,30 @@ impl PgBackend {
                 }
                 Err(error) => {
                     session.failed_at = Some(Instant::now());
-                    let said = "cannot connect to PostgreSQL";
-                    return Err(StoreError::unavailable(said, Some(error)));
+                    return Err(error);
                 }
             }
         }
         Ok(session.live.as_mut().expect("connected above"))
+    }
+}
+
+/// Connects on a thread of its own, waiting at most `within`: `connect_timeout` bounds only the
+/// TCP connect, not a server that accepts and then never answers (one starting up or going
+/// down), and every store call waits behind a reconnect.
+fn connect_within(config: &postgres::Config, within: Duration) -> Result<Client> {
+    let (sent, received) = std::sync::mpsc::channel();
+    let config = config.clone();
+    std::thread::spawn(move || {
+        let _ = sent.send(config.connect(NoTls));
+    });
+    match received.recv_timeout(within) {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(error)) => Err(StoreError::unavailable("cannot connect to PostgreSQL", Some(error))),
+        Err(_) => Err(StoreError::unavailable(
+            format!("cannot connect to PostgreSQL: no answer within {} s", within.as_secs()),
+            None::<postgres::Error>,
+        )),
     }
 }
 
