@@ -280,7 +280,8 @@ pub enum Command {
     /// Refresh systems now: the named ones (forced), or with --due every one that is due.
     Refresh(RefreshArgs),
     /// Every system's lifecycle: state (and why), expiry, last refresh, failures, next attempt.
-    Status,
+    /// Filter with --state, --scheme, --connector; page with --limit and --cursor.
+    Status(crate::commands::listing::ListArgs),
     /// List the stored systems (connector instances): scheme, state, expiry. Never values.
     Systems(SystemsArgs),
     /// Manage the credential store itself: key rotation, backups.

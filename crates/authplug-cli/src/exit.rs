@@ -91,9 +91,10 @@ impl From<StoreError> for Failure {
             StoreError::NotFound(_) => Code::NotFound,
             StoreError::Unsafe { .. } => Code::Unsafe,
             StoreError::VersionConflict { .. } | StoreError::LeaseLost { .. } => Code::Conflict,
-            StoreError::Exists(_) | StoreError::Bundle(_) | StoreError::InvalidId { .. } => {
-                Code::BadInput
-            }
+            StoreError::Exists(_)
+            | StoreError::Bundle(_)
+            | StoreError::InvalidId { .. }
+            | StoreError::BadCursor => Code::BadInput,
             _ => Code::Store,
         };
         Failure::new(code, said(&error))

@@ -58,6 +58,7 @@ impl Engine {
                     backoff: &self.config.backoff,
                     jitter: crate::Backoff::jitter(),
                     interrupted: interrupted.as_deref(),
+                    margin_secs: self.margin(scheme).secs(),
                 },
             );
             let version = self.finish(&attempt, settlement.finish).await?;

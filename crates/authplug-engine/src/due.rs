@@ -20,27 +20,21 @@ impl Margin {
     }
 }
 
+impl Margin {
+    pub(crate) fn secs(self) -> i64 {
+        self.0
+    }
+}
+
 /// When secrets expiring at `expires_at` and issued at `issued` become due (Unix seconds); never,
-/// for secrets that do not expire.
+/// for secrets that do not expire. The store's formula, which indexes the same moment.
 pub(crate) fn due_at(expires_at: Option<i64>, issued: i64, margin: Margin) -> Option<i64> {
-    let expires_at = expires_at?;
-    let lifetime = expires_at.saturating_sub(issued).max(0);
-    Some(expires_at - margin.0.min(lifetime / 2))
+    authplug_store::schedule::due_at(expires_at, issued, Some(margin.0))
 }
 
 /// Whether the system's secrets are due at `now` (Unix seconds).
 pub(crate) fn is_due(summary: &SystemSummary, margin: Margin, now: i64) -> bool {
     due_at(summary.expires_at, summary.issued_at(), margin).is_some_and(|due| now >= due)
-}
-
-/// Whether an idle credential should be refreshed to keep it alive at `now`.
-pub(crate) fn needs_keepalive(
-    summary: &SystemSummary,
-    keepalive: Option<Duration>,
-    now: i64,
-) -> bool {
-    let Some(idle) = keepalive else { return false };
-    now - summary.issued_at() >= i64::try_from(idle.as_secs()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -67,6 +61,7 @@ mod tests {
             failures: 0,
             secret_names: vec![],
             key_ids: vec![],
+            due_at: None,
         }
     }
 
@@ -109,14 +104,5 @@ mod tests {
         assert_eq!(Margin::of(&descriptor, Duration::from_secs(300)), Margin(300));
         descriptor.refresh.margin_secs = Some(60);
         assert_eq!(Margin::of(&descriptor, Duration::from_secs(300)), Margin(60));
-    }
-
-    #[test]
-    fn keepalive_is_off_unless_configured_and_counts_from_the_last_refresh() {
-        let s = summary(0, Some(1000), None);
-        assert!(!needs_keepalive(&s, None, 1_000_000));
-        let day = Some(Duration::from_secs(86_400));
-        assert!(!needs_keepalive(&s, day, 1000 + 86_399));
-        assert!(needs_keepalive(&s, day, 1000 + 86_400));
     }
 }

@@ -47,6 +47,6 @@ pub use engine::{Engine, Token};
 pub use error::EngineError;
 pub use events::{Event, EventKind, Events};
 pub use holder::Holder;
-pub use status::{status, SystemStatus};
+pub use status::{status, status_page, SystemStatus};
 pub use sweep::SweepResults;
 pub use webhook::Webhook;

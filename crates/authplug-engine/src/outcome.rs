@@ -82,6 +82,8 @@ pub(crate) struct Attempted<'a> {
     pub jitter: f64,
     /// What the operator should know of the attempt before, which died in flight.
     pub interrupted: Option<&'a str>,
+    /// The scheme's refresh margin, seconds (so the store indexes when renewed secrets fall due).
+    pub margin_secs: i64,
 }
 
 /// What to do once the finish is stored.
@@ -142,7 +144,9 @@ pub(crate) fn settle(verdict: Verdict, at: &Attempted<'_>) -> Settlement {
             detail["recovered"] = recovering.into();
             let now_secs = at.now_ms.div_euclid(1000);
             let change = Change {
-                injected: Some(Injected::new(injected.clone(), expires_at)),
+                injected: Some(
+                    Injected::new(injected.clone(), expires_at).with_margin(at.margin_secs),
+                ),
                 state: Some(Lifecycle::Active),
                 last_refresh_at: Some(now_secs),
                 failures: Some(0),

@@ -29,6 +29,7 @@ fn record(failures: i64, expires_at: Option<i64>) -> SystemRecord {
             failures,
             secret_names: vec![],
             key_ids: vec![],
+            due_at: None,
         },
         required: BTreeMap::new(),
         injected: BTreeMap::from([("oauth_access_token".into(), Secret::new("at-old"))]),
@@ -59,6 +60,7 @@ fn settled(verdict: Verdict, record: &SystemRecord, number: u32) -> Settlement {
             backoff: &backoff,
             jitter: 1.0,
             interrupted: None,
+            margin_secs: 300,
         },
     )
 }
@@ -173,6 +175,7 @@ fn a_refusal_after_an_attempt_died_in_flight_says_so() {
             backoff: &backoff,
             jitter: 1.0,
             interrupted: Some("an earlier refresh died in flight"),
+            margin_secs: 300,
         },
     );
     assert_eq!(

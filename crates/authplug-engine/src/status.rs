@@ -2,10 +2,11 @@
 //! journal add to it (a refresh in flight, a backoff, an attempt that died in flight). One
 //! reading for `authplug status` and `GET /v1/systems`; it needs no plugin.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use authplug_store::{Attempt, Lease, State, Store, StoreError, SystemSummary};
+use authplug_store::{
+    Attempt, Cursor, Filter, Lease, State, Store, StoreError, SystemSummary, MAX_PAGE,
+};
 use serde::Serialize;
 
 use crate::{Engine, EngineError};
@@ -63,15 +64,20 @@ fn utc(at_ms: i64) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// Every system's lifecycle, by id, read from the store: the listing, then every system's
-/// latest attempt and every lease, one query each (not one per system).
-pub fn status(store: &Store) -> Result<Vec<SystemStatus>, StoreError> {
-    let systems = store.list()?;
-    let mut attempts: HashMap<String, Attempt> =
-        store.latest_attempts()?.into_iter().map(|a| (a.system_id.clone(), a)).collect();
-    let mut leases: HashMap<String, Lease> = store.leases()?.into_iter().collect();
+/// One page of systems' lifecycles, by id, read from the store: the page, then its systems'
+/// latest attempts and leases, one query each (not one per system).
+pub fn status_page(
+    store: &Store,
+    filter: &Filter,
+    cursor: Option<&Cursor>,
+    limit: usize,
+) -> Result<(Vec<SystemStatus>, Option<Cursor>), StoreError> {
+    let page = store.page(filter, cursor, limit)?;
+    let ids: Vec<String> = page.systems.iter().map(|s| s.id.clone()).collect();
+    let (mut attempts, mut leases) = store.journal_of(&ids)?;
     let now = store.clock().now_ms();
-    Ok(systems
+    let systems = page
+        .systems
         .into_iter()
         .map(|summary| {
             let last_attempt = attempts.remove(&summary.id);
@@ -90,13 +96,37 @@ pub fn status(store: &Store) -> Result<Vec<SystemStatus>, StoreError> {
                 lease,
             }
         })
-        .collect())
+        .collect();
+    Ok((systems, page.next))
+}
+
+/// Every system's lifecycle, by id, a page at a time (it holds them all: for tests and small
+/// stores; listings page with [`status_page`]).
+pub fn status(store: &Store) -> Result<Vec<SystemStatus>, StoreError> {
+    let mut all = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = status_page(store, &Filter::default(), cursor.as_ref(), MAX_PAGE)?;
+        all.extend(page);
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(all),
+        }
+    }
 }
 
 impl Engine {
-    /// [`status`] of the engine's store, on a blocking thread.
-    pub async fn status(self: &Arc<Self>) -> Result<Vec<SystemStatus>, EngineError> {
-        self.blocking("a store read", |store| Ok(status(store)?)).await
+    /// [`status_page`] of the engine's store, on a blocking thread.
+    pub async fn status_page(
+        self: &Arc<Self>,
+        filter: Filter,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<(Vec<SystemStatus>, Option<Cursor>), EngineError> {
+        self.blocking("a store read", move |store| {
+            Ok(status_page(store, &filter, cursor.as_ref(), limit)?)
+        })
+        .await
     }
 }
 

@@ -147,6 +147,9 @@ impl From<StoreError> for ApiError {
         if let StoreError::InvalidId { .. } = error {
             return ApiError::new(StatusCode::BAD_REQUEST, "invalid_system_id", error.to_string());
         }
+        if let StoreError::BadCursor = error {
+            return ApiError::new(StatusCode::BAD_REQUEST, "bad_cursor", error.to_string());
+        }
         if let StoreError::Unavailable { .. } = error {
             let said = authplug_store::chain(&error);
             return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", said);

@@ -22,6 +22,8 @@ pub mod tls;
 mod ui;
 
 #[cfg(test)]
+mod paging_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
@@ -152,7 +154,14 @@ pub struct ServeOptions {
     /// How often every system is checked for a due refresh.
     pub sweep_interval: Duration,
     pub sweep_concurrency: usize,
+    /// How long the audit trail and the refresh journal are kept; pruned after each sweep.
+    pub retention: authplug_store::Retention,
 }
+
+/// Rows pruned per batch, and batches per sweep: pruning a backlog takes many sweeps rather
+/// than one long stall.
+const PRUNE_BATCH: usize = 1000;
+const PRUNE_BATCHES: usize = 20;
 
 /// Sweeps every `interval`: due systems are refreshed before any worker asks for them.
 pub async fn sweep_forever(engine: Arc<Engine>, options: ServeOptions) {
@@ -167,6 +176,31 @@ pub async fn sweep_forever(engine: Arc<Engine>, options: ServeOptions) {
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(error = %authplug_store::chain(&error), "sweep failed"),
+        }
+        let store = engine.store().clone();
+        let retention = options.retention;
+        let pruned = tokio::task::spawn_blocking(move || {
+            let mut total = authplug_store::Pruned::default();
+            for _ in 0..PRUNE_BATCHES {
+                let pruned = store.prune(&retention, PRUNE_BATCH)?;
+                total.audit += pruned.audit;
+                total.journal += pruned.journal;
+                if pruned.audit < PRUNE_BATCH as u64 && pruned.journal < PRUNE_BATCH as u64 {
+                    break;
+                }
+            }
+            Ok::<_, authplug_store::StoreError>(total)
+        })
+        .await;
+        match pruned {
+            Ok(Ok(p)) if p.total() > 0 => {
+                tracing::info!(audit = p.audit, journal = p.journal, "pruned past retention")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(error = %authplug_store::chain(&error), "pruning failed")
+            }
+            Err(_) => tracing::warn!("pruning was cut short"),
         }
     }
 }

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use authplug_engine::SystemStatus;
 use authplug_protocol::Source;
-use authplug_store::SystemSummary;
-use axum::extract::{Path, State};
+use authplug_store::{Cursor, Filter, State as StoredState, SystemSummary, MAX_PAGE};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
@@ -45,13 +46,62 @@ fn status_json(status: &SystemStatus) -> Value {
     value
 }
 
+/// The default page of `GET /v1/systems`.
+const DEFAULT_PAGE: usize = 100;
+
+/// `GET /v1/systems`'s query: a page size, where to go on from, and filters. Values are taken
+/// as text and checked here, so that a bad one gets a message naming it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+    state: Option<String>,
+    scheme: Option<String>,
+    connector: Option<String>,
+}
+
+impl ListQuery {
+    fn parse(self) -> Result<(Filter, Option<Cursor>, usize), ApiError> {
+        let limit = match self.limit.as_deref() {
+            None => DEFAULT_PAGE,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "limit must be a whole number from 1 to {MAX_PAGE}, not {text:?}"
+                    )))
+                }
+            },
+        };
+        let cursor = self.cursor.as_deref().map(Cursor::decode).transpose()?;
+        let state = match self.state.as_deref() {
+            None => None,
+            Some("active") => Some(StoredState::Active),
+            Some("needs_reauth") => Some(StoredState::NeedsReauth),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "state must be active or needs_reauth, not {other:?}"
+                )))
+            }
+        };
+        Ok((Filter { state, scheme: self.scheme, connector: self.connector }, cursor, limit))
+    }
+}
+
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     permitted(&state, &headers, Caller::is_admin, || "list systems".to_owned())?;
-    let systems = state.engine.status().await?;
-    Ok(Json(json!({"systems": systems.iter().map(status_json).collect::<Vec<_>>()})))
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let (filter, cursor, limit) = query.parse()?;
+    let (systems, next) = state.engine.status_page(filter, cursor, limit).await?;
+    Ok(Json(json!({
+        "systems": systems.iter().map(status_json).collect::<Vec<_>>(),
+        "next_cursor": next.map(|c| c.encode()),
+    })))
 }
 
 pub(crate) async fn show(

@@ -21,17 +21,17 @@ use crate::{AppState, Connectors, Scope, Tokens};
 use api_key as _;
 use oauth2_scheme as _;
 
-const ADMIN: &str = "admin-token-0123456789";
+pub(crate) const ADMIN: &str = "admin-token-0123456789";
 const WORKER: &str = "worker-token-0123456789";
 const STRANGER: &str = "stranger-token-0123456789";
 
-struct Lab {
+pub(crate) struct Lab {
     _dir: tempfile::TempDir,
-    state: Arc<AppState>,
+    pub(crate) state: Arc<AppState>,
 }
 
 impl Lab {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with(HostServices::offline(), &[])
     }
 
@@ -90,7 +90,7 @@ impl Lab {
     }
 
     /// One request through a fresh router: its status, headers and body.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,

@@ -174,11 +174,19 @@ function when(seconds) {
   return seconds ? new Date(seconds * 1000).toLocaleString() : "\u2014";
 }
 
-// Lists every system; answers the list (empty when it could not be read).
+// The systems are listed a page at a time: the cursor of the page shown, and of the next.
+const PAGE = 100;
+let pageCursor = null;
+let nextCursor = null;
+
+// Lists the current page of systems; answers it (empty when it could not be read).
 async function loadSystems() {
   let systems;
   try {
-    systems = (await api("GET", "/v1/systems")).systems;
+    const query = "?limit=" + PAGE + (pageCursor ? "&cursor=" + encodeURIComponent(pageCursor) : "");
+    const answer = await api("GET", "/v1/systems" + query);
+    systems = answer.systems;
+    nextCursor = answer.next_cursor || null;
   } catch (error) {
     say(error.message, true);
     return [];
@@ -217,8 +225,12 @@ async function loadSystems() {
   $("systems").tBodies[0].replaceChildren(...rows);
   $("no-systems").hidden = systems.length > 0;
   const reauth = systems.filter((s) => s.state === "needs_reauth").length;
+  const paged = pageCursor !== null || nextCursor !== null;
   $("counts").textContent = systems.length + " system" + (systems.length === 1 ? "" : "s") +
-    (reauth ? ", " + reauth + " needing re-authorisation" : "");
+    (reauth ? ", " + reauth + " needing re-authorisation" : "") + (paged ? " on this page" : "");
+  $("pages").hidden = !paged;
+  $("first-page").disabled = pageCursor === null;
+  $("next-page").disabled = nextCursor === null;
   filterSystems();
   return systems;
 }
@@ -260,6 +272,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("connector").addEventListener("change", pickConnector);
   $("system").addEventListener("input", () => { $("system").dataset.edited = "1"; });
   $("reload").addEventListener("click", loadSystems);
+  $("first-page").addEventListener("click", () => { pageCursor = null; loadSystems(); });
+  $("next-page").addEventListener("click", () => {
+    if (nextCursor) { pageCursor = nextCursor; loadSystems(); }
+  });
   $("filter").addEventListener("input", filterSystems);
   $("signout").addEventListener("click", signOut);
   start();

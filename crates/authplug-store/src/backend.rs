@@ -5,6 +5,7 @@
 
 use crate::crypto::Sealed;
 use crate::journal::{Attempt, Finish, Lease};
+use crate::listing::Filter;
 use crate::model::{AuditEntry, SecretKind, State};
 use crate::Result;
 
@@ -23,6 +24,19 @@ pub(crate) struct SystemRow {
     pub updated_at: i64,
     pub last_refresh_at: Option<i64>,
     pub failures: i64,
+    /// See [`crate::schedule`].
+    pub due_at: Option<i64>,
+    /// The connector's name from the parameters, for filtering.
+    pub connector: Option<String>,
+}
+
+/// A secret's name and key, without the value (for listings).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SecretName {
+    pub system_id: String,
+    pub kind: SecretKind,
+    pub name: String,
+    pub key_id: String,
 }
 
 /// A secret row as the backends read and write it.
@@ -37,7 +51,29 @@ pub(crate) struct SecretRow {
 /// The `systems` table.
 pub(crate) trait SystemRows {
     fn system(&mut self, id: &str) -> Result<Option<SystemRow>>;
-    fn systems(&mut self) -> Result<Vec<SystemRow>>;
+    /// Systems with `due_at <= until` after `(after_at, after_id)`, by `(due_at, id)`.
+    fn due(
+        &mut self,
+        until: i64,
+        after_at: i64,
+        after_id: &str,
+        limit: i64,
+    ) -> Result<Vec<SystemRow>>;
+    /// Active systems issued by `issued_by` after `(after_at, after_id)`, by `(issued, id)`.
+    fn idle(
+        &mut self,
+        issued_by: i64,
+        after_at: i64,
+        after_id: &str,
+        limit: i64,
+    ) -> Result<Vec<SystemRow>>;
+    /// Systems matching `filter` with ids after `after`, by id.
+    fn page(&mut self, filter: &Filter, after: &str, limit: i64) -> Result<Vec<SystemRow>>;
+    fn count(&mut self, filter: &Filter) -> Result<u64>;
+    /// Sets `due_at` if the system is at `version`.
+    fn reschedule(&mut self, id: &str, version: i64, due_at: Option<i64>) -> Result<bool>;
+    /// Moves a set `due_at` earlier than `until` to `until` (a backoff).
+    fn postpone(&mut self, id: &str, until: i64) -> Result<()>;
     /// How many systems are in each state.
     fn count_by_state(&mut self) -> Result<Vec<(State, u64)>>;
     fn count_by_scheme(&mut self) -> Result<Vec<(String, u64)>>;
@@ -52,6 +88,8 @@ pub(crate) trait SystemRows {
 /// The `secrets` table.
 pub(crate) trait SecretRows {
     fn secrets(&mut self, id: &str) -> Result<Vec<SecretRow>>;
+    /// The secret names of the systems `ids`, by system id, kind and name.
+    fn secret_names(&mut self, ids: &[String]) -> Result<Vec<SecretName>>;
     fn delete_secrets(&mut self, id: &str, kind: SecretKind) -> Result<()>;
     fn put_secret(&mut self, row: &SecretRow) -> Result<()>;
     /// Distinct key ids of all secrets.
@@ -64,6 +102,8 @@ pub(crate) trait SecretRows {
 pub(crate) trait AuditRows {
     fn append_audit(&mut self, entry: &AuditEntry) -> Result<()>;
     fn audit(&mut self, id: &str) -> Result<Vec<AuditEntry>>;
+    /// Deletes at most `limit` audit lines older than `before` (Unix seconds); how many.
+    fn prune_audit(&mut self, before: i64, limit: i64) -> Result<u64>;
 }
 
 /// The `leases` table.
@@ -74,6 +114,7 @@ pub(crate) trait LeaseRows {
     fn lease(&mut self, id: &str) -> Result<Option<Lease>>;
     /// Every lease, with its system id (lapsed ones included).
     fn leases(&mut self) -> Result<Vec<(String, Lease)>>;
+    fn leases_of(&mut self, ids: &[String]) -> Result<Vec<(String, Lease)>>;
 }
 
 /// The `refresh_attempts` table: the refresh journal.
@@ -92,6 +133,10 @@ pub(crate) trait AttemptRows {
     fn attempts(&mut self, id: &str, limit: i64) -> Result<Vec<Attempt>>;
     /// The newest attempt of every system that has one.
     fn latest_attempts(&mut self) -> Result<Vec<Attempt>>;
+    fn latest_attempts_of(&mut self, ids: &[String]) -> Result<Vec<Attempt>>;
+    /// Deletes at most `limit` finished attempts started before `before_ms` that are not their
+    /// system's newest; how many.
+    fn prune_journal(&mut self, before_ms: i64, limit: i64) -> Result<u64>;
     /// Forgets a system's attempts older than `below` (an attempt id).
     fn prune_attempts(&mut self, id: &str, below: i64) -> Result<()>;
 }

@@ -91,6 +91,9 @@ pub enum StoreError {
         #[source]
         source: Option<Cause>,
     },
+    /// A listing's cursor that no authplug gave out (mistyped, cut short, edited).
+    #[error("the cursor is not one a listing gave out: start again without one")]
+    BadCursor,
     /// A backup bundle is unreadable.
     #[error("backup bundle: {0}")]
     Bundle(String),

@@ -289,6 +289,10 @@ impl Store {
                 None => None,
             };
             tx.finish_attempt(attempt.id, now, finish)?;
+            if let Some(retry_at_ms) = finish.retry_at_ms {
+                // Not due again before the backoff ends (rounded up to the second).
+                tx.postpone(id, retry_at_ms.div_euclid(1000) + 1)?;
+            }
             if let Some((action, detail)) = &finish.event {
                 tx.append_audit(&self.audit_entry(id, actor, action, detail.clone()))?;
             }

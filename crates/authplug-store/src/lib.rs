@@ -15,15 +15,19 @@
 //! engine.
 //!
 //! Modules by job: [`model`] (what callers see), `systems` (create, read, compare-and-set,
-//! delete, audit), `journal` (leases and the refresh journal), `pending` (onboardings waiting
+//! delete, audit), [`listing`] (pages, filters, counts), [`schedule`] (the due index the sweep
+//! reads), `retention` (pruning the audit trail and the journal), `journal` (leases and the
+//! refresh journal), `pending` (onboardings waiting
 //! for a consent), `rotation` (key rotation), [`bundle`] (backups), `backend` (the row traits
 //! the two backends implement), `schema` (migrations and SQL), [`clock`], [`location`].
 
 pub mod bundle;
 pub mod clock;
 pub mod crypto;
+pub mod listing;
 pub mod location;
 pub mod model;
+pub mod schedule;
 
 mod backend;
 mod error;
@@ -32,6 +36,7 @@ mod id;
 mod journal;
 mod pending;
 mod postgres;
+mod retention;
 mod rotation;
 mod schema;
 mod sqlite;
@@ -46,12 +51,15 @@ pub use error::{chain, Cause, Result, StoreError};
 pub use guard::{check_private_file, tighten, Holds};
 pub use id::{check_system_id, escaped, MAX_SYSTEM_ID};
 pub use journal::{Attempt, Begin, Finish, Lease, Outcome};
+pub use listing::{Cursor, Filter, Page, MAX_PAGE};
 pub use location::{config_dir, data_dir, Location};
 pub use model::{
     AuditEntry, Change, Injected, Lifecycle, NewSystem, Onboarded, SecretKind, State, SystemRecord,
-    SystemSummary,
+    SystemSummary, CONNECTOR_PARAMETER,
 };
+pub use retention::{Pruned, Retention};
 pub use rotation::Rotation;
+pub use schedule::Walk;
 
 use backend::{Backend, Tx};
 

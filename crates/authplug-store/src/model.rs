@@ -101,6 +101,10 @@ impl SecretKind {
     }
 }
 
+/// The parameter under which onboarding records a system's connector (`{"name": ...}`); the
+/// store keeps the name in a column of its own, to filter listings by it.
+pub const CONNECTOR_PARAMETER: &str = "connector";
+
 /// A system as stored, with its secrets decrypted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SystemRecord {
@@ -129,6 +133,9 @@ pub struct SystemSummary {
     pub secret_names: Vec<String>,
     /// Key ids the values are sealed under.
     pub key_ids: Vec<String>,
+    /// When a sweep should next look at the system, Unix seconds (see [`crate::schedule`]);
+    /// `None`: never (its secrets do not expire, or it needs re-authorisation).
+    pub due_at: Option<i64>,
 }
 
 impl SystemSummary {
@@ -156,11 +163,21 @@ pub struct Injected {
     pub secrets: BTreeMap<String, Secret>,
     /// Unix seconds; `None`: they do not expire.
     pub expires_at: Option<i64>,
+    /// How long before expiry the engine will refresh them (its scheme's margin), so that the
+    /// store indexes the moment they fall due; `None`: the earliest any margin could give (half
+    /// their lifetime before expiry), which the sweep refines.
+    pub margin_secs: Option<i64>,
 }
 
 impl Injected {
     pub fn new(secrets: BTreeMap<String, Secret>, expires_at: Option<i64>) -> Self {
-        Self { secrets, expires_at }
+        Self { secrets, expires_at, margin_secs: None }
+    }
+
+    /// The same, falling due `margin_secs` before expiry (capped at half the lifetime).
+    pub fn with_margin(mut self, margin_secs: i64) -> Self {
+        self.margin_secs = Some(margin_secs);
+        self
     }
 }
 

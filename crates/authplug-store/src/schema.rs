@@ -78,6 +78,25 @@ const MIGRATIONS: &[&str] = &[
         ciphertext {blob} NOT NULL,
         expires_at_ms BIGINT NOT NULL
     );",
+    // 4: what a store of a million systems needs: each system's next due time (the sweep asks
+    // for the due ones through an index instead of reading every system), its connector's name
+    // as a column (to filter listings), indexes for paging by state, scheme and connector, and
+    // for pruning the audit trail and the journal by age. Existing rows get the earliest due
+    // time any margin could give (half the lifetime before expiry); the sweep refines it.
+    "ALTER TABLE systems ADD COLUMN due_at BIGINT;
+    ALTER TABLE systems ADD COLUMN connector TEXT;
+    UPDATE systems SET connector = {connector},
+        due_at = CASE WHEN state = 'active' AND expires_at IS NOT NULL THEN expires_at -
+            (CASE WHEN expires_at > COALESCE(last_refresh_at, created_at)
+                THEN (expires_at - COALESCE(last_refresh_at, created_at)) / 2 ELSE 0 END) END;
+    CREATE INDEX systems_due ON systems (due_at, id) WHERE due_at IS NOT NULL;
+    CREATE INDEX systems_issued ON systems (COALESCE(last_refresh_at, created_at), id)
+        WHERE state = 'active';
+    CREATE INDEX systems_state ON systems (state, id);
+    CREATE INDEX systems_scheme ON systems (scheme, id);
+    CREATE INDEX systems_connector ON systems (connector, id);
+    CREATE INDEX audit_at ON audit (at);
+    CREATE INDEX refresh_attempts_started ON refresh_attempts (started_at_ms);",
 ];
 
 /// The schema version this binary writes.
@@ -94,15 +113,28 @@ pub(crate) fn pending(found: i64, dialect: Dialect) -> Result<Vec<(i64, String)>
     if found > CURRENT {
         return Err(StoreError::SchemaTooNew { found, known: CURRENT });
     }
-    let (blob, serial) = match dialect {
-        Dialect::Sqlite => ("BLOB", "INTEGER PRIMARY KEY AUTOINCREMENT"),
-        Dialect::Postgres => ("BYTEA", "BIGSERIAL PRIMARY KEY"),
+    let (blob, serial, connector) = match dialect {
+        Dialect::Sqlite => (
+            "BLOB",
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+            "CASE WHEN json_type(parameters, '$.connector.name') = 'text' \
+            THEN json_extract(parameters, '$.connector.name') END",
+        ),
+        Dialect::Postgres => (
+            "BYTEA",
+            "BIGSERIAL PRIMARY KEY",
+            "CASE WHEN jsonb_typeof(parameters::jsonb -> 'connector' -> 'name') = 'string' \
+            THEN parameters::jsonb -> 'connector' ->> 'name' END",
+        ),
     };
     Ok(MIGRATIONS
         .iter()
         .enumerate()
         .skip(found as usize)
-        .map(|(i, sql)| (i as i64 + 1, sql.replace("{blob}", blob).replace("{serial}", serial)))
+        .map(|(i, sql)| {
+            let sql = sql.replace("{blob}", blob).replace("{serial}", serial);
+            (i as i64 + 1, sql.replace("{connector}", connector))
+        })
         .collect())
 }
 
@@ -123,24 +155,41 @@ pub(crate) fn parse_version(text: Option<String>) -> Result<i64> {
 
 /// The row statements, with `?` placeholders (PostgreSQL gets them numbered).
 pub(crate) mod sql {
+    /// The columns of a system row, in the order the backends read them.
+    pub const SYSTEM_COLUMNS: &str = "id, scheme, state, state_reason, parameters, expires_at, \
+        version, created_at, updated_at, last_refresh_at, failures, due_at, connector";
     pub const SYSTEM: &str =
         "SELECT id, scheme, state, state_reason, parameters, expires_at, version, \
-        created_at, updated_at, last_refresh_at, failures FROM systems WHERE id = ?";
+        created_at, updated_at, last_refresh_at, failures, due_at, connector FROM systems \
+        WHERE id = ?";
     pub const COUNT_BY_STATE: &str = "SELECT state, COUNT(*) FROM systems GROUP BY state";
     pub const COUNT_BY_SCHEME: &str = "SELECT scheme, COUNT(*) FROM systems GROUP BY scheme";
-    pub const SYSTEMS: &str =
+    /// Systems due by a time, after a `(due_at, id)` cursor, in due order.
+    pub const DUE: &str =
         "SELECT id, scheme, state, state_reason, parameters, expires_at, version, \
-        created_at, updated_at, last_refresh_at, failures FROM systems ORDER BY id";
+        created_at, updated_at, last_refresh_at, failures, due_at, connector FROM systems \
+        WHERE due_at IS NOT NULL AND due_at <= ? AND (due_at, id) > (?, ?) \
+        ORDER BY due_at, id LIMIT ?";
+    /// Active systems issued (refreshed or onboarded) by a time, after an `(issued, id)` cursor.
+    pub const IDLE: &str =
+        "SELECT id, scheme, state, state_reason, parameters, expires_at, version, \
+        created_at, updated_at, last_refresh_at, failures, due_at, connector FROM systems \
+        WHERE state = 'active' AND COALESCE(last_refresh_at, created_at) <= ? \
+        AND (COALESCE(last_refresh_at, created_at), id) > (?, ?) \
+        ORDER BY COALESCE(last_refresh_at, created_at), id LIMIT ?";
+    pub const RESCHEDULE: &str = "UPDATE systems SET due_at = ? WHERE id = ? AND version = ?";
+    pub const POSTPONE: &str =
+        "UPDATE systems SET due_at = ? WHERE id = ? AND due_at IS NOT NULL AND due_at < ?";
     pub const SECRETS: &str =
         "SELECT system_id, kind, name, key_id, nonce, ciphertext FROM secrets \
         WHERE system_id = ? ORDER BY kind, name";
     pub const INSERT_SYSTEM: &str =
         "INSERT INTO systems (id, scheme, state, state_reason, parameters, \
-        expires_at, version, created_at, updated_at, last_refresh_at, failures) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING";
+        expires_at, version, created_at, updated_at, last_refresh_at, failures, due_at, connector) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING";
     pub const UPDATE_SYSTEM: &str = "UPDATE systems SET scheme = ?, state = ?, state_reason = ?, \
-        parameters = ?, expires_at = ?, version = ?, updated_at = ?, last_refresh_at = ?, failures = ? \
-        WHERE id = ? AND version = ?";
+        parameters = ?, expires_at = ?, version = ?, updated_at = ?, last_refresh_at = ?, failures = ?, \
+        due_at = ?, connector = ? WHERE id = ? AND version = ?";
     pub const DELETE_SECRETS_OF: &str = "DELETE FROM secrets WHERE system_id = ?";
     pub const DELETE_SYSTEM: &str = "DELETE FROM systems WHERE id = ?";
     pub const DELETE_SECRETS_KIND: &str = "DELETE FROM secrets WHERE system_id = ? AND kind = ?";
@@ -178,6 +227,23 @@ pub(crate) mod sql {
     pub const LATEST_ATTEMPTS: &str = "SELECT id, system_id, holder, from_version, started_at_ms, \
         sent_at_ms, answered_at_ms, finished_at_ms, outcome, detail, retry_at_ms FROM refresh_attempts \
         WHERE id IN (SELECT max(id) FROM refresh_attempts GROUP BY system_id) ORDER BY system_id";
+    /// `{ids}` stands for a list parameter: [`super::with_ids`] fills it in per dialect.
+    pub const SECRET_NAMES_OF: &str = "SELECT system_id, kind, name, key_id FROM secrets \
+        WHERE system_id {ids} ORDER BY system_id, kind, name";
+    pub const LATEST_ATTEMPTS_OF: &str = "SELECT id, system_id, holder, from_version, \
+        started_at_ms, sent_at_ms, answered_at_ms, finished_at_ms, outcome, detail, retry_at_ms \
+        FROM refresh_attempts WHERE id IN \
+        (SELECT max(id) FROM refresh_attempts WHERE system_id {ids} GROUP BY system_id)";
+    pub const LEASES_OF: &str =
+        "SELECT system_id, holder, expires_at_ms FROM leases WHERE system_id {ids}";
+    pub const PRUNE_AUDIT: &str =
+        "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? ORDER BY at LIMIT ?)";
+    /// Finished attempts started before a time, never a system's newest (what a crash is
+    /// classified by, and what the backoff reads).
+    pub const PRUNE_JOURNAL: &str = "DELETE FROM refresh_attempts WHERE id IN \
+        (SELECT a.id FROM refresh_attempts a WHERE a.started_at_ms < ? \
+        AND a.finished_at_ms IS NOT NULL AND EXISTS (SELECT 1 FROM refresh_attempts b \
+        WHERE b.system_id = a.system_id AND b.id > a.id) ORDER BY a.started_at_ms LIMIT ?)";
     pub const PRUNE_ATTEMPTS: &str = "DELETE FROM refresh_attempts WHERE system_id = ? AND id < ?";
     pub const PUT_PENDING: &str =
         "INSERT INTO pending_onboardings (state_sha256, key_id, nonce, ciphertext, expires_at_ms) \
@@ -186,6 +252,31 @@ pub(crate) mod sql {
         "DELETE FROM pending_onboardings WHERE expires_at_ms < ?";
     pub const TAKE_PENDING: &str = "DELETE FROM pending_onboardings WHERE state_sha256 = ? \
         RETURNING key_id, nonce, ciphertext, expires_at_ms";
+}
+
+/// A listing's page: the systems after an id that match a filter's conditions, by id.
+pub(crate) fn page_sql(conditions: &str) -> String {
+    format!(
+        "SELECT {} FROM systems WHERE id > ?{conditions} ORDER BY id LIMIT ?",
+        sql::SYSTEM_COLUMNS
+    )
+}
+
+/// How many systems match a filter's conditions.
+pub(crate) fn count_sql(conditions: &str) -> String {
+    format!("SELECT COUNT(*) FROM systems WHERE 1 = 1{conditions}")
+}
+
+/// `sql` with its `{ids}` list parameter written for the dialect: a JSON array of ids for
+/// SQLite, a text array for PostgreSQL.
+pub(crate) fn with_ids(sql: &str, dialect: Dialect) -> String {
+    sql.replace(
+        "{ids}",
+        match dialect {
+            Dialect::Sqlite => "IN (SELECT value FROM json_each(?))",
+            Dialect::Postgres => "= ANY(?)",
+        },
+    )
 }
 
 /// `?` placeholders numbered `$1, $2, ...` for PostgreSQL.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use authplug_protocol::Secret;
 use serde_json::json;
 
-use crate::backend::{SecretRow, SystemRow, Tx};
+use crate::backend::{SecretName, SecretRow, SystemRow, Tx};
 use crate::crypto::Place;
 use crate::model::{
     AuditEntry, Change, Injected, Lifecycle, NewSystem, Onboarded, SecretKind, State, SystemRecord,
@@ -72,6 +72,8 @@ impl Store {
             updated_at: now,
             last_refresh_at: None,
             failures: 0,
+            due_at: crate::schedule::due_at(new.expires_at, now, None),
+            connector: connector_of(&new.parameters),
         };
         let mut sealed = self.seal_kind(&new.id, SecretKind::Required, &new.required)?;
         sealed.extend(self.seal_kind(&new.id, SecretKind::Injected, &new.injected)?);
@@ -121,18 +123,19 @@ impl Store {
         Ok(counts)
     }
 
-    /// Metadata of every system, by id; no value is decrypted.
+    /// Metadata of every system, by id; no value is decrypted. It holds every system in
+    /// memory: listings page through [`Store::page`] instead.
     pub fn list(&self) -> Result<Vec<SystemSummary>> {
-        let rows = self.tx(false, |tx| {
-            let systems = tx.systems()?;
-            let mut out = Vec::with_capacity(systems.len());
-            for row in systems {
-                let secrets = tx.secrets(&row.id)?;
-                out.push((row, secrets));
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.page(&Default::default(), cursor.as_ref(), crate::MAX_PAGE)?;
+            all.extend(page.systems);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(all),
             }
-            Ok(out)
-        })?;
-        rows.into_iter().map(|(row, secrets)| summary(row, &secrets)).collect()
+        }
     }
 
     /// Compare-and-set: applies `change` if the system is still at `expected_version`, and returns
@@ -210,7 +213,7 @@ impl Store {
         if current.version != expected_version {
             return Err(conflict(current.version));
         }
-        let mut next = current;
+        let mut next = current.clone();
         let mut changed = Vec::new();
         if let Some(scheme) = &change.scheme {
             next.scheme = scheme.clone();
@@ -218,6 +221,7 @@ impl Store {
         }
         if let Some(parameters) = &change.parameters {
             next.parameters = serde_json::to_string(parameters).expect("JSON values serialise");
+            next.connector = connector_of(parameters);
             changed.push("parameters".to_owned());
         }
         if let Some(injected) = &change.injected {
@@ -237,6 +241,8 @@ impl Store {
         }
         next.version = expected_version + 1;
         next.updated_at = self.clock.now_secs();
+        let margin = change.injected.as_ref().and_then(|i| i.margin_secs);
+        next.due_at = crate::schedule::next_due(&current, &next, margin);
         if !tx.update_system(&next, expected_version)? {
             return Err(conflict(tx.system(id)?.map(|r| r.version).unwrap_or(-1)));
         }
@@ -323,11 +329,45 @@ pub(crate) struct SealedSets {
     injected: Option<Vec<SecretRow>>,
 }
 
+/// The connector's name a system's parameters record (see
+/// [`CONNECTOR_PARAMETER`](crate::CONNECTOR_PARAMETER)).
+pub(crate) fn connector_of(parameters: &BTreeMap<String, serde_json::Value>) -> Option<String> {
+    let name = parameters.get(crate::CONNECTOR_PARAMETER)?.get("name")?;
+    name.as_str().map(str::to_owned)
+}
+
+/// Rows and the secret names of all of them (sorted by system id, as the query gives them) as
+/// summaries, in the rows' order.
+pub(crate) fn summaries(
+    rows: Vec<SystemRow>,
+    names: Vec<SecretName>,
+) -> Result<Vec<SystemSummary>> {
+    let mut by_system: std::collections::HashMap<String, Vec<SecretName>> = Default::default();
+    for name in names {
+        by_system.entry(name.system_id.clone()).or_default().push(name);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let names = by_system.remove(&row.id).unwrap_or_default();
+            let listed = names.iter().map(|n| format!("{}.{}", n.kind.as_str(), n.name)).collect();
+            summary_of(row, listed, names.into_iter().map(|n| n.key_id).collect())
+        })
+        .collect()
+}
+
 fn summary(row: SystemRow, secrets: &[SecretRow]) -> Result<SystemSummary> {
+    let key_ids = secrets.iter().map(|s| s.sealed.key_id.clone()).collect();
+    summary_of(row, names(secrets), key_ids)
+}
+
+fn summary_of(
+    row: SystemRow,
+    secret_names: Vec<String>,
+    mut key_ids: Vec<String>,
+) -> Result<SystemSummary> {
     let parameters = serde_json::from_str(&row.parameters).map_err(|_| {
         StoreError::corrupt(format!("the parameters of system `{}` are not JSON", row.id))
     })?;
-    let mut key_ids: Vec<String> = secrets.iter().map(|s| s.sealed.key_id.clone()).collect();
     key_ids.sort();
     key_ids.dedup();
     Ok(SystemSummary {
@@ -342,8 +382,9 @@ fn summary(row: SystemRow, secrets: &[SecretRow]) -> Result<SystemSummary> {
         updated_at: row.updated_at,
         last_refresh_at: row.last_refresh_at,
         failures: row.failures,
-        secret_names: names(secrets),
+        secret_names,
         key_ids,
+        due_at: row.due_at,
     })
 }
 

@@ -361,7 +361,7 @@ fn an_older_binary_refuses_a_newer_schema(kind: Kind) {
     backend.open().create(system("s", &[]), "t").unwrap();
     backend.raw("UPDATE authplug_meta SET value = '99' WHERE key = 'schema_version'");
     let error = backend.open_with(Keyring::fixed(vec![backend.key.clone()])).unwrap_err();
-    assert!(matches!(error, StoreError::SchemaTooNew { found: 99, known: 3 }), "{error}");
+    assert!(matches!(error, StoreError::SchemaTooNew { found: 99, known: 4 }), "{error}");
     assert!(error.to_string().contains("upgrade authplug"));
 }
 
@@ -369,12 +369,34 @@ fn an_older_binary_refuses_a_newer_schema(kind: Kind) {
 /// journal and the pending onboardings, and keeps its systems.
 fn a_store_of_schema_1_is_migrated_keeping_everything(kind: Kind) {
     let backend = Backend::new(kind);
-    backend.open().create(system("s", &[("api_key", "kept-value-1f2e")]), "t").unwrap();
+    let mut new = system("s", &[("api_key", "kept-value-1f2e")]);
+    new.expires_at = None;
+    let created = backend.open().create(new.clone(), "t").unwrap().summary.created_at;
+    new.id = "expiring".into();
+    new.expires_at = Some(created + 3600);
+    new.parameters.insert("connector".into(), serde_json::json!({"name": "hubspot"}));
+    backend.open().create(new, "t").unwrap();
     backend.raw("DROP TABLE refresh_attempts");
     backend.raw("DROP TABLE pending_onboardings");
+    for index in ["systems_due", "systems_issued", "systems_state", "systems_scheme"] {
+        backend.raw(&format!("DROP INDEX {index}"));
+    }
+    backend.raw("DROP INDEX systems_connector");
+    backend.raw("DROP INDEX audit_at");
+    backend.raw("ALTER TABLE systems DROP COLUMN due_at");
+    backend.raw("ALTER TABLE systems DROP COLUMN connector");
     backend.raw("UPDATE authplug_meta SET value = '1' WHERE key = 'schema_version'");
     let store = backend.open();
     assert_eq!(store.get("s").unwrap().unwrap().injected["api_key"].expose(), "kept-value-1f2e");
+    // Schema 4's due index and connector column, filled in for the systems already stored: due
+    // half the lifetime before expiry (the earliest any margin gives), never without expiry.
+    let expiring = store.get("expiring").unwrap().unwrap().summary;
+    assert_eq!(expiring.due_at, Some(created + 1800));
+    assert_eq!(store.get("s").unwrap().unwrap().summary.due_at, None);
+    let hubspot =
+        authplug_store::Filter { connector: Some("hubspot".into()), ..Default::default() };
+    let page = store.page(&hubspot, None, 10).unwrap();
+    assert_eq!(page.systems.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["expiring"]);
     let begin = store
         .begin_refresh("s", "holder", std::time::Duration::from_secs(5), 1, None, true)
         .unwrap();

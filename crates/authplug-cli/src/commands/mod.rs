@@ -6,6 +6,7 @@ pub mod check;
 mod conformance;
 pub mod connect;
 pub mod docs;
+pub mod listing;
 pub mod plugins;
 pub mod push;
 pub mod refresh;
@@ -60,7 +61,7 @@ pub fn run(ctx: &Context<'_>) -> Result<(), Failure> {
         Command::Check(args) => check::run(ctx, args),
         Command::Token(args) => token::run(ctx, args),
         Command::Refresh(args) => refresh::run(ctx, args),
-        Command::Status => status::run(ctx),
+        Command::Status(args) => status::run(ctx, args),
         Command::Systems(args) => systems::run(ctx, args),
         Command::Store { command } => store::run(ctx, command),
         Command::Schemes(args) => schemes::run(ctx, args),

@@ -32,6 +32,20 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub sweep_concurrency: usize,
 
+    /// Days the audit trail is kept (older lines are pruned after each sweep); 0 keeps it all.
+    #[arg(long, value_name = "DAYS", env = "AUTHPLUG_AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    pub audit_retention_days: u64,
+
+    /// Days finished refresh attempts are kept in the journal (each system's newest and any
+    /// unfinished one are always kept); 0 keeps them (up to 50 per system).
+    #[arg(
+        long,
+        value_name = "DAYS",
+        env = "AUTHPLUG_JOURNAL_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub journal_retention_days: u64,
+
     /// Also refresh systems idle for this many seconds (providers that expire unused tokens).
     #[arg(long, value_name = "SECS", env = "AUTHPLUG_KEEPALIVE")]
     pub keepalive: Option<u64>,
@@ -232,6 +246,10 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
     let options = ServeOptions {
         sweep_interval: Duration::from_secs(args.sweep_interval.max(1)),
         sweep_concurrency: args.sweep_concurrency.max(1),
+        retention: authplug_store::Retention {
+            audit: days(args.audit_retention_days),
+            journal: days(args.journal_retention_days),
+        },
     };
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
@@ -317,6 +335,11 @@ impl Stops {
         }
         eprintln!("authplug serve: shutting down (in-flight requests finish)");
     }
+}
+
+/// A retention in days; zero keeps everything.
+fn days(days: u64) -> Option<Duration> {
+    (days > 0).then(|| Duration::from_secs(days.saturating_mul(86_400)))
 }
 
 #[cfg(test)]

@@ -3,13 +3,16 @@
 
 use serde_json::json;
 
+use crate::commands::listing::{say_next, ListArgs};
 use crate::context::Context;
 use crate::exit::Failure;
 use crate::output::{print_json, print_table, time};
 
-pub fn run(ctx: &Context<'_>) -> Result<(), Failure> {
+pub fn run(ctx: &Context<'_>, args: &ListArgs) -> Result<(), Failure> {
     let store = ctx.store()?;
-    let systems = authplug_engine::status(&store)?;
+    let filter = args.filter();
+    let (systems, next) = args
+        .walk(|cursor, limit| Ok(authplug_engine::status_page(&store, &filter, cursor, limit)?))?;
     if ctx.json() {
         let out: Vec<_> = systems
             .iter()
@@ -30,6 +33,10 @@ pub fn run(ctx: &Context<'_>) -> Result<(), Failure> {
                 })
             })
             .collect();
+        if args.limit.is_some() {
+            let next = next.map(|c| c.encode());
+            return print_json(&json!({"systems": out, "next_cursor": next}));
+        }
         return print_json(&out);
     }
     if systems.is_empty() {
@@ -60,5 +67,6 @@ pub fn run(ctx: &Context<'_>) -> Result<(), Failure> {
         &["SYSTEM", "SCHEME", "STATE", "EXPIRES", "LAST REFRESH", "FAILURES", "NOTE"],
         &rows,
     );
+    say_next(&next);
     Ok(())
 }

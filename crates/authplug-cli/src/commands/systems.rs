@@ -8,6 +8,7 @@ use authplug_store::{Store, StoreError, SystemSummary};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use crate::commands::listing::{say_next, ListArgs};
 use crate::context::Context;
 use crate::exit::Failure;
 use crate::output::{print_json, print_table, time};
@@ -16,6 +17,9 @@ use crate::output::{print_json, print_table, time};
 pub struct SystemsArgs {
     #[command(subcommand)]
     pub command: Option<SystemsCommand>,
+
+    #[command(flatten)]
+    pub list: ListArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,7 +47,7 @@ pub enum SystemsCommand {
 pub fn run(ctx: &Context<'_>, args: &SystemsArgs) -> Result<(), Failure> {
     let store = ctx.store()?;
     match &args.command {
-        None => list(ctx, &store),
+        None => list(ctx, &store, &args.list),
         Some(SystemsCommand::Show { id, reveal }) => show(ctx, &store, id, *reveal),
         Some(SystemsCommand::Delete { id, yes }) => {
             if !yes {
@@ -82,9 +86,17 @@ pub fn run(ctx: &Context<'_>, args: &SystemsArgs) -> Result<(), Failure> {
     }
 }
 
-fn list(ctx: &Context<'_>, store: &Store) -> Result<(), Failure> {
-    let systems = store.list()?;
+fn list(ctx: &Context<'_>, store: &Store, args: &ListArgs) -> Result<(), Failure> {
+    let filter = args.filter();
+    let (systems, next) = args.walk(|cursor, limit| {
+        let page = store.page(&filter, cursor, limit)?;
+        Ok((page.systems, page.next))
+    })?;
     if ctx.json() {
+        if args.limit.is_some() {
+            let next = next.map(|c| c.encode());
+            return print_json(&json!({"systems": systems, "next_cursor": next}));
+        }
         return print_json(&systems);
     }
     if systems.is_empty() {
@@ -105,6 +117,7 @@ fn list(ctx: &Context<'_>, store: &Store) -> Result<(), Failure> {
         })
         .collect();
     print_table(&["ID", "SCHEME", "STATE", "EXPIRES", "VERSION", "UPDATED"], &rows);
+    say_next(&next);
     Ok(())
 }
 

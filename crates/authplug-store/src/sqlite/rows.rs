@@ -8,12 +8,14 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::database_error;
 use crate::backend::{
-    AttemptRows, AuditRows, LeaseRows, PendingRows, SecretRow, SecretRows, SystemRow, SystemRows,
+    AttemptRows, AuditRows, LeaseRows, PendingRows, SecretName, SecretRow, SecretRows, SystemRow,
+    SystemRows,
 };
 use crate::crypto::Sealed;
 use crate::journal::{Attempt, Finish, Lease, Outcome};
+use crate::listing::Filter;
 use crate::model::{AuditEntry, SecretKind, State};
-use crate::schema::sql;
+use crate::schema::{self, sql, Dialect};
 use crate::{Result, StoreError};
 
 pub(super) struct SqliteTx<'a> {
@@ -42,6 +44,8 @@ fn system_row(r: &Row<'_>) -> rusqlite::Result<SystemRow> {
         updated_at: r.get(8)?,
         last_refresh_at: r.get(9)?,
         failures: r.get(10)?,
+        due_at: r.get(11)?,
+        connector: r.get(12)?,
     })
 }
 
@@ -117,8 +121,47 @@ impl SystemRows for SqliteTx<'_> {
         self.one(sql::SYSTEM, [id], system_row)
     }
 
-    fn systems(&mut self) -> Result<Vec<SystemRow>> {
-        self.all(sql::SYSTEMS, [], system_row)
+    fn due(
+        &mut self,
+        until: i64,
+        after_at: i64,
+        after_id: &str,
+        limit: i64,
+    ) -> Result<Vec<SystemRow>> {
+        self.all(sql::DUE, params![until, after_at, after_id, limit], system_row)
+    }
+
+    fn idle(
+        &mut self,
+        issued_by: i64,
+        after_at: i64,
+        after_id: &str,
+        limit: i64,
+    ) -> Result<Vec<SystemRow>> {
+        self.all(sql::IDLE, params![issued_by, after_at, after_id, limit], system_row)
+    }
+
+    fn page(&mut self, filter: &Filter, after: &str, limit: i64) -> Result<Vec<SystemRow>> {
+        let (conditions, values) = filter.conditions();
+        let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&after];
+        bound.extend(values.iter().map(|v| v as &dyn rusqlite::ToSql));
+        bound.push(&limit);
+        self.all(&schema::page_sql(&conditions), bound.as_slice(), system_row)
+    }
+
+    fn count(&mut self, filter: &Filter) -> Result<u64> {
+        let (conditions, values) = filter.conditions();
+        let bound = rusqlite::params_from_iter(values.iter());
+        let count = self.one(&schema::count_sql(&conditions), bound, |r| r.get(0))?;
+        Ok(count.unwrap_or(0))
+    }
+
+    fn reschedule(&mut self, id: &str, version: i64, due_at: Option<i64>) -> Result<bool> {
+        Ok(self.run(sql::RESCHEDULE, params![due_at, id, version])? == 1)
+    }
+
+    fn postpone(&mut self, id: &str, until: i64) -> Result<()> {
+        self.run(sql::POSTPONE, params![until, id, until]).map(drop)
     }
 
     fn count_by_state(&mut self) -> Result<Vec<(State, u64)>> {
@@ -143,7 +186,9 @@ impl SystemRows for SqliteTx<'_> {
                 s.created_at,
                 s.updated_at,
                 s.last_refresh_at,
-                s.failures
+                s.failures,
+                s.due_at,
+                s.connector
             ],
         )?;
         Ok(changed == 1)
@@ -162,6 +207,8 @@ impl SystemRows for SqliteTx<'_> {
                 s.updated_at,
                 s.last_refresh_at,
                 s.failures,
+                s.due_at,
+                s.connector,
                 s.id,
                 expected
             ],
@@ -178,6 +225,18 @@ impl SystemRows for SqliteTx<'_> {
 impl SecretRows for SqliteTx<'_> {
     fn secrets(&mut self, id: &str) -> Result<Vec<SecretRow>> {
         self.all(sql::SECRETS, [id], secret_row)
+    }
+
+    fn secret_names(&mut self, ids: &[String]) -> Result<Vec<SecretName>> {
+        let ids = serde_json::to_string(ids).expect("strings serialise");
+        self.all(&schema::with_ids(sql::SECRET_NAMES_OF, Dialect::Sqlite), [ids], |r| {
+            Ok(SecretName {
+                system_id: r.get(0)?,
+                kind: named(r, 1, SecretKind::parse)?,
+                name: r.get(2)?,
+                key_id: r.get(3)?,
+            })
+        })
     }
 
     fn delete_secrets(&mut self, id: &str, kind: SecretKind) -> Result<()> {
@@ -215,6 +274,10 @@ impl AuditRows for SqliteTx<'_> {
     fn audit(&mut self, id: &str) -> Result<Vec<AuditEntry>> {
         self.all(sql::AUDIT, [id], audit_row)
     }
+
+    fn prune_audit(&mut self, before: i64, limit: i64) -> Result<u64> {
+        Ok(self.run(sql::PRUNE_AUDIT, params![before, limit])? as u64)
+    }
 }
 
 impl LeaseRows for SqliteTx<'_> {
@@ -232,6 +295,13 @@ impl LeaseRows for SqliteTx<'_> {
 
     fn leases(&mut self) -> Result<Vec<(String, Lease)>> {
         self.all(sql::LEASES, [], |r| {
+            Ok((r.get(0)?, Lease { holder: r.get(1)?, until_ms: r.get(2)? }))
+        })
+    }
+
+    fn leases_of(&mut self, ids: &[String]) -> Result<Vec<(String, Lease)>> {
+        let ids = serde_json::to_string(ids).expect("strings serialise");
+        self.all(&schema::with_ids(sql::LEASES_OF, Dialect::Sqlite), [ids], |r| {
             Ok((r.get(0)?, Lease { holder: r.get(1)?, until_ms: r.get(2)? }))
         })
     }
@@ -266,6 +336,16 @@ impl AttemptRows for SqliteTx<'_> {
 
     fn latest_attempts(&mut self) -> Result<Vec<Attempt>> {
         self.all(sql::LATEST_ATTEMPTS, [], attempt_row)
+    }
+
+    fn latest_attempts_of(&mut self, ids: &[String]) -> Result<Vec<Attempt>> {
+        let ids = serde_json::to_string(ids).expect("strings serialise");
+        let sql = schema::with_ids(sql::LATEST_ATTEMPTS_OF, Dialect::Sqlite);
+        self.all(&sql, [ids], attempt_row)
+    }
+
+    fn prune_journal(&mut self, before_ms: i64, limit: i64) -> Result<u64> {
+        Ok(self.run(sql::PRUNE_JOURNAL, params![before_ms, limit])? as u64)
     }
 
     fn prune_attempts(&mut self, id: &str, below: i64) -> Result<()> {

@@ -1,189 +1,25 @@
-//! The PostgreSQL backend, for several authplug instances sharing one store. Compare-and-set is an
-//! `UPDATE ... WHERE version = $n` (the row lock makes a concurrent writer re-check and lose);
-//! leases are an upsert guarded by expiry; migrations take an advisory lock.
+//! The row operations on a PostgreSQL transaction, each statement prepared once per session.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use postgres::{Client, NoTls, Row, Statement};
+use postgres::types::ToSql;
+use postgres::{Row, Statement};
 
+use super::fail;
 use crate::backend::{
-    audit_entry, AttemptRows, AuditRows, Backend, LeaseRows, PendingRows, SecretRow, SecretRows,
-    SystemRow, SystemRows, Tx,
+    audit_entry, AttemptRows, AuditRows, LeaseRows, PendingRows, SecretName, SecretRow, SecretRows,
+    SystemRow, SystemRows,
 };
 use crate::crypto::Sealed;
 use crate::journal::{Attempt, Finish, Lease, Outcome};
+use crate::listing::Filter;
 use crate::model::{AuditEntry, SecretKind, State};
 use crate::schema::{self, numbered, sql, Dialect};
 use crate::{Result, StoreError};
 
-pub(crate) struct PgBackend {
-    config: postgres::Config,
-    session: Mutex<Session>,
-}
-
-/// The session in use, or none since it was lost; and when connecting last failed.
-struct Session {
-    live: Option<Connection>,
-    failed_at: Option<Instant>,
-}
-
-/// After a failed connection attempt, calls fail at once for this long instead of trying again:
-/// an outage answers fast and does not hammer a database that is starting up.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
-
-/// How long connecting may take when the URL does not say (`connect_timeout`).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// One session, with the statements prepared on it (prepared once, kept across transactions).
-struct Connection {
-    client: Client,
-    statements: HashMap<&'static str, Statement>,
-}
-
-/// An arbitrary constant: the advisory lock under which migrations run.
-const MIGRATION_LOCK: i64 = 0x6175_7468_706c_7567; // "authplug"
-
-fn fail(error: postgres::Error) -> StoreError {
-    let code = error.as_db_error().map(|db| db.code().code().to_owned());
-    // Connection exceptions (class 08), a terminated session or a server shutting down or
-    // starting up (57P01-57P03), a closed connection: the database is gone for now.
-    let gone = error.is_closed()
-        || code.as_deref().is_some_and(|c| c.starts_with("08") || c.starts_with("57P"));
-    let what = match code {
-        Some(code) => format!("PostgreSQL {code}"),
-        None => "PostgreSQL".to_owned(),
-    };
-    if gone {
-        return StoreError::unavailable(format!("{what}: the connection was lost"), Some(error));
-    }
-    StoreError::database_because(what, error)
-}
-
-impl PgBackend {
-    /// Connects without TLS: for a database on loopback or a private network. (TLS for remote
-    /// databases is not built yet.)
-    pub(crate) fn connect(url: &str) -> Result<Self> {
-        let mut config: postgres::Config =
-            url.parse().map_err(|e| StoreError::database_because("not a PostgreSQL URL", e))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|e| StoreError::database_because("cannot connect to PostgreSQL", e))?;
-        migrate(&mut client)?;
-        let live = Some(Connection { client, statements: HashMap::new() });
-        Ok(Self { config, session: Mutex::new(Session { live, failed_at: None }) })
-    }
-
-    /// The session, connected again if it was lost (not sooner than [`RECONNECT_PAUSE`] after a
-    /// failed attempt). Statements are prepared again on a new session.
-    fn session<'s>(&self, session: &'s mut Session) -> Result<&'s mut Connection> {
-        if session.live.as_ref().is_some_and(|c| c.client.is_closed()) {
-            session.live = None;
-        }
-        if session.live.is_none() {
-            if session.failed_at.is_some_and(|at| at.elapsed() < RECONNECT_PAUSE) {
-                let said = "PostgreSQL is unreachable (connecting again shortly)";
-                return Err(StoreError::unavailable(said, None::<postgres::Error>));
-            }
-            match connect_within(&self.config, CONNECT_TIMEOUT) {
-                Ok(client) => {
-                    tracing::info!("connected to PostgreSQL again");
-                    session.failed_at = None;
-                    session.live = Some(Connection { client, statements: HashMap::new() });
-                }
-                Err(error) => {
-                    session.failed_at = Some(Instant::now());
-                    return Err(error);
-                }
-            }
-        }
-        Ok(session.live.as_mut().expect("connected above"))
-    }
-}
-
-/// Connects on a thread of its own, waiting at most `within`: `connect_timeout` bounds only the
-/// TCP connect, not a server that accepts and then never answers (one starting up or going
-/// down), and every store call waits behind a reconnect.
-fn connect_within(config: &postgres::Config, within: Duration) -> Result<Client> {
-    let (sent, received) = std::sync::mpsc::channel();
-    let config = config.clone();
-    std::thread::spawn(move || {
-        let _ = sent.send(config.connect(NoTls));
-    });
-    match received.recv_timeout(within) {
-        Ok(Ok(client)) => Ok(client),
-        Ok(Err(error)) => Err(StoreError::unavailable("cannot connect to PostgreSQL", Some(error))),
-        Err(_) => Err(StoreError::unavailable(
-            format!("cannot connect to PostgreSQL: no answer within {} s", within.as_secs()),
-            None::<postgres::Error>,
-        )),
-    }
-}
-
-fn migrate(client: &mut Client) -> Result<()> {
-    let mut tx = client.transaction().map_err(fail)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(fail)?;
-    tx.batch_execute(schema::CREATE_META).map_err(fail)?;
-    let found: Option<String> =
-        tx.query_opt(schema::READ_VERSION, &[]).map_err(fail)?.map(|r| r.get(0));
-    let found = schema::parse_version(found)?;
-    for (version, statements) in schema::pending(found, Dialect::Postgres)? {
-        tx.batch_execute(&statements).map_err(fail)?;
-        tx.execute(&numbered(schema::WRITE_VERSION), &[&version.to_string()]).map_err(fail)?;
-    }
-    tx.commit().map_err(fail)
-}
-
-impl Backend for PgBackend {
-    fn transaction(
-        &self,
-        write: bool,
-        body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
-    ) -> Result<()> {
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let Connection { client, statements } = self.session(&mut session)?;
-        let done = run(client, statements, write, body);
-        // A session lost in the middle is dropped: the next call connects again.
-        if matches!(done, Err(StoreError::Unavailable { .. })) {
-            session.live = None;
-        }
-        done
-    }
-}
-
-/// One transaction on `client`: committed if `body` succeeds, rolled back otherwise.
-fn run(
-    client: &mut Client,
-    statements: &mut HashMap<&'static str, Statement>,
-    write: bool,
-    body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
-) -> Result<()> {
-    // Under READ COMMITTED every statement takes its own snapshot, so a read of a system row
-    // and then of its secrets could straddle another instance's commit and return a torn
-    // record. Reads therefore run in one REPEATABLE READ snapshot; writes lock the row they
-    // compare-and-set, which READ COMMITTED serialises correctly.
-    let tx = if write {
-        client.transaction()
-    } else {
-        client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-    }
-    .map_err(fail)?;
-    let mut wrapped = PgTx { tx, statements };
-    body(&mut wrapped)?;
-    wrapped.tx.commit().map_err(fail)
-}
-
-struct PgTx<'a> {
-    tx: postgres::Transaction<'a>,
-    statements: &'a mut HashMap<&'static str, Statement>,
+pub(super) struct PgTx<'a> {
+    pub(super) tx: postgres::Transaction<'a>,
+    pub(super) statements: &'a mut HashMap<String, Statement>,
 }
 
 type Params<'a> = &'a [&'a (dyn postgres::types::ToSql + Sync)];
@@ -201,6 +37,8 @@ fn system_row(r: &Row) -> Result<SystemRow> {
         updated_at: r.get(8),
         last_refresh_at: r.get(9),
         failures: r.get(10),
+        due_at: r.get(11),
+        connector: r.get(12),
     })
 }
 
@@ -235,27 +73,29 @@ fn lease(r: &Row, from: usize) -> Lease {
 }
 
 impl PgTx<'_> {
-    /// The prepared form of one of [`sql`]'s statements, prepared on first use.
-    fn statement(&mut self, sql: &'static str) -> Result<Statement> {
+    /// The prepared form of a statement (one of [`sql`]'s, or a listing's), prepared on first
+    /// use in the session.
+    fn statement(&mut self, sql: &str) -> Result<Statement> {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.tx.prepare(&numbered(sql)).map_err(fail)?;
-        self.statements.insert(sql, statement.clone());
+        let prepared = numbered(&schema::with_ids(sql, Dialect::Postgres));
+        let statement = self.tx.prepare(&prepared).map_err(fail)?;
+        self.statements.insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
 
-    fn run(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64> {
+    fn run(&mut self, sql: &str, params: Params<'_>) -> Result<u64> {
         let statement = self.statement(sql)?;
         self.tx.execute(&statement, params).map_err(fail)
     }
 
-    fn all(&mut self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>> {
+    fn all(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
         let statement = self.statement(sql)?;
         self.tx.query(&statement, params).map_err(fail)
     }
 
-    fn one(&mut self, sql: &'static str, params: Params<'_>) -> Result<Option<Row>> {
+    fn one(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
         let statement = self.statement(sql)?;
         self.tx.query_opt(&statement, params).map_err(fail)
     }
@@ -266,8 +106,51 @@ impl SystemRows for PgTx<'_> {
         self.one(sql::SYSTEM, &[&id])?.as_ref().map(system_row).transpose()
     }
 
-    fn systems(&mut self) -> Result<Vec<SystemRow>> {
-        self.all(sql::SYSTEMS, &[])?.iter().map(system_row).collect()
+    fn due(
+        &mut self,
+        until: i64,
+        after_at: i64,
+        after_id: &str,
+        limit: i64,
+    ) -> Result<Vec<SystemRow>> {
+        let rows = self.all(sql::DUE, &[&until, &after_at, &after_id, &limit])?;
+        rows.iter().map(system_row).collect()
+    }
+
+    fn idle(
+        &mut self,
+        issued_by: i64,
+        after_at: i64,
+        after_id: &str,
+        limit: i64,
+    ) -> Result<Vec<SystemRow>> {
+        let rows = self.all(sql::IDLE, &[&issued_by, &after_at, &after_id, &limit])?;
+        rows.iter().map(system_row).collect()
+    }
+
+    fn page(&mut self, filter: &Filter, after: &str, limit: i64) -> Result<Vec<SystemRow>> {
+        let (conditions, values) = filter.conditions();
+        let mut bound: Vec<&(dyn ToSql + Sync)> = vec![&after];
+        bound.extend(values.iter().map(|v| v as &(dyn ToSql + Sync)));
+        bound.push(&limit);
+        let rows = self.all(&schema::page_sql(&conditions), &bound)?;
+        rows.iter().map(system_row).collect()
+    }
+
+    fn count(&mut self, filter: &Filter) -> Result<u64> {
+        let (conditions, values) = filter.conditions();
+        let bound: Vec<&(dyn ToSql + Sync)> =
+            values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        let row = self.one(&schema::count_sql(&conditions), &bound)?;
+        Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+    }
+
+    fn reschedule(&mut self, id: &str, version: i64, due_at: Option<i64>) -> Result<bool> {
+        Ok(self.run(sql::RESCHEDULE, &[&due_at, &id, &version])? == 1)
+    }
+
+    fn postpone(&mut self, id: &str, until: i64) -> Result<()> {
+        self.run(sql::POSTPONE, &[&until, &id, &until]).map(drop)
     }
 
     fn count_by_state(&mut self) -> Result<Vec<(State, u64)>> {
@@ -300,6 +183,8 @@ impl SystemRows for PgTx<'_> {
                 &s.updated_at,
                 &s.last_refresh_at,
                 &s.failures,
+                &s.due_at,
+                &s.connector,
             ],
         )?;
         Ok(changed == 1)
@@ -318,6 +203,8 @@ impl SystemRows for PgTx<'_> {
                 &s.updated_at,
                 &s.last_refresh_at,
                 &s.failures,
+                &s.due_at,
+                &s.connector,
                 &s.id,
                 &expected,
             ],
@@ -334,6 +221,20 @@ impl SystemRows for PgTx<'_> {
 impl SecretRows for PgTx<'_> {
     fn secrets(&mut self, id: &str) -> Result<Vec<SecretRow>> {
         self.all(sql::SECRETS, &[&id])?.iter().map(secret_row).collect()
+    }
+
+    fn secret_names(&mut self, ids: &[String]) -> Result<Vec<SecretName>> {
+        let rows = self.all(sql::SECRET_NAMES_OF, &[&ids])?;
+        rows.iter()
+            .map(|r| {
+                Ok(SecretName {
+                    system_id: r.get(0),
+                    kind: SecretKind::parse(r.get(1))?,
+                    name: r.get(2),
+                    key_id: r.get(3),
+                })
+            })
+            .collect()
     }
 
     fn delete_secrets(&mut self, id: &str, kind: SecretKind) -> Result<()> {
@@ -375,6 +276,10 @@ impl AuditRows for PgTx<'_> {
             .map(|r| audit_entry(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
             .collect())
     }
+
+    fn prune_audit(&mut self, before: i64, limit: i64) -> Result<u64> {
+        self.run(sql::PRUNE_AUDIT, &[&before, &limit])
+    }
 }
 
 impl LeaseRows for PgTx<'_> {
@@ -392,6 +297,10 @@ impl LeaseRows for PgTx<'_> {
 
     fn leases(&mut self) -> Result<Vec<(String, Lease)>> {
         Ok(self.all(sql::LEASES, &[])?.iter().map(|r| (r.get(0), lease(r, 1))).collect())
+    }
+
+    fn leases_of(&mut self, ids: &[String]) -> Result<Vec<(String, Lease)>> {
+        Ok(self.all(sql::LEASES_OF, &[&ids])?.iter().map(|r| (r.get(0), lease(r, 1))).collect())
     }
 }
 
@@ -424,6 +333,14 @@ impl AttemptRows for PgTx<'_> {
 
     fn latest_attempts(&mut self) -> Result<Vec<Attempt>> {
         self.all(sql::LATEST_ATTEMPTS, &[])?.iter().map(attempt_row).collect()
+    }
+
+    fn latest_attempts_of(&mut self, ids: &[String]) -> Result<Vec<Attempt>> {
+        self.all(sql::LATEST_ATTEMPTS_OF, &[&ids])?.iter().map(attempt_row).collect()
+    }
+
+    fn prune_journal(&mut self, before_ms: i64, limit: i64) -> Result<u64> {
+        self.run(sql::PRUNE_JOURNAL, &[&before_ms, &limit])
     }
 
     fn prune_attempts(&mut self, id: &str, below: i64) -> Result<()> {

@@ -1,0 +1,180 @@
+//! The PostgreSQL backend, for several authplug instances sharing one store. Compare-and-set is an
+//! `UPDATE ... WHERE version = $n` (the row lock makes a concurrent writer re-check and lose);
+//! leases are an upsert guarded by expiry; migrations take an advisory lock.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use postgres::{Client, NoTls, Statement};
+
+use crate::backend::{Backend, Tx};
+use crate::schema::{self, numbered, Dialect};
+use crate::{Result, StoreError};
+
+mod rows;
+
+use rows::PgTx;
+
+pub(crate) struct PgBackend {
+    config: postgres::Config,
+    session: Mutex<Session>,
+}
+
+/// The session in use, or none since it was lost; and when connecting last failed.
+struct Session {
+    live: Option<Connection>,
+    failed_at: Option<Instant>,
+}
+
+/// After a failed connection attempt, calls fail at once for this long instead of trying again:
+/// an outage answers fast and does not hammer a database that is starting up.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
+
+/// How long connecting may take when the URL does not say (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// One session, with the statements prepared on it (prepared once, kept across transactions).
+struct Connection {
+    client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// An arbitrary constant: the advisory lock under which migrations run.
+const MIGRATION_LOCK: i64 = 0x6175_7468_706c_7567; // "authplug"
+
+fn fail(error: postgres::Error) -> StoreError {
+    let code = error.as_db_error().map(|db| db.code().code().to_owned());
+    // Connection exceptions (class 08), a terminated session or a server shutting down or
+    // starting up (57P01-57P03), a closed connection: the database is gone for now.
+    let gone = error.is_closed()
+        || code.as_deref().is_some_and(|c| c.starts_with("08") || c.starts_with("57P"));
+    let what = match code {
+        Some(code) => format!("PostgreSQL {code}"),
+        None => "PostgreSQL".to_owned(),
+    };
+    if gone {
+        return StoreError::unavailable(format!("{what}: the connection was lost"), Some(error));
+    }
+    StoreError::database_because(what, error)
+}
+
+impl PgBackend {
+    /// Connects without TLS: for a database on loopback or a private network. (TLS for remote
+    /// databases is not built yet.)
+    pub(crate) fn connect(url: &str) -> Result<Self> {
+        let mut config: postgres::Config =
+            url.parse().map_err(|e| StoreError::database_because("not a PostgreSQL URL", e))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let mut client = config
+            .connect(NoTls)
+            .map_err(|e| StoreError::database_because("cannot connect to PostgreSQL", e))?;
+        migrate(&mut client)?;
+        let live = Some(Connection { client, statements: HashMap::new() });
+        Ok(Self { config, session: Mutex::new(Session { live, failed_at: None }) })
+    }
+
+    /// The session, connected again if it was lost (not sooner than [`RECONNECT_PAUSE`] after a
+    /// failed attempt). Statements are prepared again on a new session.
+    fn session<'s>(&self, session: &'s mut Session) -> Result<&'s mut Connection> {
+        if session.live.as_ref().is_some_and(|c| c.client.is_closed()) {
+            session.live = None;
+        }
+        if session.live.is_none() {
+            if session.failed_at.is_some_and(|at| at.elapsed() < RECONNECT_PAUSE) {
+                let said = "PostgreSQL is unreachable (connecting again shortly)";
+                return Err(StoreError::unavailable(said, None::<postgres::Error>));
+            }
+            match connect_within(&self.config, CONNECT_TIMEOUT) {
+                Ok(client) => {
+                    tracing::info!("connected to PostgreSQL again");
+                    session.failed_at = None;
+                    session.live = Some(Connection { client, statements: HashMap::new() });
+                }
+                Err(error) => {
+                    session.failed_at = Some(Instant::now());
+                    return Err(error);
+                }
+            }
+        }
+        Ok(session.live.as_mut().expect("connected above"))
+    }
+}
+
+/// Connects on a thread of its own, waiting at most `within`: `connect_timeout` bounds only the
+/// TCP connect, not a server that accepts and then never answers (one starting up or going
+/// down), and every store call waits behind a reconnect.
+fn connect_within(config: &postgres::Config, within: Duration) -> Result<Client> {
+    let (sent, received) = std::sync::mpsc::channel();
+    let config = config.clone();
+    std::thread::spawn(move || {
+        let _ = sent.send(config.connect(NoTls));
+    });
+    match received.recv_timeout(within) {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(error)) => Err(StoreError::unavailable("cannot connect to PostgreSQL", Some(error))),
+        Err(_) => Err(StoreError::unavailable(
+            format!("cannot connect to PostgreSQL: no answer within {} s", within.as_secs()),
+            None::<postgres::Error>,
+        )),
+    }
+}
+
+fn migrate(client: &mut Client) -> Result<()> {
+    let mut tx = client.transaction().map_err(fail)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(fail)?;
+    tx.batch_execute(schema::CREATE_META).map_err(fail)?;
+    let found: Option<String> =
+        tx.query_opt(schema::READ_VERSION, &[]).map_err(fail)?.map(|r| r.get(0));
+    let found = schema::parse_version(found)?;
+    for (version, statements) in schema::pending(found, Dialect::Postgres)? {
+        tx.batch_execute(&statements).map_err(fail)?;
+        tx.execute(&numbered(schema::WRITE_VERSION), &[&version.to_string()]).map_err(fail)?;
+    }
+    tx.commit().map_err(fail)
+}
+
+impl Backend for PgBackend {
+    fn transaction(
+        &self,
+        write: bool,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let Connection { client, statements } = self.session(&mut session)?;
+        let done = run(client, statements, write, body);
+        // A session lost in the middle is dropped: the next call connects again.
+        if matches!(done, Err(StoreError::Unavailable { .. })) {
+            session.live = None;
+        }
+        done
+    }
+}
+
+/// One transaction on `client`: committed if `body` succeeds, rolled back otherwise.
+fn run(
+    client: &mut Client,
+    statements: &mut HashMap<String, Statement>,
+    write: bool,
+    body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+) -> Result<()> {
+    // Under READ COMMITTED every statement takes its own snapshot, so a read of a system row
+    // and then of its secrets could straddle another instance's commit and return a torn
+    // record. Reads therefore run in one REPEATABLE READ snapshot; writes lock the row they
+    // compare-and-set, which READ COMMITTED serialises correctly.
+    let tx = if write {
+        client.transaction()
+    } else {
+        client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+    }
+    .map_err(fail)?;
+    let mut wrapped = PgTx { tx, statements };
+    body(&mut wrapped)?;
+    wrapped.tx.commit().map_err(fail)
+}
