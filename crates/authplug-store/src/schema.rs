@@ -171,10 +171,12 @@ pub(crate) mod sql {
         WHERE due_at IS NOT NULL AND due_at <= ? AND (due_at, id) > (?, ?) \
         ORDER BY due_at, id LIMIT ?";
     /// Active systems issued (refreshed or onboarded) by a time, after an `(issued, id)` cursor.
+    /// (The cursor's time is also the range's start: SQLite then walks the partial index from
+    /// there instead of from its beginning.)
     pub const IDLE: &str =
         "SELECT id, scheme, state, state_reason, parameters, expires_at, version, \
         created_at, updated_at, last_refresh_at, failures, due_at, connector FROM systems \
-        WHERE state = 'active' AND COALESCE(last_refresh_at, created_at) <= ? \
+        WHERE state = 'active' AND COALESCE(last_refresh_at, created_at) BETWEEN ? AND ? \
         AND (COALESCE(last_refresh_at, created_at), id) > (?, ?) \
         ORDER BY COALESCE(last_refresh_at, created_at), id LIMIT ?";
     pub const RESCHEDULE: &str = "UPDATE systems SET due_at = ? WHERE id = ? AND version = ?";

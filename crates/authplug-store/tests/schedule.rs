@@ -24,6 +24,7 @@ both!(
     a_refresh_sets_the_exact_due_time_and_a_backoff_postpones_it,
     pages_walk_every_system_once_and_filters_narrow_them,
     retention_prunes_old_rows_but_never_a_systems_newest_attempt,
+    idle_systems_are_found_by_issue_time_in_batches,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -196,4 +197,34 @@ fn retention_prunes_old_rows_but_never_a_systems_newest_attempt(kind: Kind) {
     assert_eq!(rest.unwrap().audit, lines - 1);
     assert!(store.audit("old").unwrap().is_empty());
     assert_eq!(store.attempts("old", 10).unwrap().len(), 1, "the newest attempt stays");
+}
+
+fn idle_systems_are_found_by_issue_time_in_batches(kind: Kind) {
+    let backend = Backend::new(kind);
+    let (store, clock) = at_now(&backend);
+    // Created a minute apart: i00 is the oldest. One of them needs re-authorisation.
+    for i in 0..12 {
+        store.create(system(&format!("i{i:02}"), &[("token", "t")]), "t").unwrap();
+        clock.advance(Duration::from_secs(60));
+    }
+    let change =
+        Change { state: Some(Lifecycle::NeedsReauth("revoked".into())), ..Change::default() };
+    store.update("i03", 1, change, "t").unwrap();
+    let idle = |issued_by: i64| -> Vec<String> {
+        let (mut walk, mut ids) = (Walk::start(), Vec::new());
+        loop {
+            let found = store.idle(issued_by, &walk, 4).unwrap();
+            let full = found.len() == 4;
+            for summary in found {
+                walk = Walk { at: summary.issued_at(), id: summary.id.clone() };
+                ids.push(summary.id);
+            }
+            if !full {
+                return ids;
+            }
+        }
+    };
+    let expected: Vec<String> = (0..10).filter(|i| *i != 3).map(|i| format!("i{i:02}")).collect();
+    assert_eq!(idle(NOW + 9 * 60), expected, "oldest first, active only, each once");
+    assert!(idle(NOW - 1).is_empty());
 }

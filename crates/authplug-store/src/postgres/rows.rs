@@ -124,7 +124,7 @@ impl SystemRows for PgTx<'_> {
         after_id: &str,
         limit: i64,
     ) -> Result<Vec<SystemRow>> {
-        let rows = self.all(sql::IDLE, &[&issued_by, &after_at, &after_id, &limit])?;
+        let rows = self.all(sql::IDLE, &[&after_at, &issued_by, &after_at, &after_id, &limit])?;
         rows.iter().map(system_row).collect()
     }
 

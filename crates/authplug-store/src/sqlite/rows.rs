@@ -138,7 +138,8 @@ impl SystemRows for SqliteTx<'_> {
         after_id: &str,
         limit: i64,
     ) -> Result<Vec<SystemRow>> {
-        self.all(sql::IDLE, params![issued_by, after_at, after_id, limit], system_row)
+        let bound = params![after_at, issued_by, after_at, after_id, limit];
+        self.all(sql::IDLE, bound, system_row)
     }
 
     fn page(&mut self, filter: &Filter, after: &str, limit: i64) -> Result<Vec<SystemRow>> {
