@@ -13,126 +13,10 @@
 //! what every answer costs without reuse).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use tests::lifecycle::{Lab, SYSTEM};
-
-fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// `program`, found on the PATH, or the bench stops with what to install.
-fn tool(program: &str, package: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .chain([PathBuf::from("/usr/sbin")])
-                .map(|dir| dir.join(program))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            eprintln!("authorize_load: {program} is not installed: apt-get install {package}");
-            std::process::exit(2)
-        })
-}
-
-/// `program` on `cpus` (a taskset list), or anywhere when `cpus` is None.
-fn pinned(cpus: Option<&str>, program: &Path) -> Command {
-    match cpus {
-        Some(cpus) => {
-            let mut command = Command::new("taskset");
-            command.args(["-c", cpus]).arg(program);
-            command
-        }
-        None => Command::new(program),
-    }
-}
-
-/// A process stopped by its own id, with `signal`, when dropped.
-struct Running {
-    child: Child,
-    signal: &'static str,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-s", self.signal, &pid]).status();
-        let _ = self.child.wait();
-    }
-}
-
-/// What wrk measured.
-#[derive(Debug)]
-struct Load {
-    requests_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    requests: u64,
-}
-
-/// wrk's latency figure (`812.00us`, `1.20ms`, `2.00s`) in milliseconds.
-fn millis(text: &str) -> f64 {
-    let (number, unit) =
-        text.split_at(text.find(|c: char| c.is_alphabetic()).unwrap_or(text.len()));
-    let value: f64 = number.parse().unwrap_or(f64::NAN);
-    match unit {
-        "us" => value / 1000.0,
-        "ms" => value,
-        "s" => value * 1000.0,
-        "m" => value * 60_000.0,
-        _ => f64::NAN,
-    }
-}
-
-fn parse_wrk(output: &str) -> Load {
-    let field = |prefix: &str| -> Option<&str> {
-        output.lines().map(str::trim).find_map(|l| l.strip_prefix(prefix)).map(str::trim)
-    };
-    assert!(
-        field("Non-2xx or 3xx responses:").is_none(),
-        "every answer must be a success:\n{output}"
-    );
-    let requests = output
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    Load {
-        requests_per_sec: field("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(0.0),
-        p50_ms: field("50%").map_or(f64::NAN, millis),
-        p99_ms: field("99%").map_or(f64::NAN, millis),
-        requests,
-    }
-}
-
-/// Runs wrk against `url` for `seconds`, with the Lua script if given; the token travels in the
-/// environment, never on the command line.
-fn wrk(
-    wrk: &Path,
-    cpus: Option<&str>,
-    url: &str,
-    seconds: usize,
-    connections: usize,
-    script: Option<(&Path, &str)>,
-) -> Load {
-    let mut command = pinned(cpus, wrk);
-    command.args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"]);
-    if let Some((script, token)) = script {
-        command.arg("-s").arg(script).env("AUTHPLUG_BENCH_TOKEN", token);
-    }
-    let output = command.arg(url).output().expect("wrk runs");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "wrk failed: {text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    parse_wrk(&text)
-}
+use tests::load::{pinned, post_script, setting, Nginx, Running, Wrk};
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -142,7 +26,7 @@ fn main() {
     let connections = setting("AUTHPLUG_BENCH_CONNECTIONS", 32);
     let pin = setting("AUTHPLUG_BENCH_PIN", 1) == 1;
     let (server_cpus, load_cpus) = if pin { (Some("0"), Some("1")) } else { (None, None) };
-    let (wrk_bin, nginx_bin) = (tool("wrk", "wrk"), tool("nginx", "nginx-light"));
+    let wrk = Wrk::new(load_cpus, connections);
 
     // A system onboarded through oidc-provider's consent, and a worker's authorize-only token.
     let lab = Lab::bench(10, None);
@@ -190,62 +74,13 @@ fn main() {
     assert!(header.eq_ignore_ascii_case("authorization"), "the apply step's header: {header}");
 
     // nginx, one worker, serving a file of exactly that many bytes (no secret in it).
+    let nginx = Nginx::start(server_cpus, body.len());
+    let static_url = nginx.url.clone();
     let dir = tempfile::tempdir().unwrap();
-    let www = dir.path().join("www");
-    std::fs::create_dir(&www).unwrap();
-    std::fs::write(www.join("authorize.json"), vec![b'x'; body.len()]).unwrap();
-    // nginx's worker runs as nobody when started by root: it must be able to read the file.
-    for path in [dir.path(), &www] {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let nginx_port =
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let prefix = dir.path().display();
-    std::fs::write(
-        dir.path().join("nginx.conf"),
-        format!(
-            "worker_processes 1;\ndaemon off;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{ access_log off; default_type application/json; sendfile on; tcp_nopush on;\n\
-               keepalive_requests 100000000;\n\
-               server {{ listen 127.0.0.1:{nginx_port}; root {prefix}/www; }} }}\n"
-        ),
-    )
-    .unwrap();
-    let nginx = Running {
-        child: pinned(server_cpus, &nginx_bin)
-            .args(["-p", &prefix.to_string(), "-e", &format!("{prefix}/error.log"), "-c"])
-            .arg(dir.path().join("nginx.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("nginx starts"),
-        signal: "QUIT",
-    };
-    let static_url = format!("http://127.0.0.1:{nginx_port}/authorize.json");
-    let started = Instant::now();
-    let size = runtime.block_on(async {
-        loop {
-            if let Ok(response) = reqwest::get(&static_url).await {
-                assert_eq!(response.status(), 200);
-                break response.bytes().await.unwrap().len();
-            }
-            assert!(started.elapsed() < Duration::from_secs(10), "nginx did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    assert_eq!(size, body.len());
-
-    let script = dir.path().join("authorize.lua");
-    std::fs::write(
-        &script,
-        "wrk.method = \"POST\"\nwrk.headers[\"Authorization\"] = \"Bearer \" .. os.getenv(\"AUTHPLUG_BENCH_TOKEN\")\n",
-    )
-    .unwrap();
+    let script = post_script(dir.path(), "authorize.lua", None);
     let run = |target: &str, with_token: bool, secs: usize| {
         let script = with_token.then_some((script.as_path(), token.as_str()));
-        wrk(&wrk_bin, load_cpus, target, secs, connections, script)
+        wrk.run(target, secs, script)
     };
     // Warm both up, then measure each in turn.
     run(&authorize, true, 2);

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 pub mod desk;
 pub mod host;
 pub mod lifecycle;
+pub mod load;
 pub mod node;
 pub mod oidc;
 pub mod pg;

@@ -26,6 +26,8 @@ pub struct EngineOptions {
     pub keepalive: Option<u64>,
     /// How long authorize answers are reused (the engine's default without it).
     pub authorize_cache: Option<Duration>,
+    /// The most authorize answers kept, and the bytes they may hold.
+    pub authorize_cache_bounds: Option<(usize, usize)>,
 }
 
 pub struct Context<'a> {
@@ -147,6 +149,12 @@ impl<'a> Context<'a> {
             keepalive: options.keepalive.map(Duration::from_secs),
             actor: self.actor(),
             authorize_cache: options.authorize_cache.unwrap_or(defaults.authorize_cache),
+            authorize_cache_entries: options
+                .authorize_cache_bounds
+                .map_or(defaults.authorize_cache_entries, |b| b.0),
+            authorize_cache_bytes: options
+                .authorize_cache_bounds
+                .map_or(defaults.authorize_cache_bytes, |b| b.1),
             ..defaults
         };
         Ok(Arc::new(Engine::new(store, self.registry()?, services, config, events)))

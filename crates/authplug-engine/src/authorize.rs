@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use authplug_host::CallError;
-use authplug_protocol::{ApplyRequest, ErrorCode};
+use authplug_protocol::{ApplyRequest, ApplyResponse};
+use authplug_store::State;
 
 use crate::cache::Authorization;
-use crate::{Engine, EngineError};
+use crate::{Engine, EngineError, Token};
 
 impl Engine {
     /// What one outbound request of the system needs (the scheme's apply step: headers, query
@@ -20,30 +20,27 @@ impl Engine {
             return Ok(cached);
         }
         let generation = self.authorized.generation(id);
-        let token = self.token(id).await?;
-        let request = ApplyRequest {
-            scheme: token.scheme.clone(),
-            injected: token.injected.clone(),
-            parameters: token.parameters.clone(),
+        // The usual case, secrets active and not due, in one hop to a blocking thread: the
+        // read, the decryption and the plugin's apply together.
+        let (engine, system) = (self.clone(), id.to_owned());
+        let aborted = || EngineError::Aborted { what: "an authorize thread" };
+        let quick = tokio::task::spawn_blocking(move || engine.authorize_now(&system))
+            .await
+            .unwrap_or_else(|_| Err(aborted()))?;
+        let (token, applied) = match quick {
+            Some(done) => done,
+            // Due, failing or not active: the engine's full path (a refresh, or its error).
+            None => {
+                let token = self.token(id).await?;
+                let engine = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    let applied = engine.apply(&token)?;
+                    Ok::<_, EngineError>((token, applied))
+                })
+                .await
+                .unwrap_or_else(|_| Err(aborted()))?
+            }
         };
-        let (registry, services) = (self.registry.clone(), self.services.clone());
-        let (scheme_id, system) = (token.scheme.clone(), id.to_owned());
-        let aborted = || EngineError::Scheme {
-            system: id.to_owned(),
-            error: CallError {
-                scheme: token.scheme.clone(),
-                code: ErrorCode::Internal,
-                message: "the apply thread ended abnormally".into(),
-            },
-        };
-        let applied = tokio::task::spawn_blocking(move || match registry.get(&scheme_id) {
-            Some(scheme) => scheme
-                .apply(request, &services)
-                .map_err(|error| EngineError::Scheme { system, error }),
-            None => Err(EngineError::SchemeNotLoaded { system, scheme: scheme_id }),
-        })
-        .await
-        .unwrap_or_else(|_| Err(aborted()))?;
         let due_in = self.registry.get(&token.scheme).and_then(|scheme| {
             let due_at =
                 crate::due::due_at(token.expires_at, token.issued_at, self.margin(scheme))?;
@@ -53,5 +50,37 @@ impl Engine {
         let authorization = Arc::new(Authorization { token, applied });
         self.authorized.put(authorization.clone(), due_in, generation);
         Ok(authorization)
+    }
+
+    /// Authorize without waiting: the stored secrets and their apply step when they are active
+    /// and not due; `None` when the full path is needed. Runs on a blocking thread.
+    fn authorize_now(&self, id: &str) -> Result<Option<(Token, ApplyResponse)>, EngineError> {
+        let record = self.store.get(id)?.ok_or_else(|| EngineError::NotFound(id.to_owned()))?;
+        if record.summary.state != State::Active {
+            return Ok(None);
+        }
+        let Some(scheme) = self.registry.get(&record.summary.scheme) else { return Ok(None) };
+        if self.is_due(&record.summary, scheme, self.clock().now_secs()) {
+            return Ok(None);
+        }
+        let token = Token::from_record(record, false);
+        let applied = self.apply(&token)?;
+        Ok(Some((token, applied)))
+    }
+
+    /// The scheme's apply step for `token`'s secrets (a plugin call: on a blocking thread).
+    fn apply(&self, token: &Token) -> Result<ApplyResponse, EngineError> {
+        let request = ApplyRequest {
+            scheme: token.scheme.clone(),
+            injected: token.injected.clone(),
+            parameters: token.parameters.clone(),
+        };
+        let system = token.system.clone();
+        match self.registry.get(&token.scheme) {
+            Some(scheme) => scheme
+                .apply(request, &self.services)
+                .map_err(|error| EngineError::Scheme { system, error }),
+            None => Err(EngineError::SchemeNotLoaded { system, scheme: token.scheme.clone() }),
+        }
     }
 }

@@ -8,7 +8,8 @@
 //! refresh (so a due credential is always refreshed first, as without the cache), and this
 //! process changing the system (refresh, re-authorisation, delete: [`AuthorizeCache::forget`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -33,41 +34,90 @@ impl std::fmt::Debug for Authorization {
     }
 }
 
+impl Authorization {
+    /// About how many bytes it holds: its strings and a fixed overhead per value.
+    fn weight(&self) -> usize {
+        const OVERHEAD: usize = 48;
+        let token = &self.token;
+        let secrets: usize = token.injected.iter().map(|(k, v)| k.len() + v.expose().len()).sum();
+        let applied: usize = (self.applied.headers.iter().chain(&self.applied.query))
+            .map(|(k, v)| k.len() + v.expose().len() + OVERHEAD)
+            .sum();
+        let parameters: usize =
+            (token.parameters.iter()).map(|(k, v)| k.len() + v.to_string().len() + OVERHEAD).sum();
+        256 + 2 * token.system.len() + token.scheme.len() + secrets + applied + parameters
+    }
+}
+
 struct Entry {
     authorization: Arc<Authorization>,
     until: Instant,
+    weight: usize,
 }
 
-#[derive(Default)]
+/// Generation slots: a system's generation is its slot's, so the bookkeeping of `forget` is a
+/// fixed size however many systems change. Two systems sharing a slot only means that an answer
+/// is sometimes not kept when it could have been.
+const SLOTS: usize = 4096;
+
 struct Inner {
     entries: HashMap<String, Entry>,
-    /// Bumped by every `forget`: an answer computed from a read made before the bump is not
-    /// kept (the system changed while it was being computed).
-    generations: HashMap<String, u64>,
-    /// Expired entries are dropped when a `put` finds this many (then twice as many as remain).
-    sweep_above: usize,
+    /// The entries in the order they were kept, with the moment each ends: the oldest are
+    /// dropped first (they end first: every entry lives at most the same time to live). An item
+    /// whose entry was replaced or removed since is skipped.
+    order: VecDeque<(String, Instant)>,
+    /// What the entries hold, by [`Authorization::weight`].
+    bytes: usize,
+    /// Bumped by every `forget` of a system of the slot: an answer computed from a read made
+    /// before the bump is not kept (the system changed while it was being computed).
+    generations: Box<[u64]>,
 }
-
-/// The least `Inner::sweep_above`.
-const SWEEP_ABOVE: usize = 4096;
 
 pub(crate) struct AuthorizeCache {
     ttl: Duration,
+    max_entries: usize,
+    max_bytes: usize,
     inner: RwLock<Inner>,
     hits: AtomicU64,
     misses: AtomicU64,
+    evicted: AtomicU64,
 }
 
 impl std::fmt::Debug for AuthorizeCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AuthorizeCache(ttl {:?})", self.ttl)
+        write!(f, "AuthorizeCache(ttl {:?}, at most {} entries)", self.ttl, self.max_entries)
     }
+}
+
+fn slot(system: &str) -> usize {
+    // A fixed hasher: the slot of a system is the same for every call.
+    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    (hasher.hash_one(system) % SLOTS as u64) as usize
 }
 
 impl AuthorizeCache {
     pub(crate) fn new(ttl: Duration) -> Self {
-        let inner = Inner { sweep_above: SWEEP_ABOVE, ..Inner::default() };
-        Self { ttl, inner: RwLock::new(inner), hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+        let inner = Inner {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            generations: vec![0; SLOTS].into_boxed_slice(),
+        };
+        Self {
+            ttl,
+            max_entries: usize::MAX,
+            max_bytes: usize::MAX,
+            inner: RwLock::new(inner),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    /// At most `entries` answers holding at most `bytes` (zero for either turns the reuse off).
+    pub(crate) fn bounded(mut self, entries: usize, bytes: usize) -> Self {
+        (self.max_entries, self.max_bytes) = (entries, bytes);
+        self
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -91,6 +141,13 @@ impl AuthorizeCache {
         (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
     }
 
+    /// How many answers are kept, the bytes they hold, and how many were dropped before their
+    /// time to free room.
+    pub(crate) fn size(&self) -> (usize, usize, u64) {
+        let inner = self.read();
+        (inner.entries.len(), inner.bytes, self.evicted.load(Ordering::Relaxed))
+    }
+
     fn lookup(&self, system: &str) -> Option<Arc<Authorization>> {
         let now = Instant::now();
         {
@@ -103,19 +160,19 @@ impl AuthorizeCache {
         }
         let mut inner = self.write();
         if inner.entries.get(system).is_some_and(|e| e.until <= now) {
-            inner.entries.remove(system);
+            inner.remove(system);
         }
         None
     }
 
     /// The system's generation: read it before reading the store, give it to `put`.
     pub(crate) fn generation(&self, system: &str) -> u64 {
-        self.read().generations.get(system).copied().unwrap_or(0)
+        self.read().generations[slot(system)]
     }
 
     /// Keeps `authorization` until its time to live ends or, sooner, until `due_in` (when its
     /// secrets become due for refresh) has passed; unless the system was forgotten since
-    /// `generation` was read.
+    /// `generation` was read. Room is made by dropping the expired answers, then the oldest.
     pub(crate) fn put(
         &self,
         authorization: Arc<Authorization>,
@@ -123,13 +180,14 @@ impl AuthorizeCache {
         generation: u64,
     ) {
         let lifetime = due_in.map_or(self.ttl, |due| due.min(self.ttl));
-        if lifetime.is_zero() {
+        let weight = authorization.weight();
+        if lifetime.is_zero() || self.max_entries == 0 || weight > self.max_bytes {
             return;
         }
         let now = Instant::now();
         let mut inner = self.write();
         let system = &authorization.token.system;
-        if inner.generations.get(system).copied().unwrap_or(0) != generation {
+        if inner.generations[slot(system)] != generation {
             return;
         }
         // A newer version already kept (a concurrent refresh) stays.
@@ -140,25 +198,64 @@ impl AuthorizeCache {
         {
             return;
         }
-        if inner.entries.len() >= inner.sweep_above {
-            inner.entries.retain(|_, e| e.until > now);
-            inner.sweep_above = (inner.entries.len() * 2).max(SWEEP_ABOVE);
-        }
         let system = system.clone();
-        inner.entries.insert(system, Entry { authorization, until: now + lifetime });
+        inner.remove(&system);
+        inner.drop_expired(now);
+        while inner.entries.len() >= self.max_entries || inner.bytes + weight > self.max_bytes {
+            if !inner.drop_oldest() {
+                break;
+            }
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        let until = now + lifetime;
+        inner.bytes += weight;
+        inner.order.push_back((system.clone(), until));
+        inner.entries.insert(system, Entry { authorization, until, weight });
     }
 
     /// Drops the system's answer, and any being computed from an earlier read.
     pub(crate) fn forget(&self, system: &str) {
         let mut inner = self.write();
-        inner.entries.remove(system);
-        *inner.generations.entry(system.to_owned()).or_default() += 1;
+        inner.remove(system);
+        inner.generations[slot(system)] += 1;
     }
 
     /// Drops every expired answer (and the secrets in it).
     pub(crate) fn purge(&self) {
-        let now = Instant::now();
-        self.write().entries.retain(|_, e| e.until > now);
+        self.write().drop_expired(Instant::now());
+    }
+}
+
+impl Inner {
+    fn remove(&mut self, system: &str) {
+        if let Some(entry) = self.entries.remove(system) {
+            self.bytes -= entry.weight;
+        }
+    }
+
+    /// Drops the front of the order while it has ended.
+    fn drop_expired(&mut self, now: Instant) {
+        while self.order.front().is_some_and(|(_, until)| *until <= now) {
+            self.drop_oldest();
+        }
+        // Expired entries kept less long than others before them (due sooner) go too, when
+        // the order's stale items outnumber the entries.
+        if self.order.len() > 2 * self.entries.len() + 64 {
+            self.entries.retain(|_, e| e.until > now);
+            self.bytes = self.entries.values().map(|e| e.weight).sum();
+            let entries = &self.entries;
+            self.order
+                .retain(|(system, until)| entries.get(system).is_some_and(|e| e.until == *until));
+        }
+    }
+
+    /// Drops the oldest item of the order (its entry, if it is still that one); false if none.
+    fn drop_oldest(&mut self) -> bool {
+        let Some((system, until)) = self.order.pop_front() else { return false };
+        if self.entries.get(&system).is_some_and(|e| e.until == until) {
+            self.remove(&system);
+        }
+        true
     }
 }
 
@@ -225,6 +322,47 @@ mod tests {
         assert!(cache.get("crm").is_none());
         cache.put(authorization("crm", 8), None, cache.generation("crm"));
         assert_eq!(cache.get("crm").unwrap().token.version, 8);
+    }
+
+    #[test]
+    fn the_cache_holds_at_most_its_entries_and_bytes_dropping_the_oldest() {
+        let cache = AuthorizeCache::new(Duration::from_secs(60)).bounded(3, usize::MAX);
+        for (i, system) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            cache.put(authorization(system, i as i64), None, cache.generation(system));
+        }
+        assert!(cache.get("a").is_none(), "the oldest made room");
+        assert!(["b", "c", "d"].iter().all(|s| cache.get(s).is_some()));
+        assert_eq!(cache.size().0, 3);
+        assert_eq!(cache.size().2, 1, "one answer dropped for room");
+        // Replacing an entry does not count twice.
+        cache.put(authorization("d", 9), None, cache.generation("d"));
+        assert_eq!(cache.size().0, 3);
+        assert!(cache.get("b").is_some());
+
+        let one = authorization("x", 1).weight();
+        let cache = AuthorizeCache::new(Duration::from_secs(60)).bounded(100, 2 * one);
+        for system in ["x", "y", "z"] {
+            cache.put(authorization(system, 1), None, cache.generation(system));
+        }
+        let (entries, bytes, _) = cache.size();
+        assert_eq!(entries, 2, "two answers' worth of bytes");
+        assert!(bytes <= 2 * one);
+        assert!(cache.get("x").is_none() && cache.get("z").is_some());
+        let off = AuthorizeCache::new(Duration::from_secs(60)).bounded(0, usize::MAX);
+        off.put(authorization("crm", 1), None, 0);
+        assert!(off.get("crm").is_none(), "no entries: no reuse");
+    }
+
+    #[test]
+    fn forgetting_many_systems_keeps_a_fixed_bookkeeping() {
+        let cache = AuthorizeCache::new(Duration::from_secs(60));
+        for i in 0..10_000 {
+            cache.forget(&format!("system-{i}"));
+        }
+        assert_eq!(cache.read().generations.len(), SLOTS);
+        let before = cache.generation("system-1");
+        cache.forget("system-1");
+        assert_ne!(cache.generation("system-1"), before);
     }
 
     #[test]

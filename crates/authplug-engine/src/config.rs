@@ -26,6 +26,12 @@ pub struct EngineConfig {
     /// moment its secrets become due). Zero turns the reuse off. Another instance's change to
     /// a system is seen here at most this late.
     pub authorize_cache: Duration,
+    /// The most `authorize` answers kept at once, and the most bytes they may hold (an
+    /// estimate: their secrets, headers and parameters). When either is reached the answers
+    /// kept longest are dropped first; a store of a million systems never means a million
+    /// answers in memory.
+    pub authorize_cache_entries: usize,
+    pub authorize_cache_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -39,6 +45,8 @@ impl Default for EngineConfig {
             keepalive: None,
             actor: "engine".into(),
             authorize_cache: Duration::from_secs(1),
+            authorize_cache_entries: 100_000,
+            authorize_cache_bytes: 64 << 20,
         }
     }
 }

@@ -74,7 +74,8 @@ impl Engine {
         events: Events,
     ) -> Self {
         Self {
-            authorized: AuthorizeCache::new(config.authorize_cache),
+            authorized: AuthorizeCache::new(config.authorize_cache)
+                .bounded(config.authorize_cache_entries, config.authorize_cache_bytes),
             store,
             registry,
             services,
@@ -148,6 +149,12 @@ impl Engine {
     /// How many `authorize` calls were answered from memory, and how many were not.
     pub fn authorize_cache_counts(&self) -> (u64, u64) {
         self.authorized.counts()
+    }
+
+    /// The authorize answers kept now, the bytes they hold (an estimate), and how many were
+    /// dropped before their time to make room.
+    pub fn authorize_cache_size(&self) -> (usize, usize, u64) {
+        self.authorized.size()
     }
 
     /// Stops reusing the system's `authorize` answers: call it after changing the system

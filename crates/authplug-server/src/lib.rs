@@ -164,18 +164,30 @@ const PRUNE_BATCH: usize = 1000;
 const PRUNE_BATCHES: usize = 20;
 
 /// Sweeps every `interval`: due systems are refreshed before any worker asks for them.
-pub async fn sweep_forever(engine: Arc<Engine>, options: ServeOptions) {
+/// Each sweep's time and outcome go to the server's metrics.
+pub async fn sweep_forever(state: Arc<AppState>, options: ServeOptions) {
+    let engine = state.engine.clone();
     let mut ticks = tokio::time::interval(options.sweep_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match engine.sweep(options.sweep_concurrency).await {
-            Ok(results) if !results.is_empty() => {
+        let started = std::time::Instant::now();
+        let swept = engine.sweep(options.sweep_concurrency).await;
+        let took = started.elapsed();
+        match swept {
+            Ok(results) => {
                 let failed = results.iter().filter(|(_, r)| r.is_err()).count();
-                tracing::info!(refreshed = results.len() - failed, failed, "sweep");
+                let refreshed = results.len() - failed;
+                state.metrics.sweep(took, refreshed as u64, failed as u64);
+                if !results.is_empty() {
+                    let ms = took.as_millis() as u64;
+                    tracing::info!(refreshed, failed, ms, "sweep");
+                }
             }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(error = %authplug_store::chain(&error), "sweep failed"),
+            Err(error) => {
+                state.metrics.sweep_failed(took);
+                tracing::warn!(error = %authplug_store::chain(&error), "sweep failed")
+            }
         }
         let store = engine.store().clone();
         let retention = options.retention;

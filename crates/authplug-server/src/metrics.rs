@@ -72,6 +72,19 @@ pub fn render_plugins(out: &mut String, registry: &authplug_host::Registry) {
     }
 }
 
+/// The authorize cache's size: answers kept, the bytes they hold, and those dropped for room.
+pub fn render_cache(out: &mut String, (entries, bytes, evicted): (usize, usize, u64)) {
+    out.push_str("# HELP authplug_authorize_cache_entries Authorize answers kept in memory.\n");
+    out.push_str("# TYPE authplug_authorize_cache_entries gauge\n");
+    let _ = writeln!(out, "authplug_authorize_cache_entries {entries}");
+    out.push_str("# HELP authplug_authorize_cache_bytes What the kept answers hold (estimated).\n");
+    out.push_str("# TYPE authplug_authorize_cache_bytes gauge\n");
+    let _ = writeln!(out, "authplug_authorize_cache_bytes {bytes}");
+    out.push_str("# HELP authplug_authorize_cache_evicted_total Answers dropped before their time to make room (--authorize-cache-entries, --authorize-cache-mib).\n");
+    out.push_str("# TYPE authplug_authorize_cache_evicted_total counter\n");
+    let _ = writeln!(out, "authplug_authorize_cache_evicted_total {evicted}");
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
@@ -84,6 +97,17 @@ struct Inner {
     requests: BTreeMap<(String, u16), u64>,
     /// route -> (bucket counts, sum of seconds, count).
     latency: BTreeMap<String, ([u64; BUCKETS.len()], f64, u64)>,
+    sweeps: Sweeps,
+}
+
+/// The sweeps so far, and the last one's figures.
+#[derive(Debug, Default)]
+struct Sweeps {
+    total: u64,
+    errors: u64,
+    last_seconds: f64,
+    last_refreshed: u64,
+    last_failed: u64,
 }
 
 impl Metrics {
@@ -103,6 +127,23 @@ impl Metrics {
         }
         *sum += seconds;
         *count += 1;
+    }
+
+    /// A sweep that ended: how long it took, the systems it refreshed and those it failed to.
+    pub fn sweep(&self, took: Duration, refreshed: u64, failed: u64) {
+        let sweeps = &mut self.lock().sweeps;
+        sweeps.total += 1;
+        sweeps.last_seconds = took.as_secs_f64();
+        (sweeps.last_refreshed, sweeps.last_failed) = (refreshed, failed);
+    }
+
+    /// A sweep that could not run (the store failed it).
+    pub fn sweep_failed(&self, took: Duration) {
+        let sweeps = &mut self.lock().sweeps;
+        sweeps.total += 1;
+        sweeps.errors += 1;
+        sweeps.last_seconds = took.as_secs_f64();
+        (sweeps.last_refreshed, sweeps.last_failed) = (0, 0);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -125,6 +166,24 @@ impl Metrics {
         for (state, count) in states {
             let _ = writeln!(out, "authplug_credentials{{state=\"{state}\"}} {count}");
         }
+        let sweeps = &inner.sweeps;
+        out.push_str(
+            "# HELP authplug_sweeps_total Sweeps ended (the store's failures included).\n",
+        );
+        out.push_str("# TYPE authplug_sweeps_total counter\n");
+        let _ = writeln!(out, "authplug_sweeps_total {}", sweeps.total);
+        out.push_str("# HELP authplug_sweep_errors_total Sweeps the store failed.\n");
+        out.push_str("# TYPE authplug_sweep_errors_total counter\n");
+        let _ = writeln!(out, "authplug_sweep_errors_total {}", sweeps.errors);
+        out.push_str("# HELP authplug_sweep_duration_seconds How long the last sweep took.\n");
+        out.push_str("# TYPE authplug_sweep_duration_seconds gauge\n");
+        let _ = writeln!(out, "authplug_sweep_duration_seconds {}", sweeps.last_seconds);
+        out.push_str("# HELP authplug_sweep_refreshed Systems the last sweep refreshed.\n");
+        out.push_str("# TYPE authplug_sweep_refreshed gauge\n");
+        let _ = writeln!(out, "authplug_sweep_refreshed {}", sweeps.last_refreshed);
+        out.push_str("# HELP authplug_sweep_failed Systems the last sweep failed to refresh.\n");
+        out.push_str("# TYPE authplug_sweep_failed gauge\n");
+        let _ = writeln!(out, "authplug_sweep_failed {}", sweeps.last_failed);
         out.push_str("# HELP authplug_authorize_cache_total Authorize calls answered from memory (hit) or not (miss).\n");
         out.push_str("# TYPE authplug_authorize_cache_total counter\n");
         let _ = writeln!(out, "authplug_authorize_cache_total{{result=\"hit\"}} {}", cache.0);

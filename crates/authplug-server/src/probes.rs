@@ -58,6 +58,7 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Va
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let states = state.with_store(|store| store.count_by_state()).await?;
     let mut body = state.metrics.render(&states, state.engine.authorize_cache_counts());
+    crate::metrics::render_cache(&mut body, state.engine.authorize_cache_size());
     crate::metrics::render_plugins(&mut body, state.engine.registry());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

@@ -58,36 +58,37 @@ impl Store {
 
     /// Creates a system; fails with [`StoreError::Exists`] if the id is taken.
     pub fn create(&self, new: NewSystem, actor: &str) -> Result<SystemRecord> {
-        crate::check_system_id(&new.id)?;
+        let id = new.id.clone();
+        self.create_batch(vec![new], actor)?;
+        self.get(&id)?.ok_or(StoreError::NotFound(id))
+    }
+
+    /// Creates many systems in one transaction (a bulk import or a load test): all of them, or
+    /// none if one id is taken ([`StoreError::Exists`] names it) or invalid. Every value is
+    /// sealed before the transaction starts; each system gets its `created` audit line.
+    pub fn create_batch(&self, news: Vec<NewSystem>, actor: &str) -> Result<usize> {
         let now = self.clock.now_secs();
-        let row = SystemRow {
-            id: new.id.clone(),
-            scheme: new.scheme.clone(),
-            state: State::Active,
-            state_reason: None,
-            parameters: serde_json::to_string(&new.parameters).expect("JSON values serialise"),
-            expires_at: new.expires_at,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-            last_refresh_at: None,
-            failures: 0,
-            due_at: crate::schedule::due_at(new.expires_at, now, None),
-            connector: connector_of(&new.parameters),
-        };
-        let mut sealed = self.seal_kind(&new.id, SecretKind::Required, &new.required)?;
-        sealed.extend(self.seal_kind(&new.id, SecretKind::Injected, &new.injected)?);
+        let mut rows = Vec::with_capacity(news.len());
+        for new in &news {
+            crate::check_system_id(&new.id)?;
+            let mut sealed = self.seal_kind(&new.id, SecretKind::Required, &new.required)?;
+            sealed.extend(self.seal_kind(&new.id, SecretKind::Injected, &new.injected)?);
+            rows.push((new_row(new, now), sealed));
+        }
         self.tx(true, |tx| {
-            if !tx.insert_system(&row)? {
-                return Err(StoreError::Exists(new.id.clone()));
+            for (row, sealed) in &rows {
+                if !tx.insert_system(row)? {
+                    return Err(StoreError::Exists(row.id.clone()));
+                }
+                for secret in sealed {
+                    tx.put_secret(secret)?;
+                }
+                let detail = json!({"scheme": row.scheme, "version": 1, "secrets": names(sealed)});
+                tx.append_audit(&self.audit_entry(&row.id, actor, "created", detail))?;
             }
-            for secret in &sealed {
-                tx.put_secret(secret)?;
-            }
-            let detail = json!({"scheme": new.scheme, "version": 1, "secrets": names(&sealed)});
-            tx.append_audit(&self.audit_entry(&new.id, actor, "created", detail))
+            Ok(())
         })?;
-        self.get(&new.id)?.ok_or_else(|| StoreError::NotFound(new.id.clone()))
+        Ok(rows.len())
     }
 
     /// The system with its secrets decrypted, or `None`. Any value that does not decrypt fails the
@@ -390,4 +391,23 @@ fn summary_of(
 
 fn names(secrets: &[SecretRow]) -> Vec<String> {
     secrets.iter().map(|s| format!("{}.{}", s.kind.as_str(), s.name)).collect()
+}
+
+/// The row of a new system created at `now`.
+fn new_row(new: &NewSystem, now: i64) -> SystemRow {
+    SystemRow {
+        id: new.id.clone(),
+        scheme: new.scheme.clone(),
+        state: State::Active,
+        state_reason: None,
+        parameters: serde_json::to_string(&new.parameters).expect("JSON values serialise"),
+        expires_at: new.expires_at,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        last_refresh_at: None,
+        failures: 0,
+        due_at: crate::schedule::due_at(new.expires_at, now, None),
+        connector: connector_of(&new.parameters),
+    }
 }

@@ -562,6 +562,38 @@ fn a_truncated_sqlite_file_is_named_and_left_alone() {
     assert_eq!(std::fs::read(path).unwrap(), before, "the damaged file is not overwritten");
 }
 
+/// A file too large to be checked whole when opened (over 64 MiB), cut short, is named as
+/// damaged all the same (SQLite compares it with its header).
+#[test]
+fn a_large_sqlite_file_cut_short_is_named() {
+    let backend = Backend::new(Kind::Sqlite);
+    drop(backend.open());
+    let authplug_store::Location::Sqlite(path) = &backend.location else { unreachable!() };
+    let filler = rusqlite::Connection::open(path).unwrap();
+    filler
+        .execute_batch(
+            "CREATE TABLE filler (b BLOB); \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 70) \
+             INSERT INTO filler SELECT zeroblob(1048576) FROM n; \
+             PRAGMA wal_checkpoint(TRUNCATE);",
+        )
+        .unwrap();
+    drop(filler);
+    assert!(
+        backend.open_with(Keyring::fixed(vec![backend.key.clone()])).is_ok(),
+        "whole, it opens"
+    );
+    let length = std::fs::metadata(path).unwrap().len();
+    assert!(length > 64 << 20, "{length} bytes");
+    // Its last pages cut off: the schema still reads.
+    let cut = length - 3 * 4096;
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(cut).unwrap();
+    let error = backend.open_with(Keyring::fixed(vec![backend.key.clone()])).unwrap_err();
+    assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+    assert!(error.to_string().contains(&path.display().to_string()), "{error}");
+    assert_eq!(std::fs::metadata(path).unwrap().len(), cut, "left as it was");
+}
+
 #[test]
 fn a_file_that_is_not_a_database_is_named() {
     let dir = tempfile::tempdir().unwrap();

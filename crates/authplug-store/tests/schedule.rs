@@ -25,6 +25,7 @@ both!(
     pages_walk_every_system_once_and_filters_narrow_them,
     retention_prunes_old_rows_but_never_a_systems_newest_attempt,
     idle_systems_are_found_by_issue_time_in_batches,
+    a_batch_is_created_whole_or_not_at_all,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -227,4 +228,26 @@ fn idle_systems_are_found_by_issue_time_in_batches(kind: Kind) {
     let expected: Vec<String> = (0..10).filter(|i| *i != 3).map(|i| format!("i{i:02}")).collect();
     assert_eq!(idle(NOW + 9 * 60), expected, "oldest first, active only, each once");
     assert!(idle(NOW - 1).is_empty());
+}
+
+fn a_batch_is_created_whole_or_not_at_all(kind: Kind) {
+    let backend = Backend::new(kind);
+    let (store, _clock) = at_now(&backend);
+    let batch: Vec<_> = (0..300).map(|i| system(&format!("b{i:03}"), &[("token", "t")])).collect();
+    assert_eq!(store.create_batch(batch, "loader").unwrap(), 300);
+    assert_eq!(store.count(&Filter::default()).unwrap(), 300);
+    let one = store.get("b123").unwrap().unwrap();
+    assert_eq!(one.injected["token"].expose(), "t", "sealed and opened like any other");
+    assert_eq!(one.required["client_secret"].expose(), "client-secret-c0ffee");
+    assert_eq!(store.audit("b123").unwrap()[0].action, "created");
+    assert!(one.summary.due_at.is_some(), "each new system is in the due index");
+    // One taken id fails the whole batch, and names it; nothing of it is stored.
+    let clash = vec![system("c1", &[("token", "t")]), system("b007", &[("token", "t")])];
+    let error = store.create_batch(clash, "loader").unwrap_err();
+    assert!(error.to_string().contains("b007"), "{error}");
+    assert!(store.get("c1").unwrap().is_none());
+    // So does an invalid id, before anything is written.
+    let bad = vec![system("c2", &[("token", "t")]), system("no spaces", &[("token", "t")])];
+    assert!(store.create_batch(bad, "loader").is_err());
+    assert_eq!(store.count(&Filter::default()).unwrap(), 300);
 }

@@ -56,6 +56,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MS", env = "AUTHPLUG_AUTHORIZE_CACHE_MS", default_value_t = 1000)]
     pub authorize_cache_ms: u64,
 
+    /// The most authorize answers kept in memory at once; the oldest are dropped to make room
+    /// (0: never kept).
+    #[arg(
+        long,
+        value_name = "N",
+        env = "AUTHPLUG_AUTHORIZE_CACHE_ENTRIES",
+        default_value_t = 100_000
+    )]
+    pub authorize_cache_entries: usize,
+
+    /// The most memory, in MiB, the kept authorize answers may hold (their secrets, headers and
+    /// parameters, estimated); the oldest are dropped to make room.
+    #[arg(long, value_name = "MIB", env = "AUTHPLUG_AUTHORIZE_CACHE_MIB", default_value_t = 64)]
+    pub authorize_cache_mib: usize,
+
     /// A folder of connector folders users may onboard through the API.
     #[arg(long, value_name = "DIR", env = "AUTHPLUG_CONNECTORS")]
     pub connectors: Option<PathBuf>,
@@ -225,7 +240,14 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
     }
     let tls = transport(args)?;
     let cache = Duration::from_millis(args.authorize_cache_ms);
-    let options = EngineOptions { keepalive: args.keepalive, authorize_cache: Some(cache) };
+    let options = EngineOptions {
+        keepalive: args.keepalive,
+        authorize_cache: Some(cache),
+        authorize_cache_bounds: Some((
+            args.authorize_cache_entries,
+            args.authorize_cache_mib.saturating_mul(1 << 20),
+        )),
+    };
     let engine = ctx.engine(options)?;
     let schemes = engine.registry().schemes().count();
     // Stored systems no loaded plugin serves answer `cannot_serve`: said now, and by /readyz.
@@ -280,7 +302,7 @@ pub fn run(ctx: &Context<'_>, args: &ServeArgs) -> Result<(), Failure> {
         let tls = tls.map(Arc::new);
         let reload = Reload { state: state.clone(), tokens: path.clone(), connectors: folder, tls: tls.clone() };
         tokio::spawn(reload.on_hangup(hangups));
-        let sweeper = tokio::spawn(authplug_server::sweep_forever(engine.clone(), options));
+        let sweeper = tokio::spawn(authplug_server::sweep_forever(state.clone(), options));
         eprintln!(
             "authplug serve: listening on {scheme}://{address} ({schemes} schemes, store {}, pid {}), ready in {} ms",
             engine.store().location(),
