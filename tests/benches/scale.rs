@@ -18,7 +18,9 @@
 //!
 //! Options (environment): AUTHPLUG_BENCH_SCALE (sizes, `10000,100000,1000000`),
 //! AUTHPLUG_BENCH_BACKENDS (`sqlite,postgres`), AUTHPLUG_BENCH_SECONDS (3, per wrk run),
-//! AUTHPLUG_BENCH_PAGES (1000), AUTHPLUG_BENCH_DIR (where the SQLite stores go).
+//! AUTHPLUG_BENCH_PAGES (1000), AUTHPLUG_BENCH_DIR (where the SQLite stores go),
+//! AUTHPLUG_BENCH_PERF (a folder: `perf record -g` of serve during the uncached authorize run
+//! and the 1 % sweep, as `uncached.data` and `sweep.data`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -211,6 +213,8 @@ struct Serve {
     ready_after: Duration,
     http: Http,
     log: Arc<Mutex<Vec<String>>>,
+    /// A message for each sweep that refreshed anything (its log line).
+    sweeps: std::sync::mpsc::Receiver<()>,
     _process: Running,
 }
 
@@ -232,6 +236,9 @@ impl Serve {
             .args(["--sweep-interval", &sweep_secs.to_string()])
             .args(["--authorize-cache-ms", &cache_ms.to_string()])
             .env_remove("AUTHPLUG_ADMIN_TOKEN")
+            // The sweep's own line says when it ended (polling /metrics would compete with it).
+            .env("AUTHPLUG_LOG", "warn,authplug_server=info")
+            .env("AUTHPLUG_LOG_JSON", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -249,8 +256,13 @@ impl Serve {
         // kept for a failure's message.
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let kept = log.clone();
+        let (swept, sweeps) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
+                // `sweep` or `sweep failed`, as JSON.
+                if line.contains(r#""message":"sweep"#) {
+                    let _ = swept.send(());
+                }
                 let mut kept = kept.lock().unwrap();
                 if kept.len() == 40 {
                     kept.remove(0);
@@ -266,7 +278,7 @@ impl Serve {
             assert!(started.elapsed() < Duration::from_secs(60), "serve was not ready in 60 s");
             std::thread::sleep(Duration::from_millis(2));
         };
-        Self { url, pid, ready_after, http, log, _process: process }
+        Self { url, pid, ready_after, http, log, sweeps, _process: process }
     }
 
     fn metrics(&self) -> String {
@@ -316,6 +328,21 @@ impl Serve {
         latencies.sort_by(f64::total_cmp);
         latencies
     }
+}
+
+/// With AUTHPLUG_BENCH_PERF=DIR, `perf record -g` of serve into `DIR/{what}.data` (Debian's
+/// linux-perf) until dropped (stopped by its own id).
+fn perf(serve: &Serve, what: &str) -> Option<Running> {
+    let dir = PathBuf::from(std::env::var_os("AUTHPLUG_BENCH_PERF")?);
+    let child = std::process::Command::new("perf")
+        .args(["record", "-g", "-o"])
+        .arg(dir.join(format!("{what}.data")))
+        .args(["-p", &serve.pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("perf runs");
+    Some(Running { child, signal: "INT" })
 }
 
 fn percentile(sorted: &[f64], p: usize) -> f64 {
@@ -393,7 +420,9 @@ fn measure(backend: &str, n: usize, wrk: &Wrk, cpus: Option<&str>, seconds: usiz
     );
     let base = format!("{}/", serve.url);
     wrk.run(&base, 1, Some((&random, &token)));
+    let perf_uncached = perf(&serve, "uncached");
     let uncached = wrk.run(&base, seconds, Some((&random, &token)));
+    drop(perf_uncached);
     drop(serve);
 
     // 4. The 1 %: OAuth2 systems already due, then one serve's first sweep refreshes them.
@@ -412,13 +441,14 @@ fn measure(backend: &str, n: usize, wrk: &Wrk, cpus: Option<&str>, seconds: usiz
     // Its first sweep only (the next is an hour away): the figures read are that sweep's.
     let serve = Serve::start(&place, &tokens, cpus, 1000, 3600);
     let ready_after_due_ms = serve.ready_after.as_secs_f64() * 1000.0;
+    let profile = perf(&serve, "sweep");
     let mut sweep_rss: u64 = 0;
     let started = Instant::now();
-    while serve.metric("authplug_sweeps_total") < 1.0 {
+    while serve.sweeps.recv_timeout(Duration::from_millis(20)).is_err() {
         sweep_rss = sweep_rss.max(memory_kib(serve.pid, "VmRSS:"));
         assert!(started.elapsed() < Duration::from_secs(600), "the sweep did not end in 10 min");
-        std::thread::sleep(Duration::from_millis(20));
     }
+    drop(profile);
     let sweep_ms = serve.metric("authplug_sweep_duration_seconds") * 1000.0;
     let sweep_refreshed = serve.metric("authplug_sweep_refreshed");
     let sweep_peak_mib = memory_kib(serve.pid, "VmHWM:") as f64 / 1024.0;

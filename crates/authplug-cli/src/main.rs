@@ -53,6 +53,8 @@ fn init_logging(cli: &Cli) {
     if cli.log_json {
         builder.json().init();
     } else {
-        builder.without_time().with_target(false).init();
+        // Colours for a terminal only: a log file or a service manager's journal gets plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        builder.without_time().with_target(false).with_ansi(ansi).init();
     }
 }

@@ -20,26 +20,32 @@ impl Engine {
             return Ok(cached);
         }
         let generation = self.authorized.generation(id);
-        // The usual case, secrets active and not due, in one hop to a blocking thread: the
-        // read, the decryption and the plugin's apply together.
-        let (engine, system) = (self.clone(), id.to_owned());
         let aborted = || EngineError::Aborted { what: "an authorize thread" };
-        let quick = tokio::task::spawn_blocking(move || engine.authorize_now(&system))
-            .await
-            .unwrap_or_else(|_| Err(aborted()))?;
+        let quick = match self.store.reads_locally() {
+            // The usual case, secrets active and not due, on this thread when the read is
+            // local and the plugin runs in this process (microseconds each: a hop to another
+            // thread would cost more than the work).
+            true => match self.ready(id)? {
+                Some(token) if self.registry.get(&token.scheme).is_some_and(|s| s.in_process()) => {
+                    let applied = self.apply(&token)?;
+                    Some((token, applied))
+                }
+                Some(token) => Some(self.apply_on_thread(token).await?),
+                None => None,
+            },
+            // Otherwise in one hop to a blocking thread: the read, the decryption and the
+            // plugin's apply together.
+            false => {
+                let (engine, system) = (self.clone(), id.to_owned());
+                tokio::task::spawn_blocking(move || engine.authorize_now(&system))
+                    .await
+                    .unwrap_or_else(|_| Err(aborted()))?
+            }
+        };
         let (token, applied) = match quick {
             Some(done) => done,
             // Due, failing or not active: the engine's full path (a refresh, or its error).
-            None => {
-                let token = self.token(id).await?;
-                let engine = self.clone();
-                tokio::task::spawn_blocking(move || {
-                    let applied = engine.apply(&token)?;
-                    Ok::<_, EngineError>((token, applied))
-                })
-                .await
-                .unwrap_or_else(|_| Err(aborted()))?
-            }
+            None => self.apply_on_thread(self.token(id).await?).await?,
         };
         let due_in = self.registry.get(&token.scheme).and_then(|scheme| {
             let due_at =
@@ -47,7 +53,7 @@ impl Engine {
             let due_in_ms = due_at.saturating_mul(1000).saturating_sub(self.clock().now_ms());
             Some(Duration::from_millis(u64::try_from(due_in_ms).unwrap_or(0)))
         });
-        let authorization = Arc::new(Authorization { token, applied });
+        let authorization = Arc::new(Authorization::new(token, applied));
         self.authorized.put(authorization.clone(), due_in, generation);
         Ok(authorization)
     }
@@ -55,6 +61,14 @@ impl Engine {
     /// Authorize without waiting: the stored secrets and their apply step when they are active
     /// and not due; `None` when the full path is needed. Runs on a blocking thread.
     fn authorize_now(&self, id: &str) -> Result<Option<(Token, ApplyResponse)>, EngineError> {
+        let Some(token) = self.ready(id)? else { return Ok(None) };
+        let applied = self.apply(&token)?;
+        Ok(Some((token, applied)))
+    }
+
+    /// The stored secrets when they are active and not due (a store read); `None` when the
+    /// engine's full path is needed.
+    fn ready(&self, id: &str) -> Result<Option<Token>, EngineError> {
         let record = self.store.get(id)?.ok_or_else(|| EngineError::NotFound(id.to_owned()))?;
         if record.summary.state != State::Active {
             return Ok(None);
@@ -63,12 +77,24 @@ impl Engine {
         if self.is_due(&record.summary, scheme, self.clock().now_secs()) {
             return Ok(None);
         }
-        let token = Token::from_record(record, false);
-        let applied = self.apply(&token)?;
-        Ok(Some((token, applied)))
+        Ok(Some(Token::from_record(record, false)))
     }
 
-    /// The scheme's apply step for `token`'s secrets (a plugin call: on a blocking thread).
+    /// [`Engine::apply`] on a blocking thread (an isolated plugin: a round trip to its process).
+    async fn apply_on_thread(
+        self: &Arc<Self>,
+        token: Token,
+    ) -> Result<(Token, ApplyResponse), EngineError> {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let applied = engine.apply(&token)?;
+            Ok((token, applied))
+        })
+        .await
+        .unwrap_or(Err(EngineError::Aborted { what: "an authorize thread" }))
+    }
+
+    /// The scheme's apply step for `token`'s secrets (a plugin call).
     fn apply(&self, token: &Token) -> Result<ApplyResponse, EngineError> {
         let request = ApplyRequest {
             scheme: token.scheme.clone(),

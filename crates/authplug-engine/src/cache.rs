@@ -23,6 +23,15 @@ use crate::Token;
 pub struct Authorization {
     pub token: Token,
     pub applied: ApplyResponse,
+    /// The answer as its caller renders it (the server's JSON), made once and reused with it:
+    /// an answer served from memory is not serialised again.
+    pub rendered: std::sync::OnceLock<Box<[u8]>>,
+}
+
+impl Authorization {
+    pub fn new(token: Token, applied: ApplyResponse) -> Self {
+        Self { token, applied, rendered: std::sync::OnceLock::new() }
+    }
 }
 
 impl std::fmt::Debug for Authorization {
@@ -265,8 +274,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn authorization(system: &str, version: i64) -> Arc<Authorization> {
-        Arc::new(Authorization {
-            token: Token {
+        Arc::new(Authorization::new(
+            Token {
                 system: system.into(),
                 scheme: "oauth2".into(),
                 injected: BTreeMap::new(),
@@ -276,8 +285,8 @@ mod tests {
                 parameters: BTreeMap::new(),
                 issued_at: 0,
             },
-            applied: ApplyResponse::default(),
-        })
+            ApplyResponse::default(),
+        ))
     }
 
     #[test]

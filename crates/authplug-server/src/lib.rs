@@ -65,6 +65,8 @@ pub struct AppState {
     pub max_body: usize,
     /// Authorize calls counted for the audit trail (a row per token, system and minute).
     pub authorize_audit: AuthorizeAudit,
+    /// The store's counts by scheme (`/readyz`) and by state (`/metrics`), reused for a moment.
+    counts: (probes::CachedCount, probes::CachedCount),
 }
 
 impl AppState {
@@ -84,6 +86,7 @@ impl AppState {
             web_page,
             max_body: DEFAULT_MAX_BODY,
             authorize_audit: AuthorizeAudit::default(),
+            counts: Default::default(),
         }
     }
 

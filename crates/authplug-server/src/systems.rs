@@ -11,6 +11,7 @@ use authplug_store::{Cursor, Filter, State as StoredState, SystemSummary, MAX_PA
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -192,7 +193,7 @@ pub(crate) async fn authorize(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let caller = permitted(
         &state,
         &headers,
@@ -221,13 +222,19 @@ pub(crate) async fn authorize(
         ));
     }
     state.authorize_audit.count(&caller.name, &id, true);
-    let pairs = |list: &[(String, authplug_protocol::Secret)]| -> Vec<Value> {
-        list.iter().map(|(k, v)| json!([k, v.expose()])).collect()
-    };
-    Ok(Json(json!({
-        "system": id,
-        "expires_at": authorization.token.expires_at,
-        "headers": pairs(&authorization.applied.headers),
-        "query": pairs(&authorization.applied.query),
-    })))
+    // Made once per answer: one reused from memory is not serialised again.
+    let body = authorization.rendered.get_or_init(|| {
+        let pairs = |list: &[(String, authplug_protocol::Secret)]| -> Vec<Value> {
+            list.iter().map(|(k, v)| json!([k, v.expose()])).collect()
+        };
+        let answer = json!({
+            "system": authorization.token.system,
+            "expires_at": authorization.token.expires_at,
+            "headers": pairs(&authorization.applied.headers),
+            "query": pairs(&authorization.applied.query),
+        });
+        serde_json::to_vec(&answer).expect("JSON values serialise").into_boxed_slice()
+    });
+    let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
+    Ok((json, body.to_vec()).into_response())
 }

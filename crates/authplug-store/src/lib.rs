@@ -72,6 +72,8 @@ pub struct Store {
     /// Why the last write failed, while the store cannot be written (a full or read-only file
     /// system, a database gone); cleared by the next write that succeeds.
     write_failure: std::sync::Mutex<Option<String>>,
+    /// Write transactions committed through this store.
+    writes: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for Store {
@@ -94,6 +96,7 @@ impl Store {
             location: location.clone(),
             clock: Arc::new(SystemClock),
             write_failure: std::sync::Mutex::new(None),
+            writes: std::sync::atomic::AtomicU64::new(0),
         };
         let in_use = store.tx(false, |tx| tx.key_ids())?;
         let missing: Vec<String> = in_use.into_iter().filter(|id| !store.keys.has(id)).collect();
@@ -128,6 +131,19 @@ impl Store {
         self.write_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Whether a read is answered from this machine without waiting for writes or a network (a
+    /// SQLite file that could be opened for writing: reads have connections of their own), so
+    /// that a caller may read on an async thread instead of handing the read to another.
+    pub fn reads_locally(&self) -> bool {
+        self.backend.reads_locally()
+    }
+
+    /// How many write transactions this store has committed: what a cache of something
+    /// computed from the store (counts) compares to know whether this process changed it since.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn tx<R>(&self, write: bool, body: impl FnOnce(&mut dyn Tx) -> Result<R>) -> Result<R> {
         let mut body = Some(body);
         let mut out = None;
@@ -140,7 +156,10 @@ impl Store {
             let failure = match &done {
                 Err(error @ StoreError::Unavailable { .. }) => Some(chain(error)),
                 Err(_) => return done.map(|()| out.expect("the body ran")),
-                Ok(()) => None,
+                Ok(()) => {
+                    self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    None
+                }
             };
             *self.write_failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
         }

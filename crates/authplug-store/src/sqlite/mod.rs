@@ -27,6 +27,11 @@ mod rows;
 use rows::SqliteTx;
 
 pub(crate) struct SqliteBackend {
+    /// Idle connections for reads of their own, when the file could be opened for writing:
+    /// a read never waits behind a batch of writes (or a long count behind the writes), and
+    /// sees what was committed when it began. Declared first, so dropped first: the writing
+    /// connection closes last, and folds the write-ahead log in and removes it as it does.
+    readers: Option<Mutex<Vec<Connection>>>,
     state: Mutex<Group>,
     /// Signalled whenever a batch has been committed or rolled back.
     settled: Condvar,
@@ -34,6 +39,9 @@ pub(crate) struct SqliteBackend {
     queued: AtomicUsize,
     path: PathBuf,
 }
+
+/// Read connections kept open for reuse.
+const MAX_READERS: usize = 4;
 
 /// Files of at most this many pages (64 MiB of 4 KiB pages, about 40,000 systems) are checked
 /// whole when opened.
@@ -102,6 +110,7 @@ impl SqliteBackend {
     pub(crate) fn open(path: &Path) -> Result<Self> {
         crate::location::prepare_sqlite_dir(path)?;
         create_private_file(path)?;
+        let mut readers = Some(Mutex::new(Vec::new()));
         let connection = match connect(path, Access::Write) {
             Ok(connection) => connection,
             // A store that cannot be written for now (a full or read-only file system) is still
@@ -113,6 +122,7 @@ impl SqliteBackend {
                 };
                 let why = crate::chain(&writable);
                 tracing::warn!("{}: opened for reading only: {why}", path.display());
+                readers = None;
                 connection
             }
             Err(other) => return Err(other),
@@ -128,6 +138,7 @@ impl SqliteBackend {
             settled: Condvar::new(),
             queued: AtomicUsize::new(0),
             path: path.to_owned(),
+            readers,
         })
     }
 }
@@ -212,6 +223,16 @@ fn connect(path: &Path, access: Access) -> Result<Connection> {
     Ok(connection)
 }
 
+/// A read connection to a store a writable connection has opened (checked and migrated).
+fn reader(path: &Path) -> Result<Connection> {
+    let fail = database_error(path);
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags).map_err(&fail)?;
+    connection.set_prepared_statement_cache_capacity(64);
+    connection.busy_timeout(Duration::from_secs(30)).map_err(&fail)?;
+    Ok(connection)
+}
+
 fn migrate(connection: &mut Connection, path: &Path) -> Result<()> {
     // Nothing to migrate (the usual case) is found by reading alone, so that a store on a full
     // or read-only file system still opens.
@@ -238,11 +259,18 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<()> {
 }
 
 impl Backend for SqliteBackend {
+    fn reads_locally(&self) -> bool {
+        self.readers.is_some()
+    }
+
     fn transaction(
         &self,
         write: bool,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
+        if let (false, Some(readers)) = (write, &self.readers) {
+            return self.read_on_own(readers, body);
+        }
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut group = self.state.lock().unwrap_or_else(|p| p.into_inner());
         self.queued.fetch_sub(1, Ordering::SeqCst);
@@ -313,6 +341,25 @@ impl Backend for SqliteBackend {
 }
 
 impl SqliteBackend {
+    /// A read on a connection of its own (an idle one, or a new one), kept for the next read.
+    fn read_on_own(
+        &self,
+        readers: &Mutex<Vec<Connection>>,
+        body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        let idle = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => reader(&self.path)?,
+        };
+        let outcome = read_alone(&mut connection, &self.path, body);
+        let mut idle = readers.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_READERS && connection.is_autocommit() {
+            idle.push(connection);
+        }
+        outcome
+    }
+
     /// Records how `batch` ended and wakes its members.
     fn settle(&self, group: &mut MutexGuard<'_, Group>, batch: u64, result: Result<()>) {
         let members = group.open.take().map_or(0, |(_, n)| n);
