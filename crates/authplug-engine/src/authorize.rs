@@ -20,28 +20,13 @@ impl Engine {
             return Ok(cached);
         }
         let generation = self.authorized.generation(id);
-        let aborted = || EngineError::Aborted { what: "an authorize thread" };
-        let quick = match self.store.reads_locally() {
-            // The usual case, secrets active and not due, on this thread when the read is
-            // local and the plugin runs in this process (microseconds each: a hop to another
-            // thread would cost more than the work).
-            true => match self.ready(id)? {
-                Some(token) if self.registry.get(&token.scheme).is_some_and(|s| s.in_process()) => {
-                    let applied = self.apply(&token)?;
-                    Some((token, applied))
-                }
-                Some(token) => Some(self.apply_on_thread(token).await?),
-                None => None,
-            },
-            // Otherwise in one hop to a blocking thread: the read, the decryption and the
-            // plugin's apply together.
-            false => {
-                let (engine, system) = (self.clone(), id.to_owned());
-                tokio::task::spawn_blocking(move || engine.authorize_now(&system))
-                    .await
-                    .unwrap_or_else(|_| Err(aborted()))?
-            }
-        };
+        // The usual case, secrets active and not due, in one hop to a blocking thread: the
+        // read, the decryption and the plugin's apply together (an apply may call back the
+        // host's HTTP transport, which blocks: never on an async thread).
+        let (engine, system) = (self.clone(), id.to_owned());
+        let quick = tokio::task::spawn_blocking(move || engine.authorize_now(&system))
+            .await
+            .unwrap_or(Err(EngineError::Aborted { what: "an authorize thread" }))?;
         let (token, applied) = match quick {
             Some(done) => done,
             // Due, failing or not active: the engine's full path (a refresh, or its error).
