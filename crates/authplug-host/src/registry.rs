@@ -267,12 +267,6 @@ impl LoadedScheme {
         matches!(&self.provider, Provider::Isolated(child) if !child.running())
     }
 
-    /// Whether its calls run in this process (a linked scheme, or a plugin file loaded here):
-    /// an apply then costs microseconds and needs no thread of its own.
-    pub fn in_process(&self) -> bool {
-        !matches!(&self.provider, Provider::Isolated(_))
-    }
-
     /// How many times an isolated plugin's process was started again after a failure (`None`
     /// for a scheme that runs in this process).
     pub fn restarts(&self) -> Option<u64> {

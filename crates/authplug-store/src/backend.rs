@@ -170,12 +170,6 @@ pub(crate) trait Backend: Send + Sync {
         write: bool,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()>;
-
-    /// Whether a read is answered from this machine without waiting for writes or a network
-    /// (SQLite with its read connections): microseconds, short enough for an async thread.
-    fn reads_locally(&self) -> bool {
-        false
-    }
 }
 
 /// An audit row's columns as an entry. The detail is JSON text; text that is not (no authplug

@@ -131,13 +131,6 @@ impl Store {
         self.write_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Whether a read is answered from this machine without waiting for writes or a network (a
-    /// SQLite file that could be opened for writing: reads have connections of their own), so
-    /// that a caller may read on an async thread instead of handing the read to another.
-    pub fn reads_locally(&self) -> bool {
-        self.backend.reads_locally()
-    }
-
     /// How many write transactions this store has committed: what a cache of something
     /// computed from the store (counts) compares to know whether this process changed it since.
     pub fn writes(&self) -> u64 {

@@ -259,10 +259,6 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<()> {
 }
 
 impl Backend for SqliteBackend {
-    fn reads_locally(&self) -> bool {
-        self.readers.is_some()
-    }
-
     fn transaction(
         &self,
         write: bool,
