@@ -66,7 +66,7 @@ impl Engine {
         }
         if let Some(idle) = self.config.keepalive {
             let issued_by = now.saturating_sub(i64::try_from(idle.as_secs()).unwrap_or(i64::MAX));
-            self.keep_alive(issued_by, &chosen, &mut tasks, &limit).await?;
+            self.keep_alive(issued_by, &mut chosen, &mut tasks, &limit).await?;
         }
         let mut results = Vec::new();
         while let Some(done) = tasks.join_next().await {
@@ -90,11 +90,13 @@ impl Engine {
         Looked::Later(due::due_at(summary.expires_at, summary.issued_at(), self.margin(scheme)))
     }
 
-    /// The systems idle since `issued_by`, not already `chosen`, whose backoff has ended.
+    /// The systems idle since `issued_by`, not already `chosen`, whose backoff has ended. Each
+    /// one started joins `chosen`: a system renewed early in the walk has a new issue time that
+    /// the walk may meet again (a keep-alive of zero), and is not renewed twice in one sweep.
     async fn keep_alive(
         self: &Arc<Self>,
         issued_by: i64,
-        chosen: &HashSet<String>,
+        chosen: &mut HashSet<String>,
         tasks: &mut tokio::task::JoinSet<(String, Result<Token, EngineError>)>,
         limit: &Arc<tokio::sync::Semaphore>,
     ) -> Result<(), EngineError> {
@@ -120,7 +122,7 @@ impl Engine {
                     .get(&summary.id)
                     .and_then(|a| a.retry_at_ms)
                     .is_some_and(|at| at > now_ms);
-                if renews && !waiting && !chosen.contains(&summary.id) {
+                if renews && !waiting && chosen.insert(summary.id.clone()) {
                     let want = Want::KeepAlive(summary.last_refresh_at);
                     self.start(tasks, limit, summary.id, want).await;
                 }

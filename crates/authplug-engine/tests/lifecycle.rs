@@ -418,6 +418,37 @@ async fn a_sweep_refreshes_what_is_due_and_idle_systems_only_with_keepalive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_keepalive_renews_each_system_once_per_sweep_across_batches() {
+    // More idle systems than one batch of the walk (500): a system renewed early gets a new
+    // issue time ahead of the walk, and must not be met and renewed again in the same sweep.
+    let lab = Lab::new(EngineConfig { keepalive: Some(Duration::ZERO), ..quick() });
+    let template = lab.store.get(SYSTEM).unwrap().unwrap();
+    let copies: Vec<NewSystem> = (0..600)
+        .map(|i| NewSystem {
+            id: format!("copy-{i:03}"),
+            scheme: "oauth2".into(),
+            parameters: template.summary.parameters.clone(),
+            required: template.required.clone(),
+            injected: template.injected.clone(),
+            expires_at: template.summary.expires_at,
+        })
+        .collect();
+    lab.store.create_batch(copies, "test").unwrap();
+    let answer = Response::json(
+        200,
+        &serde_json::json!({"access_token": "at-any", "token_type": "Bearer", "expires_in": 3600}),
+    );
+    for _ in 0..601 {
+        lab.provider.queue(answer.clone());
+    }
+    lab.clock.advance(Duration::from_secs(10));
+    let swept = lab.engine.sweep(4).await.unwrap();
+    assert_eq!(swept.len(), 601, "each system once");
+    assert!(swept.iter().all(|(_, result)| result.as_ref().is_ok_and(|t| t.refreshed)));
+    assert_eq!(lab.provider.grants(), 601, "one grant per system");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_held_by_another_instance_is_waited_for_and_its_result_shared() {
     let lab = Lab::new(quick());
     lab.make_due();
