@@ -22,8 +22,10 @@ use crate::schema::{self, Dialect};
 use crate::{Result, StoreError};
 
 mod fallback;
+mod readers;
 mod rows;
 
+use readers::Readers;
 use rows::SqliteTx;
 
 pub(crate) struct SqliteBackend {
@@ -31,7 +33,7 @@ pub(crate) struct SqliteBackend {
     /// a read never waits behind a batch of writes (or a long count behind the writes), and
     /// sees what was committed when it began. Declared first, so dropped first: the writing
     /// connection closes last, and folds the write-ahead log in and removes it as it does.
-    readers: Option<Mutex<Vec<Connection>>>,
+    readers: Option<Readers>,
     state: Mutex<Group>,
     /// Signalled whenever a batch has been committed or rolled back.
     settled: Condvar,
@@ -40,8 +42,9 @@ pub(crate) struct SqliteBackend {
     path: PathBuf,
 }
 
-/// Read connections kept open for reuse.
-const MAX_READERS: usize = 4;
+/// What every connection sets: temporary tables and indexes (sorting, a statement's journal)
+/// in memory, not in files created and deleted under `/var/tmp` (a few per refresh otherwise).
+const SHARED_PRAGMAS: &str = "PRAGMA temp_store = MEMORY;";
 
 /// Files of at most this many pages (64 MiB of 4 KiB pages, about 40,000 systems) are checked
 /// whole when opened.
@@ -110,7 +113,7 @@ impl SqliteBackend {
     pub(crate) fn open(path: &Path) -> Result<Self> {
         crate::location::prepare_sqlite_dir(path)?;
         create_private_file(path)?;
-        let mut readers = Some(Mutex::new(Vec::new()));
+        let mut readers = Some(Readers::default());
         let connection = match connect(path, Access::Write) {
             Ok(connection) => connection,
             // A store that cannot be written for now (a full or read-only file system) is still
@@ -204,6 +207,7 @@ fn connect(path: &Path, access: Access) -> Result<Connection> {
         false => "PRAGMA foreign_keys = ON;",
     };
     connection.execute_batch(pragmas).map_err(&fail)?;
+    connection.execute_batch(SHARED_PRAGMAS).map_err(&fail)?;
     // A truncated or damaged file must be named before anything is read or written. The whole
     // check reads every page (seconds for a million systems): a larger file is not checked
     // whole; SQLite still refuses a file shorter than its header says (`NOTADB`, named as
@@ -220,16 +224,6 @@ fn connect(path: &Path, access: Access) -> Result<Connection> {
         }
     }
     migrate(&mut connection, path)?;
-    Ok(connection)
-}
-
-/// A read connection to a store a writable connection has opened (checked and migrated).
-fn reader(path: &Path) -> Result<Connection> {
-    let fail = database_error(path);
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection = Connection::open_with_flags(path, flags).map_err(&fail)?;
-    connection.set_prepared_statement_cache_capacity(64);
-    connection.busy_timeout(Duration::from_secs(30)).map_err(&fail)?;
     Ok(connection)
 }
 
@@ -265,7 +259,7 @@ impl Backend for SqliteBackend {
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
         if let (false, Some(readers)) = (write, &self.readers) {
-            return self.read_on_own(readers, body);
+            return readers.with(&self.path, |connection| read_alone(connection, &self.path, body));
         }
         self.queued.fetch_add(1, Ordering::SeqCst);
         let mut group = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -276,7 +270,7 @@ impl Backend for SqliteBackend {
                 // A lone reader needs no batch: a deferred transaction of its own.
                 return read_alone(&mut group.connection, path, body);
             }
-            group.connection.execute_batch("BEGIN IMMEDIATE").map_err(|e| classify(path, e))?;
+            control(&group.connection, "BEGIN IMMEDIATE").map_err(|e| classify(path, e))?;
             let batch = group.next_batch;
             group.next_batch += 1;
             group.open = Some((batch, 0));
@@ -297,7 +291,7 @@ impl Backend for SqliteBackend {
         } else {
             let members = group.open.map_or(0, |(_, n)| n);
             if self.queued.load(Ordering::SeqCst) == 0 || members >= MAX_BATCH {
-                let committed = group.connection.execute_batch("COMMIT");
+                let committed = control(&group.connection, "COMMIT");
                 let result = committed.map_err(|e| classify(path, e));
                 if result.is_err() {
                     // A failed COMMIT may leave the transaction open; nothing of it may stay.
@@ -337,25 +331,6 @@ impl Backend for SqliteBackend {
 }
 
 impl SqliteBackend {
-    /// A read on a connection of its own (an idle one, or a new one), kept for the next read.
-    fn read_on_own(
-        &self,
-        readers: &Mutex<Vec<Connection>>,
-        body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
-    ) -> Result<()> {
-        let idle = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut connection = match idle {
-            Some(connection) => connection,
-            None => reader(&self.path)?,
-        };
-        let outcome = read_alone(&mut connection, &self.path, body);
-        let mut idle = readers.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_READERS && connection.is_autocommit() {
-            idle.push(connection);
-        }
-        outcome
-    }
-
     /// Records how `batch` ended and wakes its members.
     fn settle(&self, group: &mut MutexGuard<'_, Group>, batch: u64, result: Result<()>) {
         let members = group.open.take().map_or(0, |(_, n)| n);
@@ -396,6 +371,12 @@ fn read_alone(
     tx.commit().map_err(|e| classify(path, e))
 }
 
+/// A transaction's control statement, prepared once per connection (parsing `COMMIT` and the
+/// savepoints for every write was a tenth of the engine's CPU per refresh).
+fn control(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute([]).map(drop)
+}
+
 type Panic = Box<dyn std::any::Any + Send>;
 
 /// Runs `body` under a savepoint of the open transaction: released when it succeeds, rolled
@@ -406,7 +387,7 @@ fn run_in_savepoint(
     path: &Path,
     body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
 ) -> std::result::Result<Result<()>, Panic> {
-    if let Err(e) = connection.execute_batch("SAVEPOINT member") {
+    if let Err(e) = control(connection, "SAVEPOINT member") {
         return Ok(Err(classify(path, e)));
     }
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -417,7 +398,11 @@ fn run_in_savepoint(
         _ => "ROLLBACK TO member; RELEASE member",
     };
     if !connection.is_autocommit() {
-        if let Err(e) = connection.execute_batch(end) {
+        let ended = match end {
+            "RELEASE member" => control(connection, end),
+            _ => connection.execute_batch(end),
+        };
+        if let Err(e) = ended {
             // The savepoint's fate is unknown: give up the whole transaction rather than commit
             // writes whose caller was told they failed.
             let _ = connection.execute_batch("ROLLBACK");
