@@ -129,7 +129,10 @@ impl Engine {
                     scheme: summary.scheme.clone(),
                 });
             }
-            let holder = self.holder.next();
+            // Alive until this iteration ends: a lease it leaves behind (not given back because
+            // the store went away) is then taken over by the next refresh, not waited for.
+            let named = self.holder.next();
+            let holder = named.to_string();
             let (id_owned, version, ttl) = (id.to_owned(), summary.version, self.config.lease_ttl);
             let stale = stale_holder.take();
             // An operator's forced refresh does not wait for the backoff; nothing else does.

@@ -5,9 +5,17 @@
 //! host, same boot, same PID namespace, and a nonce that is not its own process's. Containers
 //! that share a hostname but not a PID namespace, or replicas that are all PID 1, are never
 //! judged dead; their leases lapse.
+//!
+//! Within this process the engine knows exactly: a holder of its own is alive while the
+//! [`Named`] handed out for it lives (the refresh that took the lease is still running). A lease
+//! left behind by a refresh of this process that ended without giving it back (the database
+//! went away between taking the lease and releasing it, or the commit landed but its answer was
+//! lost) is taken over at once, as a dead process's is, instead of blocking every later refresh
+//! of that system until it lapses.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// This process's identity as a lease holder.
 #[derive(Debug)]
@@ -57,20 +65,52 @@ fn identity() -> &'static Identity {
     })
 }
 
+/// The holder names of this process whose refresh is still running (every engine's).
+fn live() -> std::sync::MutexGuard<'static, HashSet<String>> {
+    static LIVE: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    LIVE.get_or_init(Mutex::default).lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A holder name in use: alive for [`Holder::is_dead`] until dropped.
+#[derive(Debug)]
+pub struct Named(String);
+
+impl std::ops::Deref for Named {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Named {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        live().remove(&self.0);
+    }
+}
+
 impl Holder {
     pub fn new() -> Self {
         Self { identity: identity(), next: AtomicU64::new(1) }
     }
 
-    /// A fresh holder name for one refresh, so two refreshes never share a lease.
-    pub fn next(&self) -> String {
+    /// A fresh holder name for one refresh, so two refreshes never share a lease; alive until
+    /// the returned name is dropped.
+    pub fn next(&self) -> Named {
         let id = self.identity;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         // The engine's address tells two engines of one process apart.
-        format!(
+        let name = format!(
             "{}/{}/{}/{}#{:x}.{n}",
             id.host, id.pid, id.scope, id.nonce, self as *const _ as usize
-        )
+        );
+        live().insert(name.clone());
+        Named(name)
     }
 
     /// Whether `other` is a holder whose process is visibly gone: same host, boot and PID
@@ -88,9 +128,9 @@ impl Holder {
             return false;
         }
         if pid == id.pid {
-            // Our own pid: a live holder if the nonce is ours (this process), else a dead
-            // process whose pid we now have.
-            return !rest.starts_with(&format!("{}#", id.nonce));
+            // Our own pid: with our nonce, a holder of this process, alive while its refresh
+            // runs; with another nonce, a dead process whose pid we now have.
+            return !rest.starts_with(&format!("{}#", id.nonce)) || !live().contains(other);
         }
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => true,
@@ -117,10 +157,17 @@ mod tests {
     fn a_holder_knows_live_and_dead_processes_in_its_namespace() {
         let holder = Holder::new();
         let mine = holder.next();
-        assert_ne!(mine, holder.next(), "each refresh has its own name");
+        assert_ne!(*mine, *holder.next(), "each refresh has its own name");
         assert!(!holder.is_dead(&mine));
         assert!(!Holder::new().is_dead(&mine), "another engine of this process is alive");
+        let name = mine.to_string();
+        drop(mine);
         let id = identity();
+        assert_eq!(
+            holder.is_dead(&name),
+            !id.scope.is_empty(),
+            "a holder of this process whose refresh ended is dead (where /proc says who we are)"
+        );
         if id.scope.is_empty() {
             return; // no /proc here: nothing is ever judged dead
         }

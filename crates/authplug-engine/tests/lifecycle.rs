@@ -475,3 +475,20 @@ async fn a_lease_held_by_another_instance_is_waited_for_and_its_result_shared() 
     assert!(token.refreshed, "renewed by the other, shared here");
     assert_eq!(lab.provider.grants(), 0, "never asked the provider itself");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_left_behind_by_an_ended_refresh_of_this_process_is_taken_over_at_once() {
+    // A refresh of this process took the lease and ended without giving it back (the database
+    // went away before the release; seen under a PostgreSQL restart, where every later call of
+    // the system then waited for the lease to lapse).
+    let lab = Lab::new(EngineConfig { wait_for_other: Duration::from_secs(30), ..quick() });
+    lab.make_due();
+    let ended = authplug_engine::Holder::new().next();
+    assert!(lab.store.try_lease(SYSTEM, &ended, Duration::from_secs(120)).unwrap());
+    drop(ended);
+    let started = std::time::Instant::now();
+    let token = lab.engine.token(SYSTEM).await.unwrap();
+    assert!(token.refreshed);
+    assert_eq!(lab.provider.grants(), 1, "refreshed here, once");
+    assert!(started.elapsed() < Duration::from_secs(10), "not waited for: {:?}", started.elapsed());
+}

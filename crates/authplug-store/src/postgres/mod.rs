@@ -46,8 +46,11 @@ const MIGRATION_LOCK: i64 = 0x6175_7468_706c_7567; // "authplug"
 fn fail(error: postgres::Error) -> StoreError {
     let code = error.as_db_error().map(|db| db.code().code().to_owned());
     // Connection exceptions (class 08), a terminated session or a server shutting down or
-    // starting up (57P01-57P03), a closed connection: the database is gone for now.
+    // starting up (57P01-57P03), a closed connection, or one the socket failed under (reset by
+    // a server going down): the database is gone for now.
+    let io = std::error::Error::source(&error).is_some_and(|s| s.is::<std::io::Error>());
     let gone = error.is_closed()
+        || io
         || code.as_deref().is_some_and(|c| c.starts_with("08") || c.starts_with("57P"));
     let what = match code {
         Some(code) => format!("PostgreSQL {code}"),
