@@ -15,21 +15,22 @@ use std::collections::BTreeMap;
 
 use oauth2::basic::{
     BasicErrorResponseType, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
-    BasicTokenType,
 };
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
     EndpointSet, ExtraTokenFields, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, Scope, StandardErrorResponse, StandardRevocableToken, StandardTokenResponse,
-    TokenResponse, TokenUrl,
+    RequestTokenError, Scope, StandardErrorResponse, StandardRevocableToken, TokenResponse,
+    TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, ErrorCode, Host, ManifestField, OnboardStep, RefreshOutcome, Resume, Secret};
 
-/// A token endpoint's answer, with the provider's extra fields `EF`
-/// ([`oauth2::EmptyExtraTokenFields`] when there are none).
-pub type TokenAnswer<EF> = StandardTokenResponse<EF, BasicTokenType>;
+mod answer;
+#[cfg(test)]
+mod quirks_tests;
+
+pub use answer::TokenAnswer;
 
 /// The client's credentials: `client_id` and `client_secret` from the user.
 #[derive(Clone, Copy)]
@@ -353,11 +354,23 @@ fn outcome_reason(outcome: &RefreshOutcome) -> &str {
 
 /// Sorts a failed token request into "authorise again" and "try later", by the answer's status
 /// first (429 and 5xx are transient whatever their body says, as [`crate::provider`] has it),
-/// then RFC 6749's error code. Never quotes a token.
+/// then RFC 6749's error code, also when it comes with HTTP 200 (`invalid_grant` and the other
+/// refusals: authorise again; `temporarily_unavailable` and `server_error`: try later). A body
+/// that is neither a token answer nor an error is "try later"; nothing of it is ever stored.
+/// Never quotes a token.
 fn classify<E: std::error::Error>(
     error: RequestTokenError<E, StandardErrorResponse<BasicErrorResponseType>>,
     answer: Option<(u16, Option<u64>)>,
 ) -> RefreshOutcome {
+    // A body that is no token answer but an RFC 6749 error is that error, whatever the status:
+    // some providers refuse a refresh with HTTP 200 and `{"error": "invalid_grant"}`.
+    let error = match error {
+        RequestTokenError::Parse(parse, body) => match serde_json::from_slice(&body) {
+            Ok(refusal) => RequestTokenError::ServerResponse(refusal),
+            Err(_) => RequestTokenError::Parse(parse, body),
+        },
+        other => other,
+    };
     if let Some((status, retry_after_secs)) = answer {
         let reason = format!("the token endpoint answered HTTP {status}");
         if crate::provider::is_transient(status) {
