@@ -13,6 +13,11 @@ const API = 'https://api.example.test'; // resource indicator: an identifier onl
 // about 150 grants) so that a benchmark can hold 10,000 live grants. Same adapter code otherwise.
 const STORE_SIZE = Number(process.env.OIDC_STORE_SIZE || 0);
 const storage = STORE_SIZE > 0 ? new LRU({ maxSize: STORE_SIZE }) : undefined;
+// authplug addition: OIDC_EXTRA_CLIENTS (a JSON list of client metadata) registers more clients,
+// e.g. client-credentials clients with client_secret_post or private_key_jwt and the test's JWKS;
+// OIDC_ACCESS_TOKEN_TTL (seconds, default 300) shortens access tokens so tests see them expire.
+const EXTRA_CLIENTS = JSON.parse(process.env.OIDC_EXTRA_CLIENTS || '[]');
+const TTL = Number(process.env.OIDC_ACCESS_TOKEN_TTL || 300);
 
 const provider = new Provider(ISSUER, {
   ...(storage ? { adapter: (model) => new MemoryAdapter(model, storage) } : {}),
@@ -37,12 +42,13 @@ const provider = new Provider(ISSUER, {
       redirect_uris: ['http://127.0.0.1:8765/callback'],
       grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
     },
+    ...EXTRA_CLIENTS,
   ],
   pkce: { required: () => true },                 // PKCE for every client
   scopes: ['openid', 'offline_access', 'crm.read', 'crm.write'],
   issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'), // RT without offline_access
   rotateRefreshToken: true,                        // every refresh returns a new RT, old one is consumed
-  ttl: { AccessToken: 300, AuthorizationCode: 60, RefreshToken: 86400, ClientCredentials: 300, Grant: 86400, Session: 86400, Interaction: 600, IdToken: 300 },
+  ttl: { AccessToken: TTL, AuthorizationCode: 60, RefreshToken: 86400, ClientCredentials: TTL, Grant: 86400, Session: 86400, Interaction: 600, IdToken: 300 },
   findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id, email: `${id}@example.test` }) }),
   features: {
     devInteractions: { enabled: false },
@@ -53,7 +59,7 @@ const provider = new Provider(ISSUER, {
       enabled: true,
       defaultResource: async () => API,
       useGrantedResource: async () => true,
-      getResourceServerInfo: async () => ({ scope: 'crm.read crm.write', audience: API, accessTokenTTL: 300, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } }),
+      getResourceServerInfo: async () => ({ scope: 'crm.read crm.write', audience: API, accessTokenTTL: TTL, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } }),
     },
   },
   cookies: { keys: ['test-cookie-key-not-secret'] },

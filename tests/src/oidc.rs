@@ -25,11 +25,21 @@ impl OidcProvider {
     /// those CPUs only: for benchmarks over thousands of grants that must not share CPUs with
     /// the client, as a real provider would not.
     pub fn start_with(objects: Option<usize>, cpus: Option<&str>) -> Self {
+        let env: Vec<(&str, String)> =
+            objects.map(|objects| ("OIDC_STORE_SIZE", objects.to_string())).into_iter().collect();
+        Self::start_on(None, cpus, &env)
+    }
+
+    /// Starts the peer on `port` (a free one if `None`) with `env` (`OIDC_EXTRA_CLIENTS`,
+    /// `OIDC_ACCESS_TOKEN_TTL`, `OIDC_STORE_SIZE`: see `tests/peers/oidc-provider.mjs`).
+    pub fn start_on(port: Option<u16>, cpus: Option<&str>, env: &[(&str, String)]) -> Self {
         let dir =
             std::path::PathBuf::from(std::env::var_os("AUTHPLUG_TEST_PEERS_DIR").expect(
                 "AUTHPLUG_TEST_PEERS_DIR is not set: run the tests with `cargo xtask test`",
             ));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = port.unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        });
         let mut command = match cpus {
             Some(cpus) => {
                 let mut pinned = Command::new("taskset");
@@ -38,9 +48,7 @@ impl OidcProvider {
             }
             None => Command::new("node"),
         };
-        if let Some(objects) = objects {
-            command.env("OIDC_STORE_SIZE", objects.to_string());
-        }
+        command.envs(env.iter().map(|(k, v)| (k, v)));
         let mut child = command
             .arg("oidc-provider.mjs")
             .arg(port.to_string())
@@ -58,6 +66,17 @@ impl OidcProvider {
             }
         }
         Self { child, issuer: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.issuer.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port")
+    }
+
+    /// Stops it (by its own process id) and waits until it has exited.
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The server's process id (for benchmarks that read its CPU time).

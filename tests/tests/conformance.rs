@@ -37,6 +37,7 @@ fn every_built_in_plugin_keeps_every_rule() {
         ("oauth2_scheme", "oauth2-scheme"),
         ("jwt_scheme", "jwt-scheme"),
         ("tripletex", "tripletex"),
+        ("client_credentials", "client-credentials"),
     ] {
         let exercise = repository(&format!("plugins/{folder}/conformance.json"));
         let output = schemes_test(&plugin(library), Some(&exercise), &[]);

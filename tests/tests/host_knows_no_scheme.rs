@@ -24,8 +24,14 @@ const PLATFORM_NAMES: &[&str] = &["account_id", "base_url", "service_url"];
 
 /// Every name the built-in schemes own.
 fn scheme_names() -> BTreeSet<String> {
-    let host =
-        PluginHost::load(&["api_key", "jwt_scheme", "oauth2_scheme", "superoffice", "tripletex"]);
+    let host = PluginHost::load(&[
+        "api_key",
+        "client_credentials",
+        "jwt_scheme",
+        "oauth2_scheme",
+        "superoffice",
+        "tripletex",
+    ]);
     let mut names = BTreeSet::new();
     for scheme in host.registry.schemes() {
         let d = scheme.descriptor();

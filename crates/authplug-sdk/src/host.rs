@@ -55,19 +55,35 @@ impl<'a> Host<'a> {
 
     /// The host transport as an `oauth2::SyncHttpClient`, for schemes built on the `oauth2` crate.
     pub fn http_client(&self) -> HostHttp<'_> {
-        HostHttp { host: self, last: std::cell::Cell::new(None) }
+        HostHttp { host: self, last: std::cell::Cell::new(None), headers: Vec::new() }
     }
 }
 
-/// The host transport, usable wherever the `oauth2` crate wants a synchronous HTTP client.
-#[derive(Debug)]
+/// The host transport, usable wherever the `oauth2` crate wants a synchronous HTTP client. Its
+/// `Debug` names the added headers, never their values.
 pub struct HostHttp<'a> {
     host: &'a Host<'a>,
     /// The last answer's status and `Retry-After`, which the `oauth2` crate does not pass on.
     last: std::cell::Cell<Option<(u16, Option<u64>)>>,
+    /// Headers added to every request (a provider's API-gateway key on its token endpoint).
+    headers: Vec<(String, String)>,
+}
+
+impl fmt::Debug for HostHttp<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("HostHttp").field("headers", &names).finish_non_exhaustive()
+    }
 }
 
 impl HostHttp<'_> {
+    /// The same client, adding `name: value` to every request it sends (PowerOffice's
+    /// `Ocp-Apim-Subscription-Key` on its token endpoint, which the `oauth2` crate cannot add).
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     /// The status and `Retry-After` (seconds) of the last answer this client received.
     pub fn last_answer(&self) -> Option<(u16, Option<u64>)> {
         self.last.get()
@@ -88,6 +104,7 @@ impl oauth2::SyncHttpClient for HostHttp<'_> {
             .headers
             .iter()
             .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .chain(self.headers.iter().cloned())
             .collect();
         let request = HttpRequest {
             method: parts.method.to_string(),

@@ -27,10 +27,12 @@ use serde::{Deserialize, Serialize};
 use crate::{Error, ErrorCode, Host, ManifestField, OnboardStep, RefreshOutcome, Resume, Secret};
 
 mod answer;
+pub mod client_credentials;
 #[cfg(test)]
 mod quirks_tests;
 
 pub use answer::TokenAnswer;
+pub use client_credentials::{ClientAuthentication, ClientCredentialsGrant};
 
 /// The client's credentials: `client_id` and `client_secret` from the user.
 #[derive(Clone, Copy)]
@@ -143,36 +145,49 @@ impl std::fmt::Debug for OtherFields {
 
 impl ExtraTokenFields for OtherFields {}
 
+impl ClientAuth {
+    /// The manifest's `client_auth`: `basic` (the default) or `form`.
+    pub fn from_parameters(
+        parameters: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Self, Error> {
+        match parameters.get("client_auth").and_then(|v| v.as_str()) {
+            None | Some("basic") => Ok(Self::Basic),
+            Some("form") => Ok(Self::Form),
+            Some(other) => {
+                Err(invalid(format!("client_auth {other:?}: use \"basic\" or \"form\"")))
+            }
+        }
+    }
+}
+
+/// A list parameter: a JSON list of strings, or one string of space-separated items.
+fn list(parameters: &BTreeMap<String, serde_json::Value>, key: &str) -> Vec<String> {
+    match parameters.get(key) {
+        Some(serde_json::Value::Array(items)) => {
+            items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect()
+        }
+        Some(serde_json::Value::String(text)) => {
+            text.split_whitespace().map(str::to_owned).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 impl AuthCodeFlow {
     /// Reads the settings from the connector's parameters (its manifest's `oauth2` block).
     pub fn from_parameters(
         parameters: &BTreeMap<String, serde_json::Value>,
     ) -> Result<Self, Error> {
         let text = |key: &str| parameters.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-        let list = |key: &str| match parameters.get(key) {
-            Some(serde_json::Value::Array(items)) => {
-                items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect()
-            }
-            Some(serde_json::Value::String(text)) => {
-                text.split_whitespace().map(str::to_owned).collect()
-            }
-            _ => Vec::new(),
-        };
         let required = |key: &str| {
             text(key).ok_or_else(|| invalid(format!("the manifest's oauth2 block lacks `{key}`")))
         };
-        let client_auth = match text("client_auth").as_deref() {
-            None | Some("basic") => ClientAuth::Basic,
-            Some("form") => ClientAuth::Form,
-            Some(other) => {
-                return Err(invalid(format!("client_auth {other:?}: use \"basic\" or \"form\"")));
-            }
-        };
+        let client_auth = ClientAuth::from_parameters(parameters)?;
         Ok(Self {
             login_url: required("login_url")?,
             token_url: required("token_url")?,
-            scopes: list("scopes"),
-            optional_scopes: list("optional_scopes"),
+            scopes: list(parameters, "scopes"),
+            optional_scopes: list(parameters, "optional_scopes"),
             client_auth,
             pkce: parameters.get("pkce").and_then(|v| v.as_bool()).unwrap_or(true),
         })

@@ -107,6 +107,13 @@ impl Keys {
         dotnet_xml(&self.partner)
     }
 
+    /// The partner's public key as a JWK (RFC 7517: `kty`, `n`, `e`, `use`), for a provider that
+    /// must verify what the partner key signs (a client assertion).
+    pub fn partner_public_jwk(&self) -> serde_json::Value {
+        let b64 = |n: &BigUint| URL_SAFE_NO_PAD.encode(n.to_bytes_be());
+        serde_json::json!({"kty": "RSA", "use": "sig", "n": b64(self.partner.n()), "e": b64(self.partner.e())})
+    }
+
     /// Another key, as PEM: a partner key SuperOffice does not know.
     pub fn unknown_partner_pem(&self) -> String {
         self.rogue.to_pkcs8_pem(LineEnding::LF).expect("PEM").to_string()
