@@ -162,7 +162,7 @@ fn bad_connectors_are_named_with_the_problem_and_exit_code_2() {
     let (code, out, _) = check(&[unknown.path().to_str().unwrap()]);
     assert_eq!(code, Some(2));
     let line = out.lines().next().unwrap();
-    assert!(line.contains("manifest.json:7:3: error: no loaded scheme serves auth `api_key` with auth_variant `tripletex-v3`; loaded schemes: api_key (api_key), jwt (api_key/jwt), oauth2 (oauth2), superoffice (oauth2/superoffice-ticket), tripletex (api_key/tripletex)"), "{line}");
+    assert!(line.contains("manifest.json:7:3: error: no loaded scheme serves auth `api_key` with auth_variant `tripletex-v3`; loaded schemes: api_key (api_key), jwt (api_key/jwt), oauth2 (oauth2), oauth2_client_credentials (oauth2/client_credentials), oauth2_private_key_jwt (oauth2/private_key_jwt), poweroffice (api_key/poweroffice), service_account (api_key/service_account), superoffice (oauth2/superoffice-ticket), tripletex (api_key/tripletex)"), "{line}");
     assert_eq!(
         out.lines().filter(|l| l.contains(": error: ")).count(),
         1,

@@ -38,6 +38,7 @@ fn every_built_in_plugin_keeps_every_rule() {
         ("jwt_scheme", "jwt-scheme"),
         ("tripletex", "tripletex"),
         ("client_credentials", "client-credentials"),
+        ("poweroffice", "poweroffice"),
     ] {
         let exercise = repository(&format!("plugins/{folder}/conformance.json"));
         let output = schemes_test(&plugin(library), Some(&exercise), &[]);

@@ -3,11 +3,13 @@
 use tests::rst::sections;
 use tests::{authplug, plugin_dir, shared_dir, stdout};
 
-/// The sections of schemes the spec page does not have (yet): `plugins/client-credentials`.
+/// The sections of schemes the spec page does not have (yet): `plugins/client-credentials` and
+/// `plugins/poweroffice`.
 const BEYOND_THE_SPEC: &[&str] = &[
     "OAuth2 client credentials",
     "OAuth2 client credentials with a private key",
     "Service account",
+    "PowerOffice Go authentication",
 ];
 
 #[test]

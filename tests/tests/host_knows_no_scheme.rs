@@ -29,6 +29,7 @@ fn scheme_names() -> BTreeSet<String> {
         "client_credentials",
         "jwt_scheme",
         "oauth2_scheme",
+        "poweroffice",
         "superoffice",
         "tripletex",
     ]);

@@ -46,6 +46,12 @@ impl HostServices {
         self
     }
 
+    /// Whether the operator's configuration holds `scheme`'s secret `name` (so a user may leave
+    /// it out).
+    pub fn operator_holds(&self, scheme: &str, name: &str) -> bool {
+        self.operator.holds(scheme, name)
+    }
+
     pub(crate) fn operator(&self) -> &OperatorSecrets {
         &self.operator
     }

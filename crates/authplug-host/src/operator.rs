@@ -63,6 +63,11 @@ impl OperatorSecrets {
         Ok(Self { by_scheme })
     }
 
+    /// Whether a value of `scheme`'s secret `name` is held here.
+    pub fn holds(&self, scheme: &str, name: &str) -> bool {
+        self.by_scheme.get(scheme).is_some_and(|held| held.contains_key(name))
+    }
+
     /// Fills `given` for `scheme` as the module documentation says.
     pub(crate) fn fill(
         &self,

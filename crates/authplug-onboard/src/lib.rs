@@ -151,8 +151,21 @@ impl Onboarder {
         if !request.replace && self.engine.store().version(&request.system)?.is_some() {
             return Err(OnboardError::Exists(request.system));
         }
-        let wanted = connector.manifest.onboarding_inputs(scheme.descriptor());
-        let gathered = inputs::gather(&wanted, inputs)?;
+        let mut wanted = connector.manifest.onboarding_inputs(scheme.descriptor());
+        // A scheme secret the operator's configuration holds (an integrator's key) may be left
+        // out: the host fills it in every call.
+        let services = self.engine.services();
+        let mut held = Vec::new();
+        for input in wanted.iter_mut().filter(|i| i.for_scheme) {
+            if services.operator_holds(scheme.id(), &input.name) {
+                input.optional = true;
+                held.push(input.name.clone());
+            }
+        }
+        let mut gathered = inputs::gather(&wanted, inputs)?;
+        for name in held.into_iter().filter(|n| !gathered.scheme.contains_key(n)) {
+            gathered.sources.push((name, "the operator's secrets".into()));
+        }
         let mut parameters = connector.scheme_parameters(scheme.descriptor());
         for (key, value) in request.defaults {
             parameters.entry(key).or_insert(value);

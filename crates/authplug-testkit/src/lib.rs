@@ -1,4 +1,5 @@
-//! Fakes of the providers that have no open-source peer to run offline, written from
+//! Fakes of the providers that have no open-source peer to run offline (PowerOffice Go,
+//! SuperOffice, Tripletex, webCRM), written from
 //! `shared/spec/providers.md`, and the small HTTP server they run on. They listen on 127.0.0.1,
 //! count what they serve, and can be switched into failure modes (wrong token, expiry, 5xx).
 //!
@@ -6,6 +7,7 @@
 //! a linked scheme or a built plugin file.
 
 pub mod conformance;
+pub mod poweroffice;
 pub mod proxy;
 pub mod server;
 pub mod superoffice;
