@@ -230,6 +230,15 @@ fn failures_name_their_cause_and_never_a_secret() {
         "the secret `partner_private_key` is not a readable PKCS#8 PEM RSA key"
     );
 
+    // A token answer without the id_token the ticket needs: refused, naming the cause.
+    let no_id_token = |fake: &SuperOffice| fake.set_mode(Mode::NoIdToken);
+    let error =
+        session.onboard_then(APP_TOKEN, &keys().partner_pem(), TENANT, no_id_token).unwrap_err();
+    assert_eq!(error.code, ErrorCode::Provider);
+    assert!(error.message.contains("carries no id_token"), "{error}");
+    no_secret_in(&error, &leaks);
+    session.fake.set_mode(Mode::Normal);
+
     // The environment goes down after the user consented.
     let down = |fake: &SuperOffice| fake.set_mode(Mode::Unavailable);
     let error = session.onboard_then(APP_TOKEN, &keys().partner_pem(), TENANT, down).unwrap_err();

@@ -41,6 +41,11 @@ pub(crate) enum Verdict {
     },
     /// Neither transient nor a refusal: a contract violation, a plugin panic.
     Failed(CallError),
+    /// The scheme had nothing to renew with (no refresh token): kept if the secrets never
+    /// expire, a refusal if they do.
+    Unchanged {
+        reason: String,
+    },
 }
 
 /// Sorts a scheme's answer. `observed_retry_after` is what the host saw in the provider's
@@ -54,6 +59,7 @@ pub(crate) fn classify(
             Verdict::Renewed { injected, expires_at }
         }
         Ok(RefreshOutcome::Reauthorize { reason }) => Verdict::Refused { reason },
+        Ok(RefreshOutcome::Unchanged { reason }) => Verdict::Unchanged { reason },
         Ok(RefreshOutcome::Transient { reason, retry_after_secs }) => {
             Verdict::Transient { reason, retry_after: retry_after_secs.or(observed_retry_after) }
         }
@@ -134,7 +140,29 @@ pub(crate) fn settle(verdict: Verdict, at: &Attempted<'_>) -> Settlement {
     };
     let finish =
         |outcome: Outcome| Finish { answered_at_ms: at.answered_at_ms, ..Finish::new(outcome) };
+    let verdict = match verdict {
+        // Secrets that expire and cannot be renewed will stop working: a human must act.
+        Verdict::Unchanged { reason } if summary.expires_at.is_some() => Verdict::Refused {
+            reason: format!("{reason}, and the secrets expire: authorise again"),
+        },
+        other => other,
+    };
     match verdict {
+        // An offline token: nothing changes but the time it was last looked at, so that a
+        // keep-alive comes back after its interval, not every sweep.
+        Verdict::Unchanged { reason } => Settlement {
+            finish: Finish {
+                detail: Some(reason.clone()),
+                change: Some(Change {
+                    last_refresh_at: Some(at.now_ms.div_euclid(1000)),
+                    ..Change::default()
+                }),
+                event: Some(("refresh_unchanged".into(), serde_json::json!({"reason": reason}))),
+                ..finish(Outcome::Unchanged)
+            },
+            events: vec![],
+            then: Then::Done(Token::from_record(at.record.clone(), false)),
+        },
         Verdict::Renewed { injected, expires_at } => {
             let recovering = summary.failures > 0;
             let mut refreshed = event(EventKind::Refreshed);

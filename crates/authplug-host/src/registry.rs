@@ -327,7 +327,9 @@ impl LoadedScheme {
         match &mut outcome {
             RefreshOutcome::Renewed { injected, .. } => self.check_injected(injected)?,
             // The reason reaches operators and logs: scrub what the call carried.
-            RefreshOutcome::Reauthorize { reason } | RefreshOutcome::Transient { reason, .. } => {
+            RefreshOutcome::Reauthorize { reason }
+            | RefreshOutcome::Transient { reason, .. }
+            | RefreshOutcome::Unchanged { reason } => {
                 *reason = scrub(reason, secrets.iter());
             }
         }

@@ -371,6 +371,10 @@ pub enum RefreshOutcome {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_secs: Option<u64>,
     },
+    /// Nothing to renew with, and nothing changed: the provider issued no refresh token (an
+    /// offline token that never expires). The host keeps the stored secrets as they are while
+    /// they do not expire, and asks for re-authorisation when they do. Since 1.5.
+    Unchanged { reason: String },
 }
 
 /// Input of [`method::APPLY`]: make one outbound request authenticated.
@@ -504,6 +508,36 @@ mod tests {
         let back: HttpRequest =
             serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
         assert_eq!(back, req);
+    }
+
+    /// The refresh outcomes as they cross the boundary: changing one breaks every plugin.
+    #[test]
+    fn refresh_outcomes_are_tagged_golden_messages() {
+        let golden = [
+            (
+                RefreshOutcome::Renewed {
+                    injected: BTreeMap::from([("token".to_owned(), Secret::new("t"))]),
+                    expires_at: Some(1_900_000_000),
+                },
+                r#"{"outcome":"renewed","injected":{"token":"t"},"expires_at":1900000000}"#,
+            ),
+            (
+                RefreshOutcome::Reauthorize { reason: "invalid_grant".into() },
+                r#"{"outcome":"reauthorize","reason":"invalid_grant"}"#,
+            ),
+            (
+                RefreshOutcome::Transient { reason: "503".into(), retry_after_secs: Some(30) },
+                r#"{"outcome":"transient","reason":"503","retry_after_secs":30}"#,
+            ),
+            (
+                RefreshOutcome::Unchanged { reason: "no refresh token".into() },
+                r#"{"outcome":"unchanged","reason":"no refresh token"}"#,
+            ),
+        ];
+        for (outcome, wire) in golden {
+            assert_eq!(serde_json::to_string(&outcome).unwrap(), wire);
+            assert_eq!(serde_json::from_str::<RefreshOutcome>(wire).unwrap(), outcome);
+        }
     }
 
     #[test]

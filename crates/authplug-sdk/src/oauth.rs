@@ -318,7 +318,9 @@ impl AuthCodeFlow {
         })
     }
 
-    /// The refresh grant. A failure is already sorted into "authorise again" or "try later".
+    /// The refresh grant. A failure is already sorted into "authorise again" or "try later";
+    /// without a refresh token there is nothing to send, and the answer is
+    /// [`RefreshOutcome::Unchanged`].
     pub fn refresh<EF: ExtraTokenFields>(
         &self,
         credentials: ClientCredentials<'_>,
@@ -326,8 +328,10 @@ impl AuthCodeFlow {
         host: &Host<'_>,
     ) -> Result<TokenAnswer<EF>, RefreshOutcome> {
         if refresh_token.is_empty() {
-            return Err(RefreshOutcome::Reauthorize {
-                reason: "the provider issued no refresh token: authorise again".into(),
+            // An offline token (no `expires_in`, no refresh token) stays as it is; one that
+            // expires needs re-authorisation when it does: the host knows which it is.
+            return Err(RefreshOutcome::Unchanged {
+                reason: "the provider issued no refresh token: nothing to renew".into(),
             });
         }
         let client =
@@ -362,7 +366,9 @@ pub fn expires_at<EF: ExtraTokenFields>(answer: &TokenAnswer<EF>) -> Option<i64>
 
 fn outcome_reason(outcome: &RefreshOutcome) -> &str {
     match outcome {
-        RefreshOutcome::Reauthorize { reason } | RefreshOutcome::Transient { reason, .. } => reason,
+        RefreshOutcome::Reauthorize { reason }
+        | RefreshOutcome::Transient { reason, .. }
+        | RefreshOutcome::Unchanged { reason } => reason,
         RefreshOutcome::Renewed { .. } => "renewed",
     }
 }

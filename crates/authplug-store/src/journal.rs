@@ -90,6 +90,9 @@ pub enum Outcome {
     Failed,
     /// The provider refused an old refresh token: another holder had stored a newer one.
     Superseded,
+    /// The scheme had nothing to renew with (no refresh token) and the secrets never expire:
+    /// kept as they are.
+    Unchanged,
 }
 
 impl Outcome {
@@ -100,6 +103,7 @@ impl Outcome {
             Outcome::Transient => "transient",
             Outcome::Failed => "failed",
             Outcome::Superseded => "superseded",
+            Outcome::Unchanged => "unchanged",
         }
     }
 
@@ -110,6 +114,7 @@ impl Outcome {
             Outcome::Transient,
             Outcome::Failed,
             Outcome::Superseded,
+            Outcome::Unchanged,
         ]
         .into_iter()
         .find(|o| o.as_str() == text)

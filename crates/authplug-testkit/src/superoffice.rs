@@ -48,6 +48,9 @@ pub enum Mode {
     GrantRevoked,
     /// Every request answers 503.
     Unavailable,
+    /// Token answers carry no `id_token` (an application registered without the `openid`
+    /// scope, or a provider that omits it on some grants).
+    NoIdToken,
 }
 
 /// The fake environment.
@@ -389,6 +392,9 @@ fn tokens(state: &mut State, request: &Request) -> Response {
     });
     if let Some(refresh) = refresh {
         body["refresh_token"] = refresh.into();
+    }
+    if state.mode == Mode::NoIdToken {
+        body.as_object_mut().expect("an object").remove("id_token");
     }
     Response::json(200, &body)
 }

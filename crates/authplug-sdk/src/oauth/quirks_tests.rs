@@ -40,7 +40,9 @@ fn reason(outcome: RefreshOutcome) -> (bool, String) {
     match outcome {
         RefreshOutcome::Reauthorize { reason } => (true, reason),
         RefreshOutcome::Transient { reason, .. } => (false, reason),
-        RefreshOutcome::Renewed { .. } => panic!("not a failure"),
+        RefreshOutcome::Renewed { .. } | RefreshOutcome::Unchanged { .. } => {
+            panic!("not a failure")
+        }
     }
 }
 
@@ -73,4 +75,15 @@ fn an_answer_without_a_new_refresh_token_keeps_the_one_used() {
     let answer =
         refresh(200, r#"{"access_token":"at-2","token_type":"bearer","expires_in":600}"#).unwrap();
     assert_eq!(next_refresh_token(&answer, Some("rt-1")), "rt-1");
+}
+
+#[test]
+fn without_a_refresh_token_nothing_is_sent_and_nothing_changes() {
+    let endpoint = |_: &str, _: &str| -> Result<String, String> {
+        panic!("an offline token is never sent anywhere")
+    };
+    let host = Host::new(&endpoint);
+    let credentials = ClientCredentials { id: "app", secret: "app-secret" };
+    let outcome = flow().refresh::<EmptyExtraTokenFields>(credentials, "", &host).unwrap_err();
+    assert!(matches!(outcome, RefreshOutcome::Unchanged { .. }), "{outcome:?}");
 }

@@ -303,5 +303,6 @@ fn outcome_name(outcome: &RefreshOutcome) -> &'static str {
         RefreshOutcome::Renewed { .. } => "renewed",
         RefreshOutcome::Reauthorize { .. } => "reauthorize",
         RefreshOutcome::Transient { .. } => "transient",
+        RefreshOutcome::Unchanged { .. } => "unchanged",
     }
 }
