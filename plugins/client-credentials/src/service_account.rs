@@ -87,40 +87,6 @@ impl ServiceAccount {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn onboard(key: &str, parameters: serde_json::Value) -> Error {
-        let no_host = |_: &str, _: &str| -> Result<String, String> { panic!("no request") };
-        let request = OnboardRequest {
-            required: BTreeMap::from([(KEY.to_owned(), Secret::new(key))]),
-            parameters: serde_json::from_value(parameters).unwrap(),
-            ..Default::default()
-        };
-        ServiceAccount.onboard(request, &Host::new(&no_host)).unwrap_err()
-    }
-
-    #[test]
-    fn a_bad_key_file_is_refused_by_name_without_quoting_it() {
-        let error = onboard(r#"{"client_id": "svc", "private_key": 42}"#, serde_json::json!({}));
-        assert_eq!(error.message, "service_account_key is not a service-account key file (JSON): unreadable at line 1, column 38");
-        let error = onboard(r#"{"client_id": "svc-secretive"}"#, serde_json::json!({}));
-        assert_eq!(error.message, "service_account_key is not a service-account key file (JSON): missing field `private_key`");
-        let key = r#"{"client_id": "svc", "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n"}"#;
-        let error = onboard(key, serde_json::json!({}));
-        assert_eq!(error.message, "service_account_key has no `token_uri` and the manifest no `service_account.token_url`");
-        let error =
-            onboard(key, serde_json::json!({"token_url": "https://idp.example.test/token"}));
-        assert_eq!(
-            error.message,
-            "service_account_key's private_key is not an RSA private key in PEM (for RS256)"
-        );
-        let error = onboard(r#"{"private_key": "k"}"#, serde_json::json!({}));
-        assert_eq!(error.message, "service_account_key has neither `client_id` nor `client_email`");
-    }
-}
-
 impl Scheme for ServiceAccount {
     fn descriptor(&self) -> SchemeDescriptor {
         let mut fields = grant::manifest_fields("service_account");
@@ -170,5 +136,39 @@ impl Scheme for ServiceAccount {
 
     fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {
         Ok(authplug_sdk::bearer(required_secret(&request.injected, ACCESS_TOKEN)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn onboard(key: &str, parameters: serde_json::Value) -> Error {
+        let no_host = |_: &str, _: &str| -> Result<String, String> { panic!("no request") };
+        let request = OnboardRequest {
+            required: BTreeMap::from([(KEY.to_owned(), Secret::new(key))]),
+            parameters: serde_json::from_value(parameters).unwrap(),
+            ..Default::default()
+        };
+        ServiceAccount.onboard(request, &Host::new(&no_host)).unwrap_err()
+    }
+
+    #[test]
+    fn a_bad_key_file_is_refused_by_name_without_quoting_it() {
+        let error = onboard(r#"{"client_id": "svc", "private_key": 42}"#, serde_json::json!({}));
+        assert_eq!(error.message, "service_account_key is not a service-account key file (JSON): unreadable at line 1, column 38");
+        let error = onboard(r#"{"client_id": "svc-secretive"}"#, serde_json::json!({}));
+        assert_eq!(error.message, "service_account_key is not a service-account key file (JSON): missing field `private_key`");
+        let key = r#"{"client_id": "svc", "private_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n"}"#;
+        let error = onboard(key, serde_json::json!({}));
+        assert_eq!(error.message, "service_account_key has no `token_uri` and the manifest no `service_account.token_url`");
+        let error =
+            onboard(key, serde_json::json!({"token_url": "https://idp.example.test/token"}));
+        assert_eq!(
+            error.message,
+            "service_account_key's private_key is not an RSA private key in PEM (for RS256)"
+        );
+        let error = onboard(r#"{"private_key": "k"}"#, serde_json::json!({}));
+        assert_eq!(error.message, "service_account_key has neither `client_id` nor `client_email`");
     }
 }
