@@ -18,6 +18,9 @@ const storage = STORE_SIZE > 0 ? new LRU({ maxSize: STORE_SIZE }) : undefined;
 // OIDC_ACCESS_TOKEN_TTL (seconds, default 300) shortens access tokens so tests see them expire.
 const EXTRA_CLIENTS = JSON.parse(process.env.OIDC_EXTRA_CLIENTS || '[]');
 const TTL = Number(process.env.OIDC_ACCESS_TOKEN_TTL || 300);
+// OIDC_ACCESS_TOKEN_FORMAT=opaque issues opaque access tokens (JWTs cannot be introspected or
+// revoked at this server), for tests of revocation that introspect them afterwards.
+const AT_FORMAT = process.env.OIDC_ACCESS_TOKEN_FORMAT || 'jwt';
 
 const provider = new Provider(ISSUER, {
   ...(storage ? { adapter: (model) => new MemoryAdapter(model, storage) } : {}),
@@ -59,7 +62,7 @@ const provider = new Provider(ISSUER, {
       enabled: true,
       defaultResource: async () => API,
       useGrantedResource: async () => true,
-      getResourceServerInfo: async () => ({ scope: 'crm.read crm.write', audience: API, accessTokenTTL: TTL, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } }),
+      getResourceServerInfo: async () => ({ scope: 'crm.read crm.write', audience: API, accessTokenTTL: TTL, accessTokenFormat: AT_FORMAT, jwt: { sign: { alg: 'RS256' } } }),
     },
   },
   cookies: { keys: ['test-cookie-key-not-secret'] },

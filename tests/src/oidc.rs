@@ -65,6 +65,9 @@ impl OidcProvider {
                 _ => panic!("oidc-provider exited before it was ready"),
             }
         }
+        // Keep reading what it prints (its notices): a closed pipe would kill it with EPIPE on
+        // its next line.
+        std::thread::spawn(move || lines.for_each(drop));
         Self { child, issuer: format!("http://127.0.0.1:{port}") }
     }
 

@@ -33,6 +33,9 @@ pub enum Code {
     /// A file that holds secrets could have been written (or the key file read) by someone else:
     /// group or other permissions, another owner, a folder others may write.
     Unsafe = 10,
+    /// The provider did not revoke the system's credential, so it was kept (`systems delete
+    /// --revoke`; `--force` deletes anyway).
+    NotRevoked = 11,
 }
 
 impl From<Code> for ExitCode {
@@ -56,7 +59,9 @@ Exit codes:
   8  the provider is failing for now and the stored secrets have expired; try later
   9  a plugin breaks a rule of the conformance kit (schemes test)
   10 a file holding secrets (key, store, tokens) is writable by others, owned by another user,
-     or (the key file) readable by others: chmod 600 it";
+     or (the key file) readable by others: chmod 600 it
+  11 the provider did not revoke the system's credential, so it was not deleted (systems
+     delete --revoke; --force deletes anyway)";
 
 /// A failure: a one-line message for stderr and the exit code.
 #[derive(Debug)]
@@ -108,6 +113,7 @@ impl From<EngineError> for Failure {
             EngineError::NeedsReauth { .. } => Code::NeedsReauth,
             EngineError::Unavailable { .. } => Code::Unavailable,
             EngineError::Busy { .. } => Code::Conflict,
+            EngineError::NotRevoked { .. } => Code::NotRevoked,
             EngineError::Store(e) => return Failure::from(e.clone()),
             EngineError::CannotRenew { .. }
             | EngineError::Scheme { .. }

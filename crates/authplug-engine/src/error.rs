@@ -41,6 +41,13 @@ pub enum EngineError {
         #[source]
         error: CallError,
     },
+    /// The provider did not revoke the system's credential: it was not deleted.
+    #[error("system `{system}` was not deleted: its credential was not revoked at the provider")]
+    NotRevoked {
+        system: String,
+        #[source]
+        error: CallError,
+    },
     /// A task the engine ran (a plugin call, a store operation) panicked or was cancelled.
     #[error("{what} ended abnormally")]
     Aborted { what: &'static str },

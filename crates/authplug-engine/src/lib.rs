@@ -28,6 +28,7 @@ mod attempt;
 mod authorize;
 mod cache;
 mod config;
+mod delete;
 mod due;
 mod engine;
 mod error;
@@ -43,6 +44,7 @@ pub mod webhook;
 
 pub use cache::Authorization;
 pub use config::{Backoff, EngineConfig};
+pub use delete::{Deleted, Revocation};
 pub use engine::{Engine, Token};
 pub use error::EngineError;
 pub use events::{Event, EventKind, Events};

@@ -17,6 +17,9 @@ use crate::call::{CallError, HostServices};
 use crate::loader::{self, LoadOptions, Refusal};
 use crate::redact::scrub;
 
+#[path = "revoke.rs"]
+mod revoke;
+
 /// Where a scheme came from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Origin {

@@ -6,7 +6,7 @@ use std::sync::Once;
 use authplug_abi::{HostHandle, PluginEntry};
 use authplug_protocol::{
     method, ApplyRequest, ErrorBody, ErrorCode, OnboardRequest, PluginInfo, PluginManifest,
-    RefreshRequest, PROTOCOL_VERSION,
+    RefreshRequest, RevokeRequest, PROTOCOL_VERSION,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -84,6 +84,10 @@ pub fn dispatch(method: &str, request: &str, host: &Host<'_>) -> Result<String, 
         method::REFRESH => parse::<RefreshRequest>(method, request).and_then(|request| {
             let scheme = find(&request.scheme)?;
             answer(scheme.refresh(request, host)?)
+        }),
+        method::REVOKE => parse::<RevokeRequest>(method, request).and_then(|request| {
+            let scheme = find(&request.scheme)?;
+            answer(scheme.revoke(request, host)?)
         }),
         method::APPLY => parse::<ApplyRequest>(method, request).and_then(|request| {
             let scheme = find(&request.scheme)?;

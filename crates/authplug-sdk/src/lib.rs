@@ -32,8 +32,8 @@ pub use authplug_protocol as protocol;
 pub use authplug_protocol::{
     ApplyOutput, ApplyRequest, ApplyResponse, AuthPair, ErrorBody, ErrorCode, HttpRequest,
     HttpResponse, InjectedSecret, ManifestField, OnboardRequest, OnboardStep, RefreshOutcome,
-    RefreshPolicy, RefreshRequest, RequiredSecret, Resume, SchemeDescriptor, Secret, Source,
-    ValueType,
+    RefreshPolicy, RefreshRequest, RequiredSecret, Resume, RevokeRequest, Revoked,
+    SchemeDescriptor, Secret, Source, ValueType,
 };
 pub use host::{Host, HostCall, HostHttp, HostHttpError};
 /// The `oauth2` crate the SDK's [`HostHttp`] implements `SyncHttpClient` for: use this one, so the
@@ -89,6 +89,15 @@ pub trait Scheme: Send + Sync + 'static {
     fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
         let _ = (request, host);
         Err(Error::new(ErrorCode::UnknownMethod, "this scheme does not renew credentials"))
+    }
+
+    /// Revokes the stored credential at the provider before the system is deleted (RFC 7009 for
+    /// OAuth2): answer which injected secrets were revoked, and notes for what was not. An error
+    /// (`provider`, `http`) means the provider did not revoke: the host keeps the system. Schemes
+    /// whose provider has nothing to revoke keep this default; the host deletes with a note.
+    fn revoke(&self, request: RevokeRequest, host: &Host<'_>) -> Result<Revoked, Error> {
+        let _ = (request, host);
+        Err(Error::new(ErrorCode::UnknownMethod, "this scheme does not revoke credentials"))
     }
 }
 
@@ -161,6 +170,7 @@ pub mod prelude {
     pub use crate::{
         ApplyOutput, ApplyRequest, ApplyResponse, AuthPair, Error, ErrorCode, Host, InjectedSecret,
         ManifestField, OnboardRequest, OnboardStep, RefreshOutcome, RefreshPolicy, RefreshRequest,
-        RequiredSecret, Resume, Scheme, SchemeDescriptor, Secret, Source, ValueType,
+        RequiredSecret, Resume, RevokeRequest, Revoked, Scheme, SchemeDescriptor, Secret, Source,
+        ValueType,
     };
 }

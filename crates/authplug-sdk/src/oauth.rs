@@ -30,6 +30,7 @@ mod answer;
 pub mod client_credentials;
 #[cfg(test)]
 mod quirks_tests;
+pub mod revoke;
 
 pub use answer::TokenAnswer;
 pub use client_credentials::{ClientAuthentication, ClientCredentialsGrant};

@@ -126,6 +126,7 @@ impl From<EngineError> for ApiError {
                 plugin_failed(call).unwrap_or((StatusCode::INTERNAL_SERVER_ERROR, "internal"))
             }
             EngineError::Aborted { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            EngineError::NotRevoked { .. } => (StatusCode::BAD_GATEWAY, "not_revoked"),
         };
         ApiError::new(status, code, authplug_store::chain(&error))
     }

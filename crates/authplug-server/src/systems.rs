@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use authplug_engine::SystemStatus;
+use authplug_engine::{Revocation, SystemStatus};
 use authplug_protocol::Source;
 use authplug_store::{Cursor, Filter, State as StoredState, SystemSummary, MAX_PAGE};
 use axum::extract::rejection::QueryRejection;
@@ -119,21 +119,40 @@ pub(crate) async fn show(
     Ok(Json(summary_json(&summary)))
 }
 
+/// `DELETE /v1/systems/{id}`'s options: `revoke=true` revokes the tokens at the provider first
+/// (and keeps the system if that fails), `force=true` deletes even then.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteQuery {
+    #[serde(default)]
+    revoke: bool,
+    #[serde(default)]
+    force: bool,
+}
+
 pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+    query: Result<Query<DeleteQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
     let caller = permitted(&state, &headers, Caller::is_admin, || "delete systems".to_owned())?;
-    let actor = format!("api:{}", caller.name);
-    let target = id.clone();
-    let deleted = state.with_store(move |store| store.delete(&target, &actor)).await?;
-    state.engine.forget(&id);
-    if deleted {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("no system {id}")))
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if query.force && !query.revoke {
+        return Err(ApiError::bad_request("force=true only goes with revoke=true"));
     }
+    let actor = format!("api:{}", caller.name);
+    let revocation = match (query.revoke, query.force) {
+        (false, _) => Revocation::Skip,
+        (true, false) => Revocation::Revoke,
+        (true, true) => Revocation::RevokeOrForce,
+    };
+    let deleted = state.engine.delete(&id, &actor, revocation).await?;
+    if revocation == Revocation::Skip {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(Json(json!({"deleted": id, "revoked": deleted.revoked, "notes": deleted.notes}))
+        .into_response())
 }
 
 /// Secrets that outlive an access token: refresh tokens, and copies of the user's confidential

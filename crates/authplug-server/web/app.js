@@ -255,11 +255,26 @@ function reconnect(system) {
   (first || $("connect")).focus();
 }
 
+// Deletes a system, its tokens revoked at the provider first. A provider that does not revoke
+// keeps the system, unless the operator confirms deleting it anyway.
 async function removeSystem(id) {
-  if (!confirm("Delete system " + id + " and its secrets?")) return;
+  if (!confirm("Revoke " + id + "'s tokens at the provider and delete it with its secrets?")) return;
+  const path = "/v1/systems/" + encodeURIComponent(id) + "?revoke=true";
   try {
-    await api("DELETE", "/v1/systems/" + encodeURIComponent(id));
-    say("System " + id + " is deleted.");
+    let done;
+    try {
+      done = await api("DELETE", path);
+    } catch (error) {
+      if (error.status !== 502) throw error;
+      if (!confirm(error.message + "\n\nDelete " + id + " anyway? Its grant stays alive at the provider.")) {
+        say(id + " is kept: " + error.message, true);
+        return;
+      }
+      done = await api("DELETE", path + "&force=true");
+    }
+    const revoked = done.revoked.length ? " Revoked: " + done.revoked.join(", ") + "." : "";
+    const notes = done.notes.length ? " " + done.notes.join(" ") : "";
+    say("System " + id + " is deleted." + revoked + notes);
   } catch (error) {
     say(error.message, true);
   }

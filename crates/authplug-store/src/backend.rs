@@ -83,6 +83,9 @@ pub(crate) trait SystemRows {
     fn update_system(&mut self, row: &SystemRow, expected: i64) -> Result<bool>;
     /// Deletes the system and its secrets; false if there was none.
     fn delete_system(&mut self, id: &str) -> Result<bool>;
+    /// Deletes the system (its secrets go with it) if it is at `version`; false otherwise.
+    /// Call after deleting its secrets, in the same transaction.
+    fn delete_system_at(&mut self, id: &str, version: i64) -> Result<bool>;
 }
 
 /// The `secrets` table.

@@ -54,8 +54,8 @@ pub use journal::{Attempt, Begin, Finish, Lease, Outcome};
 pub use listing::{Cursor, Filter, Page, MAX_PAGE};
 pub use location::{config_dir, data_dir, Location};
 pub use model::{
-    AuditEntry, Change, Injected, Lifecycle, NewSystem, Onboarded, SecretKind, State, SystemRecord,
-    SystemSummary, CONNECTOR_PARAMETER,
+    AuditEntry, Change, Deletion, Injected, Lifecycle, NewSystem, Onboarded, SecretKind, State,
+    SystemRecord, SystemSummary, CONNECTOR_PARAMETER,
 };
 pub use retention::{Pruned, Retention};
 pub use rotation::Rotation;

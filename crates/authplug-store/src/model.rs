@@ -78,6 +78,16 @@ impl Lifecycle {
 }
 
 /// Which set a secret belongs to: what the user supplied, or what the scheme injects.
+/// What [`Store::delete_at`](crate::Store::delete_at) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    Deleted,
+    /// The system changed since the version given: nothing was deleted.
+    Moved,
+    /// There is no such system.
+    Gone,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SecretKind {
     Required,

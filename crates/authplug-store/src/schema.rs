@@ -194,6 +194,7 @@ pub(crate) mod sql {
         due_at = ?, connector = ? WHERE id = ? AND version = ?";
     pub const DELETE_SECRETS_OF: &str = "DELETE FROM secrets WHERE system_id = ?";
     pub const DELETE_SYSTEM: &str = "DELETE FROM systems WHERE id = ?";
+    pub const DELETE_SYSTEM_AT: &str = "DELETE FROM systems WHERE id = ? AND version = ?";
     pub const DELETE_SECRETS_KIND: &str = "DELETE FROM secrets WHERE system_id = ? AND kind = ?";
     pub const PUT_SECRET: &str =
         "INSERT INTO secrets (system_id, kind, name, key_id, nonce, ciphertext) \

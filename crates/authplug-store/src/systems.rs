@@ -9,8 +9,8 @@ use serde_json::json;
 use crate::backend::{SecretName, SecretRow, SystemRow, Tx};
 use crate::crypto::Place;
 use crate::model::{
-    AuditEntry, Change, Injected, Lifecycle, NewSystem, Onboarded, SecretKind, State, SystemRecord,
-    SystemSummary,
+    AuditEntry, Change, Deletion, Injected, Lifecycle, NewSystem, Onboarded, SecretKind, State,
+    SystemRecord, SystemSummary,
 };
 use crate::{Result, Store, StoreError};
 
@@ -165,6 +165,40 @@ impl Store {
             }
             Ok(existed)
         })
+    }
+
+    /// Deletes a system if it is still at `version` (what its credential was revoked from),
+    /// with `detail` in its audit line. A system that changed meanwhile (a refresh stored new
+    /// tokens) is left for the caller to revoke again.
+    pub fn delete_at(
+        &self,
+        id: &str,
+        version: i64,
+        actor: &str,
+        detail: serde_json::Value,
+    ) -> Result<Deletion> {
+        let outcome = self.tx(true, |tx| {
+            let Some(row) = tx.system(id)? else { return Ok(Deletion::Gone) };
+            if row.version != version {
+                return Ok(Deletion::Moved);
+            }
+            tx.delete_secrets(id, SecretKind::Required)?;
+            tx.delete_secrets(id, SecretKind::Injected)?;
+            if !tx.delete_system_at(id, version)? {
+                // Changed between the read and the delete: undo the secrets' deletion.
+                return Err(StoreError::VersionConflict {
+                    id: id.into(),
+                    expected: version,
+                    actual: -1,
+                });
+            }
+            tx.append_audit(&self.audit_entry(id, actor, "deleted", detail.clone()))?;
+            Ok(Deletion::Deleted)
+        });
+        match outcome {
+            Err(StoreError::VersionConflict { .. }) => Ok(Deletion::Moved),
+            other => other,
+        }
     }
 
     /// Records an audited event without changing the system (e.g. values revealed to a user).

@@ -86,6 +86,7 @@ impl ClientSecretScheme {
 impl Scheme for ClientSecretScheme {
     fn descriptor(&self) -> SchemeDescriptor {
         let mut fields = grant::manifest_fields("oauth2");
+        fields.push(oauth::revoke::manifest_field("oauth2"));
         fields.push(ManifestField::defaulted(
             "oauth2.client_auth",
             "How the client authenticates: `basic` (HTTP Basic) or `form` (in the body).",
@@ -128,6 +129,20 @@ impl Scheme for ClientSecretScheme {
             },
             Err(outcome) => outcome,
         })
+    }
+
+    /// RFC 7009 at the manifest's `revocation_url`: the access token (there is no refresh
+    /// token; a provider whose tokens are self-contained JWTs says it does not revoke them).
+    fn revoke(&self, request: RevokeRequest, host: &Host<'_>) -> Result<Revoked, Error> {
+        let credentials = oauth::ClientCredentials {
+            id: required_secret(&request.required, CLIENT_ID)?,
+            secret: required_secret(&request.required, CLIENT_SECRET)?,
+        };
+        let auth = ClientAuth::from_parameters(&request.parameters)?;
+        let url = request.parameters.get("revocation_url").and_then(|v| v.as_str());
+        let value = request.injected.get(ACCESS_TOKEN).map(Secret::expose).unwrap_or("");
+        let token = oauth::revoke::Token { name: ACCESS_TOKEN, value, refresh: false };
+        oauth::revoke::revoke(url, credentials, auth, &[token], host)
     }
 
     fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {

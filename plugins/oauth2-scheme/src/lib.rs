@@ -11,10 +11,15 @@
 //! Refresh: providers that rotate refresh tokens answer a new one, which is injected; providers
 //! that omit it keep the old one. `invalid_grant`, `invalid_client` and `unauthorized_client` mean
 //! a human must authorise again; transport failures and unreadable answers are transient.
+//!
+//! Revocation (a system deleted with revocation): RFC 7009 at the manifest's
+//! `oauth2.revocation_url`, the refresh token first.
 
 use std::collections::BTreeMap;
 
-use authplug_sdk::oauth::{self, AuthCodeFlow, ClientCredentials, OtherFields, TokenAnswer};
+use authplug_sdk::oauth::{
+    self, revoke, AuthCodeFlow, ClientAuth, ClientCredentials, OtherFields, TokenAnswer,
+};
 use authplug_sdk::oauth2::{ExtraTokenFields, TokenResponse};
 use authplug_sdk::prelude::*;
 use authplug_sdk::tenant::TenantRule;
@@ -59,7 +64,12 @@ impl Scheme for OAuth2 {
             ],
             refresh: RefreshPolicy { renews: true, margin_secs: Some(60) },
             apply_output: ApplyOutput::ShortLived,
-            manifest_fields: [oauth::manifest_fields(), oauth::tenant_fields()].concat(),
+            manifest_fields: [
+                oauth::manifest_fields(),
+                oauth::tenant_fields(),
+                vec![oauth::revoke::manifest_field("oauth2")],
+            ]
+            .concat(),
             ..SchemeDescriptor::default()
         }
     }
@@ -96,6 +106,20 @@ impl Scheme for OAuth2 {
             },
             Err(outcome) => outcome,
         })
+    }
+
+    /// RFC 7009 at the manifest's `revocation_url`: the refresh token (which revokes the grant
+    /// at most providers), then the access token.
+    fn revoke(&self, request: RevokeRequest, host: &Host<'_>) -> Result<Revoked, Error> {
+        let client = credentials(&request.required)?;
+        let auth = ClientAuth::from_parameters(&request.parameters)?;
+        let url = request.parameters.get("revocation_url").and_then(|v| v.as_str());
+        let value = |name: &str| request.injected.get(name).map(Secret::expose).unwrap_or("");
+        let tokens = [
+            revoke::Token { name: REFRESH_TOKEN, value: value(REFRESH_TOKEN), refresh: true },
+            revoke::Token { name: ACCESS_TOKEN, value: value(ACCESS_TOKEN), refresh: false },
+        ];
+        revoke::revoke(url, client, auth, &tokens, host)
     }
 
     /// RFC 6750: the access token as a bearer credential in the `Authorization` header.

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use authplug_engine::Revocation;
 use authplug_protocol::Secret;
 use authplug_store::{Store, StoreError, SystemSummary};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::commands::listing::{say_next, ListArgs};
-use crate::context::Context;
+use crate::context::{Context, EngineOptions};
 use crate::exit::Failure;
 use crate::output::{print_json, print_table, time};
 
@@ -32,13 +33,29 @@ pub enum SystemsCommand {
         #[arg(long)]
         reveal: bool,
     },
-    /// Delete a system and its secrets (its audit trail stays).
+    /// Delete a system and its secrets (its audit trail stays); with --revoke, revoke its
+    /// tokens at the provider first.
+    #[command(
+        after_help = "With --revoke, the scheme revokes the system's tokens at the provider \
+(RFC 7009: the refresh token, then the access token) where the connector declares a revocation \
+endpoint, then the system is deleted. A provider that refuses or fails to revoke leaves the \
+system stored (exit code 11) unless --force is given too. A scheme with nothing to revoke \
+deletes with a note saying so."
+    )]
     Delete {
         id: String,
 
         /// Confirm the deletion (required: there is no undo).
         #[arg(long)]
         yes: bool,
+
+        /// Revoke the system's tokens at the provider first; keep the system if that fails.
+        #[arg(long)]
+        revoke: bool,
+
+        /// With --revoke: delete even if the provider did not revoke (said in the output).
+        #[arg(long, requires = "revoke")]
+        force: bool,
     },
     /// Show a system's audit trail: who changed or revealed what, and when. Never values.
     Audit { id: String },
@@ -49,17 +66,37 @@ pub fn run(ctx: &Context<'_>, args: &SystemsArgs) -> Result<(), Failure> {
     match &args.command {
         None => list(ctx, &store, &args.list),
         Some(SystemsCommand::Show { id, reveal }) => show(ctx, &store, id, *reveal),
-        Some(SystemsCommand::Delete { id, yes }) => {
+        Some(SystemsCommand::Delete { id, yes, revoke, force }) => {
             if !yes {
                 return Err(Failure::bad_input(format!(
                     "deleting `{id}` cannot be undone: run again with --yes to confirm"
                 )));
             }
-            if !store.delete(id, &ctx.actor())? {
-                return Err(StoreError::NotFound(id.clone()).into());
+            if !revoke {
+                if !store.delete(id, &ctx.actor())? {
+                    return Err(StoreError::NotFound(id.clone()).into());
+                }
+                if ctx.json() {
+                    return print_json(&json!({"deleted": id, "revoked": [], "notes": []}));
+                }
+                eprintln!("deleted system `{id}`");
+                return Ok(());
             }
+            drop(store);
+            let revocation = if *force { Revocation::RevokeOrForce } else { Revocation::Revoke };
+            let deleted = ctx.with_engine(EngineOptions::default(), async |engine| {
+                Ok(engine.delete(id, &ctx.actor(), revocation).await?)
+            })?;
             if ctx.json() {
-                return print_json(&json!({"deleted": id}));
+                return print_json(&json!({
+                    "deleted": id, "revoked": deleted.revoked, "notes": deleted.notes,
+                }));
+            }
+            if !deleted.revoked.is_empty() {
+                eprintln!("revoked at the provider: {}", deleted.revoked.join(", "));
+            }
+            for note in &deleted.notes {
+                eprintln!("note: {note}");
             }
             eprintln!("deleted system `{id}`");
             Ok(())

@@ -221,6 +221,10 @@ impl SystemRows for SqliteTx<'_> {
         self.run(sql::DELETE_SECRETS_OF, [id])?;
         Ok(self.run(sql::DELETE_SYSTEM, [id])? == 1)
     }
+
+    fn delete_system_at(&mut self, id: &str, version: i64) -> Result<bool> {
+        Ok(self.run(sql::DELETE_SYSTEM_AT, params![id, version])? == 1)
+    }
 }
 
 impl SecretRows for SqliteTx<'_> {
