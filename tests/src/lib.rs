@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod desk;
+pub mod glewlwyd;
 pub mod host;
 pub mod lifecycle;
 pub mod load;

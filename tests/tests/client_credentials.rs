@@ -238,9 +238,9 @@ fn until(at: i64) {
 
 #[test]
 fn connect_then_token_and_serve_fetch_again_after_expiry_and_a_changed_secret_needs_reauth() {
-    // Due at half the lifetime (the 60 s margin is capped at 4 s), which leaves a slow machine
-    // 4 s between a fetch and the reads that must still see its token.
-    const TTL: i64 = 8;
+    // Due at half the lifetime (the 60 s margin is capped at 8 s), which leaves a slow machine
+    // 8 s between a fetch and the reads that must still see its token (serve's start included).
+    const TTL: i64 = 16;
     let provider = provider(None, TTL as u64, BASIC.1);
     let desk = Desk::new();
     let pem = keys().partner_pem();

@@ -134,6 +134,25 @@ fn a_provider_that_does_not_revoke_keeps_the_system_unless_forced() {
     let host = PluginHost::load(&["oauth2_scheme"]);
     let desk = Desk::new();
     onboard(&host, &provider, &desk, "crm");
+
+    // A provider that refuses the client (its secret was rotated since): kept, exit code 11.
+    onboard(&host, &provider, &desk, "crm-rotated");
+    let store = desk.store();
+    let version = store.version("crm-rotated").unwrap().unwrap();
+    let rotated = secrets(&[("client_id", "app"), ("client_secret", "a-rotated-secret")]);
+    let change = authplug_store::Change { required: Some(rotated), ..Default::default() };
+    store.update("crm-rotated", version, change, "test").unwrap();
+    let output = desk
+        .authplug()
+        .args(["systems", "delete", "crm-rotated", "--yes", "--revoke"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(11), "{}", tests::stderr(&output));
+    let stderr = tests::stderr(&output);
+    assert!(stderr.contains("refused oauth_refresh_token: invalid_client"), "{stderr}");
+    assert!(!stderr.contains("a-rotated-secret"), "{stderr}");
+    assert!(desk.store().get("crm-rotated").unwrap().is_some(), "kept");
+
     provider.stop(); // the revocation endpoint is gone: connection refused
 
     let delete = |extra: &[&str]| {

@@ -11,7 +11,7 @@ use authplug_protocol::{ErrorCode, RefreshOutcome, RefreshRequest};
 use authplug_store::{Attempt, Begin, Finish, StoreError, SystemRecord};
 
 use crate::journal::Journal;
-use crate::outcome::{classify, settle, Attempted, Then, Verdict};
+use crate::outcome::{classify, settle, unrenewable, Attempted, Then, Verdict};
 use crate::{Engine, EngineError, Token};
 
 impl Engine {
@@ -37,6 +37,13 @@ impl Engine {
             // The host scrubbed what went in; the journal scrubs what came back.
             let answer = journal.scrub_outcome(answer);
             let mut verdict = classify(answer, journal.retry_after());
+            // Nothing to renew secrets that expire with: a refusal, judged as one below.
+            if let Verdict::Unchanged { reason } = verdict {
+                verdict = match record.summary.expires_at {
+                    Some(_) => Verdict::Refused { reason: unrenewable(&reason) },
+                    None => Verdict::Unchanged { reason },
+                };
+            }
             if let Verdict::Refused { reason } = verdict {
                 // Another instance may have stored a newer credential meanwhile: then our
                 // refresh token was simply old.

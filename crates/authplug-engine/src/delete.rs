@@ -1,13 +1,16 @@
 //! Deleting a system, its credential revoked at the provider first when asked (so that no grant
 //! outlives the connection, RFC 7009 for OAuth2).
 //!
-//! The revocation is of the version read: the system is deleted only if it is still at that
-//! version, so tokens a refresh stored meanwhile are revoked too (read, revoke, delete again, a
-//! few times at most). Each round revokes what was stored, so it settles: a revoked refresh
-//! token cannot mint new ones. A provider that does not revoke leaves the system stored, unless
-//! the caller forces the delete; a scheme with nothing to revoke deletes with a note.
+//! No refresh runs meanwhile: the delete takes the system's turn in this process and the store's
+//! lease (as a refresh does, waiting for one under way to store its result), so what it revokes
+//! is what is stored, and nothing is issued between the revocation and the delete. The system
+//! is deleted only at the version revoked (a writer outside the lease, an onboarding, makes it
+//! read and revoke again, a few times at most). A provider that does not revoke leaves the
+//! system stored, unless the caller forces the delete; a scheme with nothing to revoke deletes
+//! with a note.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use authplug_protocol::{ErrorCode, RevokeRequest};
 use authplug_store::Deletion;
@@ -47,7 +50,7 @@ impl Engine {
         actor: &str,
         revocation: Revocation,
     ) -> Result<Deleted, EngineError> {
-        let mut deleted = Deleted { system: id.to_owned(), ..Deleted::default() };
+        let deleted = Deleted { system: id.to_owned(), ..Deleted::default() };
         if revocation == Revocation::Skip {
             let (target, actor) = (id.to_owned(), actor.to_owned());
             let existed = self.blocking("a store write", move |s| Ok(s.delete(&target, &actor)?));
@@ -57,6 +60,68 @@ impl Engine {
             self.forget(id);
             return Ok(deleted);
         }
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            flights.entry(id.to_owned()).or_default().clone()
+        };
+        let deadline = Instant::now() + self.config.wait_for_other;
+        let result = match tokio::time::timeout_at(deadline.into(), flight.lock()).await {
+            Ok(_turn) => self.delete_leased(id, actor, revocation, deadline, deleted).await,
+            Err(_) => Err(EngineError::Busy {
+                system: id.to_owned(),
+                holder: "another caller in this process".into(),
+            }),
+        };
+        drop(flight);
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if flights.get(id).is_some_and(|f| Arc::strong_count(f) == 1) {
+            flights.remove(id);
+        }
+        result
+    }
+
+    /// With this process's turn: takes the store's lease, revokes, deletes, gives it back.
+    async fn delete_leased(
+        &self,
+        id: &str,
+        actor: &str,
+        revocation: Revocation,
+        deadline: Instant,
+        deleted: Deleted,
+    ) -> Result<Deleted, EngineError> {
+        let named = self.holder.next();
+        let holder = format!("delete:{named}");
+        loop {
+            let (target, lessee, ttl) = (id.to_owned(), holder.clone(), self.config.lease_ttl);
+            let taken = self
+                .blocking("a store write", move |s| Ok(s.try_lease(&target, &lessee, ttl)?))
+                .await?;
+            if taken {
+                break;
+            }
+            let target = id.to_owned();
+            let (version, lease) = self
+                .blocking("a store read", move |s| Ok((s.version(&target)?, s.lease(&target)?)))
+                .await?;
+            let version = version.ok_or_else(|| EngineError::NotFound(id.to_owned()))?;
+            let other = lease.map(|l| l.holder).unwrap_or_default();
+            self.wait_for_holder(id, version, deadline, &other).await?;
+        }
+        let result = self.revoke_and_delete(id, actor, revocation, deleted).await;
+        let (target, lessee) = (id.to_owned(), holder);
+        let _ =
+            self.blocking("a store write", move |s| Ok(s.release_lease(&target, &lessee)?)).await;
+        drop(named);
+        result
+    }
+
+    async fn revoke_and_delete(
+        &self,
+        id: &str,
+        actor: &str,
+        revocation: Revocation,
+        mut deleted: Deleted,
+    ) -> Result<Deleted, EngineError> {
         for _ in 0..ROUNDS {
             let record = self.get(id).await?;
             let version = record.summary.version;
@@ -89,8 +154,13 @@ impl Engine {
                 Some(Err(error)) if revocation == Revocation::RevokeOrForce => {
                     deleted.notes.push(format!("not revoked, deleted anyway: {error}"));
                 }
-                Some(Err(error)) => {
+                // The provider refused or could not be reached: it did not revoke.
+                Some(Err(error)) if matches!(error.code, ErrorCode::Provider | ErrorCode::Http) => {
                     return Err(EngineError::NotRevoked { system: id.to_owned(), error });
+                }
+                // The scheme or its plugin failed (bad settings, a crash): not the provider.
+                Some(Err(error)) => {
+                    return Err(EngineError::Scheme { system: id.to_owned(), error });
                 }
                 None if revocation == Revocation::RevokeOrForce => deleted.notes.push(format!(
                     "not revoked, deleted anyway: scheme {} is not loaded",
@@ -115,14 +185,14 @@ impl Engine {
                     self.forget(id);
                     return Ok(deleted);
                 }
+                // Changed by a writer outside the lease: revoke what it stored too.
                 Deletion::Gone => return Err(EngineError::NotFound(id.to_owned())),
-                // A refresh stored new tokens meanwhile: revoke those too.
                 Deletion::Moved => continue,
             }
         }
         Err(EngineError::Busy {
             system: id.to_owned(),
-            holder: "refreshes that kept changing it while it was revoked".into(),
+            holder: "writers that kept changing it while it was revoked".into(),
         })
     }
 }

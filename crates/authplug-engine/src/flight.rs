@@ -196,7 +196,7 @@ impl Engine {
     /// Waits for another holder's refresh: until the system's version moves, the lease is free
     /// or lapsed, or its holder is found dead. Polls the store; there is no notification that
     /// works the same for SQLite and PostgreSQL.
-    async fn wait_for_holder(
+    pub(crate) async fn wait_for_holder(
         &self,
         id: &str,
         version: i64,

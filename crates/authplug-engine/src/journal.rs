@@ -58,6 +58,9 @@ impl Journal {
             Ok(RefreshOutcome::Transient { reason, retry_after_secs }) => {
                 Ok(RefreshOutcome::Transient { reason: self.scrub(reason), retry_after_secs })
             }
+            Ok(RefreshOutcome::Unchanged { reason }) => {
+                Ok(RefreshOutcome::Unchanged { reason: self.scrub(reason) })
+            }
             Err(mut error) => {
                 error.message = self.scrub(error.message);
                 Err(error)

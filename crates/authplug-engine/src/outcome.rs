@@ -142,9 +142,9 @@ pub(crate) fn settle(verdict: Verdict, at: &Attempted<'_>) -> Settlement {
         |outcome: Outcome| Finish { answered_at_ms: at.answered_at_ms, ..Finish::new(outcome) };
     let verdict = match verdict {
         // Secrets that expire and cannot be renewed will stop working: a human must act.
-        Verdict::Unchanged { reason } if summary.expires_at.is_some() => Verdict::Refused {
-            reason: format!("{reason}, and the secrets expire: authorise again"),
-        },
+        Verdict::Unchanged { reason } if summary.expires_at.is_some() => {
+            Verdict::Refused { reason: unrenewable(&reason) }
+        }
         other => other,
     };
     match verdict {
@@ -300,6 +300,11 @@ pub(crate) fn settle(verdict: Verdict, at: &Attempted<'_>) -> Settlement {
             }
         }
     }
+}
+
+/// The reason of a refusal for secrets that expire and that the scheme cannot renew.
+pub(crate) fn unrenewable(reason: &str) -> String {
+    format!("{reason}, and the secrets expire: authorise again")
 }
 
 /// Failures as the backoff counts them (1 or more).

@@ -134,7 +134,6 @@ async fn one_use_refresh_tokens_are_never_sent_twice_by_two_engines_refreshing_a
     // waiting); refreshes one after the other, alternating engines within milliseconds, each
     // send the token the previous one stored.
     let burst = seen.lock().unwrap().sent.len();
-    assert!(burst >= 1);
     for i in 0..8 {
         engines[i % 2].refresh(SYSTEM).await.unwrap();
     }

@@ -239,6 +239,11 @@ impl AuthCodeFlow {
         if !self.optional_scopes.is_empty() {
             request = request.add_extra_param("optional_scopes", self.optional_scopes.join(" "));
         }
+        // OpenID Connect servers may require a nonce with `openid` (glewlwyd does); the generic
+        // scheme does not read the id_token, so it is sent and not kept.
+        if self.scopes.iter().any(|s| s == "openid") {
+            request = request.add_extra_param("nonce", CsrfToken::new_random().secret().clone());
+        }
         let verifier = if self.pkce {
             let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
             request = request.set_pkce_challenge(challenge);
@@ -398,8 +403,11 @@ fn classify<E: std::error::Error>(
         if crate::provider::is_transient(status) {
             return RefreshOutcome::Transient { reason, retry_after_secs };
         }
-        // A refusal whose body is no RFC 6749 error (an HTML page) is still a refusal.
-        if status >= 300 && matches!(error, RequestTokenError::Parse(..)) {
+        // A refusal whose body is no RFC 6749 error (an HTML page, or nothing: glewlwyd answers
+        // a replayed refresh token with an empty 400) is still a refusal.
+        if status >= 300
+            && matches!(error, RequestTokenError::Parse(..) | RequestTokenError::Other(_))
+        {
             return RefreshOutcome::Reauthorize { reason };
         }
     }

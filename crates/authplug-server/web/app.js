@@ -45,6 +45,7 @@ async function api(method, path, body) {
   if (!response.ok) {
     const error = new Error(answer.message || method + " " + path + ": HTTP " + response.status);
     error.status = response.status;
+    error.code = answer.error;
     throw error;
   }
   return answer;
@@ -265,8 +266,9 @@ async function removeSystem(id) {
     try {
       done = await api("DELETE", path);
     } catch (error) {
-      if (error.status !== 502) throw error;
-      if (!confirm(error.message + "\n\nDelete " + id + " anyway? Its grant stays alive at the provider.")) {
+      // Only a provider that did not revoke, or a scheme no longer loaded, may be forced.
+      if (error.code !== "not_revoked" && error.code !== "cannot_serve") throw error;
+      if (!confirm(error.message + "\n\nDelete " + id + " anyway? Its grant may stay alive at the provider.")) {
         say(id + " is kept: " + error.message, true);
         return;
       }

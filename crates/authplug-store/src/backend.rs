@@ -84,7 +84,6 @@ pub(crate) trait SystemRows {
     /// Deletes the system and its secrets; false if there was none.
     fn delete_system(&mut self, id: &str) -> Result<bool>;
     /// Deletes the system (its secrets go with it) if it is at `version`; false otherwise.
-    /// Call after deleting its secrets, in the same transaction.
     fn delete_system_at(&mut self, id: &str, version: i64) -> Result<bool>;
 }
 

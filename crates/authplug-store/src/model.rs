@@ -77,7 +77,6 @@ impl Lifecycle {
     }
 }
 
-/// Which set a secret belongs to: what the user supplied, or what the scheme injects.
 /// What [`Store::delete_at`](crate::Store::delete_at) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deletion {
@@ -88,6 +87,7 @@ pub enum Deletion {
     Gone,
 }
 
+/// Which set a secret belongs to: what the user supplied, or what the scheme injects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SecretKind {
     Required,

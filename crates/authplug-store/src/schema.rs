@@ -97,6 +97,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX systems_connector ON systems (connector, id);
     CREATE INDEX audit_at ON audit (at);
     CREATE INDEX refresh_attempts_started ON refresh_attempts (started_at_ms);",
+    // 5: the journal may hold the outcome `unchanged` (an offline token kept, protocol 1.5). No
+    // table changes: the version tells older binaries, which cannot read that outcome, not to
+    // open the store rather than fail on one of its attempts.
+    "UPDATE authplug_meta SET value = value WHERE key = 'schema_version';",
 ];
 
 /// The schema version this binary writes.

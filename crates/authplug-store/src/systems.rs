@@ -177,28 +177,22 @@ impl Store {
         actor: &str,
         detail: serde_json::Value,
     ) -> Result<Deletion> {
-        let outcome = self.tx(true, |tx| {
+        self.tx(true, |tx| {
             let Some(row) = tx.system(id)? else { return Ok(Deletion::Gone) };
             if row.version != version {
                 return Ok(Deletion::Moved);
             }
+            // The system's row first, as every writer locks it first (no deadlock with a
+            // refresh storing its result); its secrets go with it (ON DELETE CASCADE), and are
+            // deleted by name too.
+            if !tx.delete_system_at(id, version)? {
+                return Ok(Deletion::Moved);
+            }
             tx.delete_secrets(id, SecretKind::Required)?;
             tx.delete_secrets(id, SecretKind::Injected)?;
-            if !tx.delete_system_at(id, version)? {
-                // Changed between the read and the delete: undo the secrets' deletion.
-                return Err(StoreError::VersionConflict {
-                    id: id.into(),
-                    expected: version,
-                    actual: -1,
-                });
-            }
             tx.append_audit(&self.audit_entry(id, actor, "deleted", detail.clone()))?;
             Ok(Deletion::Deleted)
-        });
-        match outcome {
-            Err(StoreError::VersionConflict { .. }) => Ok(Deletion::Moved),
-            other => other,
-        }
+        })
     }
 
     /// Records an audited event without changing the system (e.g. values revealed to a user).

@@ -361,7 +361,7 @@ fn an_older_binary_refuses_a_newer_schema(kind: Kind) {
     backend.open().create(system("s", &[]), "t").unwrap();
     backend.raw("UPDATE authplug_meta SET value = '99' WHERE key = 'schema_version'");
     let error = backend.open_with(Keyring::fixed(vec![backend.key.clone()])).unwrap_err();
-    assert!(matches!(error, StoreError::SchemaTooNew { found: 99, known: 4 }), "{error}");
+    assert!(matches!(error, StoreError::SchemaTooNew { found: 99, known: 5 }), "{error}");
     assert!(error.to_string().contains("upgrade authplug"));
 }
 

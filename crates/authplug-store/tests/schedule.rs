@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authplug_store::{
-    Begin, Change, Filter, Finish, Injected, Lifecycle, ManualClock, Outcome, Retention, State,
-    Store, Walk,
+    Begin, Change, Deletion, Filter, Finish, Injected, Lifecycle, ManualClock, Outcome, Retention,
+    State, Store, Walk,
 };
 use support::{secrets, system, Backend, Kind};
 
@@ -26,6 +26,7 @@ both!(
     retention_prunes_old_rows_but_never_a_systems_newest_attempt,
     idle_systems_are_found_by_issue_time_in_batches,
     a_batch_is_created_whole_or_not_at_all,
+    a_delete_at_a_version_deletes_only_that_version,
 );
 
 const NOW: i64 = 1_800_000_000;
@@ -250,4 +251,24 @@ fn a_batch_is_created_whole_or_not_at_all(kind: Kind) {
     let bad = vec![system("c2", &[("token", "t")]), system("no spaces", &[("token", "t")])];
     assert!(store.create_batch(bad, "loader").is_err());
     assert_eq!(store.count(&Filter::default()).unwrap(), 300);
+}
+
+/// What a delete with revocation relies on: a system that moved since the version its tokens
+/// were revoked from is kept, whole; one at that version goes with its secrets, audited.
+fn a_delete_at_a_version_deletes_only_that_version(kind: Kind) {
+    let backend = Backend::new(kind);
+    let store = backend.open();
+    let created = store.create(system("crm", &[("token", "t-1")]), "t").unwrap();
+    let read = created.summary.version;
+    let change = Change { failures: Some(1), ..Change::default() };
+    let moved = store.update("crm", read, change, "t").unwrap().summary.version;
+    let detail = serde_json::json!({"revoked": ["token"]});
+    assert_eq!(store.delete_at("crm", read, "ops", detail.clone()).unwrap(), Deletion::Moved);
+    let kept = store.get("crm").unwrap().expect("kept");
+    assert_eq!(kept.injected["token"].expose(), "t-1", "kept whole, secrets included");
+    assert_eq!(store.delete_at("crm", moved, "ops", detail.clone()).unwrap(), Deletion::Deleted);
+    assert!(store.get("crm").unwrap().is_none());
+    let last = store.audit("crm").unwrap().pop().unwrap();
+    assert_eq!((last.action.as_str(), &last.detail), ("deleted", &detail));
+    assert_eq!(store.delete_at("crm", moved, "ops", detail).unwrap(), Deletion::Gone);
 }

@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Its private key signs a client assertion (RFC 7523 §2.2, kid `private_key_id`, issuer
-//! `client_id` or else `client_email`) for a client credentials grant at `token_uri` (or the
-//! manifest's `service_account.token_url`); the token is renewed before it lapses. This is the
+//! `client_id` or else `client_email`) for a client credentials grant at the manifest's
+//! `service_account.token_url`, else the key's `token_uri`; the token is renewed before it
+//! lapses. This is the
 //! form OpenID Connect servers accept (`private_key_jwt`: oidc-provider, Keycloak); the JWT
 //! bearer grant of RFC 7523 §2.1 (Google's) is not made here.
 

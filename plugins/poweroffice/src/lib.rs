@@ -7,7 +7,8 @@
 //!   parameter: `https://goapi.poweroffice.net`, or `.../Demo` for the demo environment) and lives
 //!   20 minutes;
 //! - every request, the token request included, carries the integration's **subscription key**
-//!   in `Ocp-Apim-Subscription-Key` (PowerOffice's API gateway refuses it otherwise).
+//!   in `Ocp-Apim-Subscription-Key` (PowerOffice's API gateway refuses it otherwise, with 401,
+//!   which the one rule of every scheme makes a refusal).
 //!
 //! The three keys are injected unchanged, as the real templates read them, with the access token
 //! beside them, renewed five minutes before it lapses. The application and subscription keys
@@ -38,6 +39,8 @@ fn fetch(
     host: &Host<'_>,
 ) -> Result<Result<TokenAnswer<OtherFields>, RefreshOutcome>, Error> {
     let base = parameters.get("base_url").and_then(|v| v.as_str()).unwrap_or(PRODUCTION);
+    authplug_sdk::oauth2::url::Url::parse(base)
+        .map_err(|e| Error::new(ErrorCode::InvalidInput, format!("base_url is not a URL ({e})")))?;
     let token_url = format!("{}/OAuth/Token", base.trim_end_matches('/'));
     let settings = BTreeMap::from([("token_url".to_owned(), token_url.into())]);
     let grant = ClientCredentialsGrant::from_parameters(&settings, "base_url")?;
@@ -46,7 +49,8 @@ fn fetch(
         secret: required_secret(required, CLIENT_KEY)?,
     };
     let subscription = required_secret(required, SUBSCRIPTION_KEY)?;
-    Ok(grant.fetch(client, &host.http_client().with_header(SUBSCRIPTION_HEADER, subscription)))
+    let http = host.http_client().with_header(SUBSCRIPTION_HEADER, subscription);
+    Ok(grant.fetch(client, &http))
 }
 
 /// The three keys as given, and the new access token.

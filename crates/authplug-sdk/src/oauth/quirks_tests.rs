@@ -87,3 +87,13 @@ fn without_a_refresh_token_nothing_is_sent_and_nothing_changes() {
     let outcome = flow().refresh::<EmptyExtraTokenFields>(credentials, "", &host).unwrap_err();
     assert!(matches!(outcome, RefreshOutcome::Unchanged { .. }), "{outcome:?}");
 }
+
+#[test]
+fn a_refusal_with_an_empty_body_is_a_refusal_not_an_outage() {
+    // glewlwyd answers a replayed one-use refresh token with HTTP 400 and no body at all.
+    let (reauthorise, said) = reason(refresh(400, "").unwrap_err());
+    assert!(reauthorise, "{said}");
+    assert_eq!(said, "the token endpoint answered HTTP 400");
+    let (reauthorise, _) = reason(refresh(503, "").unwrap_err());
+    assert!(!reauthorise, "503 stays transient");
+}

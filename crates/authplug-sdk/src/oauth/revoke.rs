@@ -3,8 +3,9 @@
 //! tokens too), then the access token.
 //!
 //! The answers, as RFC 7009 §2.2 has them: 200 is revoked (also for a token the provider no
-//! longer knows); `unsupported_token_type` is a provider that does not revoke that kind of token
-//! (self-contained JWT access tokens, which lapse at their expiry): a note, not a failure; 429,
+//! longer knows), unless its body is an error; `unsupported_token_type` for an access token is
+//! a provider that does not revoke them (self-contained JWTs, which lapse at their expiry): a
+//! note, not a failure; for a refresh token it is a refusal, since the grant stays alive; 429,
 //! 5xx and no answer are a failure to try again (`http`); any other refusal (`invalid_client`)
 //! is a `provider` error. A failure stops at once: the host then keeps the system.
 
@@ -58,16 +59,18 @@ pub fn revoke(
         let response = host
             .http(&request(url, credentials, auth, token))
             .map_err(|e| failed(token.name, e.message))?;
-        if (200..300).contains(&response.status) {
-            answer.revoked.push(token.name.to_owned());
-            continue;
-        }
         if crate::provider::is_transient(response.status) {
             return Err(failed(token.name, format!("HTTP {}", response.status)));
         }
         let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
         let code = body.get("error").and_then(|v| v.as_str());
-        if code == Some("unsupported_token_type") {
+        // A 2xx is revoked, unless its body is an error (some providers answer errors with 200).
+        if (200..300).contains(&response.status) && code.is_none() {
+            answer.revoked.push(token.name.to_owned());
+            continue;
+        }
+        // Only an access token lapses by itself: a refresh token left alive keeps the grant.
+        if code == Some("unsupported_token_type") && !token.refresh {
             answer.notes.push(format!(
                 "{} not revoked: the provider does not revoke this kind of token (it lapses at its expiry)",
                 token.name
@@ -190,6 +193,16 @@ mod tests {
         let error = answer.unwrap_err();
         assert_eq!(error.code, ErrorCode::Http);
         assert!(!error.message.contains("rt-1"), "{error:?}");
+    }
+
+    #[test]
+    fn a_refresh_token_the_provider_will_not_revoke_and_an_error_sent_with_200_are_refusals() {
+        let (_, answer) = revoke_with(vec![(400, r#"{"error":"unsupported_token_type"}"#)]);
+        let error = answer.unwrap_err();
+        assert_eq!(error.code, ErrorCode::Provider);
+        assert!(error.message.contains("oauth_refresh_token: unsupported_token_type"), "{error:?}");
+        let (_, answer) = revoke_with(vec![(200, r#"{"error":"invalid_client"}"#)]);
+        assert_eq!(answer.unwrap_err().code, ErrorCode::Provider);
     }
 
     #[test]
