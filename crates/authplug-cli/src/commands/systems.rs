@@ -38,10 +38,10 @@ pub enum SystemsCommand {
     #[command(
         after_help = "With --revoke, the scheme revokes the system's tokens at the provider \
 (RFC 7009: the refresh token, then the access token) where the connector declares a revocation \
-endpoint (oauth2.revocation_url), then the system is deleted; no refresh runs meanwhile. A \
-provider that refuses or fails to revoke leaves the system stored (exit code 11) unless \
---force is given too. A scheme that does not revoke (an API key; today every scheme but oauth2 \
-and oauth2_client_credentials) deletes with a note saying so."
+endpoint (the revocation_url of an OAuth2 manifest), then the system is deleted; no refresh \
+runs meanwhile. A provider that refuses or fails to revoke leaves the system stored (exit code \
+11) unless --force is given too. A scheme that does not revoke (an API key, for one) deletes \
+with a note saying so."
     )]
     Delete {
         id: String,
