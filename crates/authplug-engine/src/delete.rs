@@ -60,10 +60,7 @@ impl Engine {
             self.forget(id);
             return Ok(deleted);
         }
-        let flight = {
-            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-            flights.entry(id.to_owned()).or_default().clone()
-        };
+        let flight = self.flight(id);
         let deadline = Instant::now() + self.config.wait_for_other;
         let result = match tokio::time::timeout_at(deadline.into(), flight.lock()).await {
             Ok(_turn) => self.delete_leased(id, actor, revocation, deadline, deleted).await,
@@ -72,11 +69,7 @@ impl Engine {
                 holder: "another caller in this process".into(),
             }),
         };
-        drop(flight);
-        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-        if flights.get(id).is_some_and(|f| Arc::strong_count(f) == 1) {
-            flights.remove(id);
-        }
+        self.leave_flight(id, flight);
         result
     }
 

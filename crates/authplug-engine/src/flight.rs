@@ -36,10 +36,7 @@ impl Engine {
         let asked_at = self.clock().now_secs();
         let deadline = Instant::now() + self.config.wait_for_other;
         tokio::spawn(async move {
-            let flight = {
-                let mut flights = engine.flights.lock().unwrap_or_else(|p| p.into_inner());
-                flights.entry(id.clone()).or_default().clone()
-            };
+            let flight = engine.flight(&id);
             let result = {
                 // Waiting for another caller's turn: a refresh it finished counts as ours.
                 let turn = match flight.try_lock() {
@@ -59,7 +56,7 @@ impl Engine {
                     }),
                 }
             };
-            drop(flight);
+            engine.leave_flight(&id, flight);
             // New secrets, or none to give: earlier authorize answers are not reused.
             if matches!(&result, Ok(token) if token.refreshed)
                 || matches!(
@@ -69,15 +66,26 @@ impl Engine {
             {
                 engine.authorized.forget(&id);
             }
-            // Forget the entry when nobody else holds it (cloning needs this lock, so no race).
-            let mut flights = engine.flights.lock().unwrap_or_else(|p| p.into_inner());
-            if flights.get(&id).is_some_and(|f| Arc::strong_count(f) == 1) {
-                flights.remove(&id);
-            }
             result
         })
         .await
         .unwrap_or(Err(EngineError::Aborted { what: "a refresh task" }))
+    }
+
+    /// System `id`'s turn in this process: an async mutex shared by everyone working on it.
+    pub(crate) fn flight(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        flights.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// Gives `flight` back, forgetting the entry when nobody else holds it (cloning needs the
+    /// map's lock, so no race).
+    pub(crate) fn leave_flight(&self, id: &str, flight: Arc<tokio::sync::Mutex<()>>) {
+        drop(flight);
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if flights.get(id).is_some_and(|f| Arc::strong_count(f) == 1) {
+            flights.remove(id);
+        }
     }
 
     /// With this process's turn: hands out what is stored if it will do, else takes the lease

@@ -3,14 +3,13 @@
 //! provider issued outlives the system. A fake token endpoint holds the refresh grant until the
 //! test lets it answer; its revocation endpoint records what it was asked to revoke.
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use authplug_engine::{Engine, EngineConfig, Events, Revocation};
-use authplug_host::{HostServices, LoadOptions, Registry, Transport, TransportConfig};
-use authplug_protocol::Secret;
-use authplug_store::{Keyring, Location, MasterKey, NewSystem, Store};
+use authplug_engine::{EngineConfig, Revocation};
+use authplug_store::{Keyring, Location, MasterKey, Store};
 use authplug_testkit::{FakeServer, Response};
 
 use oauth2_scheme as _;
@@ -42,44 +41,12 @@ async fn a_delete_during_a_refresh_revokes_the_token_that_refresh_stored() {
     let dir = tempfile::tempdir().unwrap();
     let keys = Keyring::fixed(vec![MasterKey::generate().unwrap()]);
     let store = Store::open(&Location::Sqlite(dir.path().join("s.sqlite3")), keys).unwrap();
-    let secret = Secret::new;
-    store
-        .create(
-            NewSystem {
-                id: "crm".into(),
-                scheme: "oauth2".into(),
-                parameters: BTreeMap::from([
-                    ("token_url".into(), format!("{}/token", server.url()).into()),
-                    ("revocation_url".into(), format!("{}/revoke", server.url()).into()),
-                    ("login_url".into(), "https://login.example/authorize".into()),
-                ]),
-                required: BTreeMap::from([
-                    ("client_id".into(), secret("app")),
-                    ("client_secret".into(), secret("app-secret")),
-                ]),
-                injected: BTreeMap::from([
-                    ("oauth_access_token".into(), secret("at-0")),
-                    ("oauth_refresh_token".into(), secret("rt-0")),
-                    ("oauth_client_id".into(), secret("app")),
-                    ("oauth_client_secret".into(), secret("app-secret")),
-                ]),
-                expires_at: Some(authplug_store::now_secs() + 3600),
-            },
-            "test",
-        )
-        .unwrap();
-    let registry =
-        Registry::load(&LoadOptions { dirs: vec![], include_static: true, ..Default::default() });
-    let config = TransportConfig { allow_loopback_http: true, ..TransportConfig::default() };
-    let transport =
-        Transport::new(config, tokio::runtime::Handle::current()).map(Arc::new).unwrap();
-    let engine = Arc::new(Engine::new(
-        Arc::new(store),
-        Arc::new(registry),
-        HostServices::new(transport),
-        EngineConfig::default(),
-        Events::default(),
-    ));
+    let revocation = vec![("revocation_url", format!("{}/revoke", server.url()))];
+    let token_url = format!("{}/token", server.url());
+    let expires_at = Some(authplug_store::now_secs() + 3600);
+    let system = support::oauth2_system("crm", &token_url, &revocation, "rt-0", expires_at);
+    store.create(system, "test").unwrap();
+    let engine = support::engine(Arc::new(store), EngineConfig::default());
 
     // An operator's forced refresh is at the provider (rt-0 sent, rt-1 not yet stored) ...
     let refreshing = engine.clone();

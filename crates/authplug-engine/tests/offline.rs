@@ -4,17 +4,15 @@
 //! keep-alive sweep keeps it as it is. The same answer for secrets that do expire means a human
 //! must authorise again before they stop working.
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use authplug_engine::{Engine, EngineConfig, EngineError, Events};
-use authplug_host::{HostServices, LoadOptions, Registry, Transport, TransportConfig};
+use authplug_engine::{Engine, EngineConfig, EngineError};
 use authplug_protocol::Secret;
-use authplug_store::{
-    Clock, Keyring, Location, ManualClock, MasterKey, NewSystem, Outcome, State, Store,
-};
+use authplug_store::{Clock, Keyring, Location, ManualClock, MasterKey, Outcome, State, Store};
 use authplug_testkit::{FakeServer, Response};
 
 use oauth2_scheme as _;
@@ -44,45 +42,13 @@ fn lab(expires_at: Option<i64>, config: EngineConfig) -> Lab {
         counted.fetch_add(1, Ordering::SeqCst);
         Response::json(400, &serde_json::json!({"error": "invalid_grant"}))
     });
-    let secret = Secret::new;
     let expires_at = expires_at.map(|after| clock.now_secs() + after);
-    store
-        .create(
-            NewSystem {
-                id: SYSTEM.into(),
-                scheme: "oauth2".into(),
-                parameters: BTreeMap::from([
-                    ("token_url".into(), format!("{}/token", server.url()).into()),
-                    ("login_url".into(), "https://login.example/authorize".into()),
-                ]),
-                required: BTreeMap::from([
-                    ("client_id".into(), secret("app")),
-                    ("client_secret".into(), secret("app-secret")),
-                ]),
-                injected: BTreeMap::from([
-                    ("oauth_access_token".into(), secret("offline-at")),
-                    // What the scheme stores when the provider issued no refresh token.
-                    ("oauth_refresh_token".into(), secret("")),
-                    ("oauth_client_id".into(), secret("app")),
-                    ("oauth_client_secret".into(), secret("app-secret")),
-                ]),
-                expires_at,
-            },
-            "test",
-        )
-        .unwrap();
-    let registry =
-        Registry::load(&LoadOptions { dirs: vec![], include_static: true, ..Default::default() });
-    let transport = TransportConfig { allow_loopback_http: true, ..TransportConfig::default() };
-    let transport =
-        Transport::new(transport, tokio::runtime::Handle::current()).map(Arc::new).unwrap();
-    let engine = Arc::new(Engine::new(
-        store.clone(),
-        Arc::new(registry),
-        HostServices::new(transport),
-        config,
-        Events::default(),
-    ));
+    let token_url = format!("{}/token", server.url());
+    // What the scheme stores when the provider issued no refresh token: an empty one.
+    let mut system = support::oauth2_system(SYSTEM, &token_url, &[], "", expires_at);
+    system.injected.insert("oauth_access_token".into(), Secret::new("offline-at"));
+    store.create(system, "test").unwrap();
+    let engine = support::engine(store.clone(), config);
     Lab { _dir: dir, store, clock, engine, requests, _server: server }
 }
 

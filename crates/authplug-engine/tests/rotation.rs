@@ -7,13 +7,13 @@
 //! - a provider that returns a new refresh token only sometimes (rotation on every other
 //!   refresh): the token kept is always the one that still works.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod support;
+
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use authplug_engine::{Engine, EngineConfig, Events};
-use authplug_host::{HostServices, LoadOptions, Registry, Transport, TransportConfig};
-use authplug_protocol::Secret;
-use authplug_store::{Keyring, Location, MasterKey, NewSystem, State, Store};
+use authplug_engine::{Engine, EngineConfig};
+use authplug_store::{Keyring, Location, MasterKey, State, Store};
 use authplug_testkit::{FakeServer, Response};
 
 use oauth2_scheme as _;
@@ -68,51 +68,10 @@ fn engines(server: &FakeServer, engines: usize) -> (tempfile::TempDir, Vec<Arc<E
     let key = MasterKey::generate().unwrap();
     let location = Location::Sqlite(dir.path().join("store.sqlite3"));
     let open = || Store::open(&location, Keyring::fixed(vec![key.clone()])).unwrap();
-    let secret = Secret::new;
-    open()
-        .create(
-            NewSystem {
-                id: SYSTEM.into(),
-                scheme: "oauth2".into(),
-                parameters: BTreeMap::from([
-                    ("token_url".into(), format!("{}/token", server.url()).into()),
-                    ("login_url".into(), "https://login.example/authorize".into()),
-                ]),
-                required: BTreeMap::from([
-                    ("client_id".into(), secret("app")),
-                    ("client_secret".into(), secret("app-secret")),
-                ]),
-                injected: BTreeMap::from([
-                    ("oauth_access_token".into(), secret("at-0")),
-                    ("oauth_refresh_token".into(), secret("rt-0")),
-                    ("oauth_client_id".into(), secret("app")),
-                    ("oauth_client_secret".into(), secret("app-secret")),
-                ]),
-                expires_at: None,
-            },
-            "test",
-        )
-        .unwrap();
-    let made = (0..engines)
-        .map(|_| {
-            let registry = Registry::load(&LoadOptions {
-                dirs: vec![],
-                include_static: true,
-                ..Default::default()
-            });
-            let config =
-                TransportConfig { allow_loopback_http: true, ..TransportConfig::default() };
-            let transport =
-                Transport::new(config, tokio::runtime::Handle::current()).map(Arc::new).unwrap();
-            Arc::new(Engine::new(
-                Arc::new(open()),
-                Arc::new(registry),
-                HostServices::new(transport),
-                EngineConfig::default(),
-                Events::default(),
-            ))
-        })
-        .collect();
+    let token_url = format!("{}/token", server.url());
+    open().create(support::oauth2_system(SYSTEM, &token_url, &[], "rt-0", None), "test").unwrap();
+    let made =
+        (0..engines).map(|_| support::engine(Arc::new(open()), EngineConfig::default())).collect();
     (dir, made)
 }
 

@@ -23,6 +23,8 @@ pub struct Signer {
     algorithm: Algorithm,
     key: EncodingKey,
     key_id: Option<String>,
+    /// The secret the key came from, for errors.
+    what: String,
 }
 
 impl std::fmt::Debug for Signer {
@@ -61,19 +63,12 @@ impl Signer {
             (EncodingKey::from_rsa_pem(pem.as_bytes()), "an RSA private key in PEM")
         };
         let key = key.map_err(|_| invalid(format!("{what} is not {family} (for {name})")))?;
-        let signer = Self { algorithm, key, key_id };
-        // A key of the wrong curve or a damaged one parses but cannot sign: say so now, not at
-        // the provider.
-        signer.sign("probe", "https://probe.invalid/token", what)?;
-        Ok(signer)
+        Ok(Self { algorithm, key, key_id, what: what.to_owned() })
     }
 
-    /// A fresh assertion by `client_id` for the token endpoint `audience`.
+    /// A fresh assertion by `client_id` for the token endpoint `audience`. A key of the wrong
+    /// curve or a damaged one parses but fails here, before anything is sent.
     pub fn assertion(&self, client_id: &str, audience: &str) -> Result<String, Error> {
-        self.sign(client_id, audience, "the private key")
-    }
-
-    fn sign(&self, client_id: &str, audience: &str, what: &str) -> Result<String, Error> {
         let now = authplug_sdk::expiry::now();
         let claims = serde_json::json!({
             "iss": client_id,
@@ -87,8 +82,8 @@ impl Signer {
         header.kid = self.key_id.clone();
         jsonwebtoken::encode(&header, &claims, &self.key).map_err(|_| {
             invalid(format!(
-                "{what} cannot sign with {:?} (another curve or size?)",
-                self.algorithm
+                "{} cannot sign with {:?} (another curve or size?)",
+                self.what, self.algorithm
             ))
         })
     }
@@ -129,7 +124,8 @@ mod tests {
         assert!(error.message.starts_with("private_key is not an EC private key"), "{error:?}");
         let error = Signer::new(TEST_EC_KEY, Some("HS256"), None, "private_key").unwrap_err();
         assert!(error.message.starts_with("assertion_alg \"HS256\" is not one of RS256"));
-        let error = Signer::new(TEST_EC_KEY, Some("ES384"), None, "private_key").unwrap_err();
+        let signer = Signer::new(TEST_EC_KEY, Some("ES384"), None, "private_key").unwrap();
+        let error = signer.assertion("app", "https://idp.example.test/token").unwrap_err();
         assert!(error.message.contains("cannot sign with ES384"), "{error:?}");
         assert!(!format!("{error:?}").contains("PRIVATE KEY"));
     }

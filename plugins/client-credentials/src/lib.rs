@@ -115,20 +115,13 @@ impl Scheme for ClientSecretScheme {
     }
 
     fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error> {
-        let answer = Self::fetch(&request.parameters, &request.required, host)?
-            .map_err(grant::onboarding_error)?;
-        let injected = Self::injected(&request.required, &answer);
-        Ok(OnboardStep::done(injected, oauth::expires_at(&answer)))
+        let fetched = Self::fetch(&request.parameters, &request.required, host)?;
+        grant::onboarded(fetched, |answer| Self::injected(&request.required, answer))
     }
 
     fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
-        Ok(match Self::fetch(&request.parameters, &request.required, host)? {
-            Ok(answer) => RefreshOutcome::Renewed {
-                injected: Self::injected(&request.required, &answer),
-                expires_at: oauth::expires_at(&answer),
-            },
-            Err(outcome) => outcome,
-        })
+        let fetched = Self::fetch(&request.parameters, &request.required, host)?;
+        Ok(grant::renewed(fetched, |answer| Self::injected(&request.required, answer)))
     }
 
     /// RFC 7009 at the manifest's `revocation_url`: the access token (there is no refresh
@@ -218,20 +211,13 @@ impl Scheme for PrivateKeyJwtScheme {
     }
 
     fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error> {
-        let answer = Self::fetch(&request.parameters, &request.required, host)?
-            .map_err(grant::onboarding_error)?;
-        let injected = Self::injected(&request.required, &answer);
-        Ok(OnboardStep::done(injected, oauth::expires_at(&answer)))
+        let fetched = Self::fetch(&request.parameters, &request.required, host)?;
+        grant::onboarded(fetched, |answer| Self::injected(&request.required, answer))
     }
 
     fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
-        Ok(match Self::fetch(&request.parameters, &request.required, host)? {
-            Ok(answer) => RefreshOutcome::Renewed {
-                injected: Self::injected(&request.required, &answer),
-                expires_at: oauth::expires_at(&answer),
-            },
-            Err(outcome) => outcome,
-        })
+        let fetched = Self::fetch(&request.parameters, &request.required, host)?;
+        Ok(grant::renewed(fetched, |answer| Self::injected(&request.required, answer)))
     }
 
     fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use authplug_sdk::oauth::client_credentials::{self as grant, ClientAuthentication};
-use authplug_sdk::oauth::{self, ClientCredentialsGrant, OtherFields, TokenAnswer};
+use authplug_sdk::oauth::{ClientCredentialsGrant, OtherFields, TokenAnswer};
 use authplug_sdk::oauth2::TokenResponse;
 use authplug_sdk::prelude::*;
 use serde::Deserialize;
@@ -120,19 +120,12 @@ impl Scheme for ServiceAccount {
     }
 
     fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error> {
-        let answer = Self::fetch(&request.parameters, &request.required, host)?
-            .map_err(grant::onboarding_error)?;
-        Ok(OnboardStep::done(Self::injected(&answer), oauth::expires_at(&answer)))
+        grant::onboarded(Self::fetch(&request.parameters, &request.required, host)?, Self::injected)
     }
 
     fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
-        Ok(match Self::fetch(&request.parameters, &request.required, host)? {
-            Ok(answer) => RefreshOutcome::Renewed {
-                injected: Self::injected(&answer),
-                expires_at: oauth::expires_at(&answer),
-            },
-            Err(outcome) => outcome,
-        })
+        let fetched = Self::fetch(&request.parameters, &request.required, host)?;
+        Ok(grant::renewed(fetched, Self::injected))
     }
 
     fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {

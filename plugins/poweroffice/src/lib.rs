@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use authplug_sdk::oauth::client_credentials::{self as grant, ClientAuthentication};
-use authplug_sdk::oauth::{self, ClientCredentialsGrant, OtherFields, TokenAnswer};
+use authplug_sdk::oauth::{ClientCredentialsGrant, OtherFields, TokenAnswer};
 use authplug_sdk::oauth2::TokenResponse;
 use authplug_sdk::prelude::*;
 
@@ -99,19 +99,13 @@ impl Scheme for PowerOffice {
     }
 
     fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error> {
-        let answer = fetch(&request.parameters, &request.required, host)?
-            .map_err(grant::onboarding_error)?;
-        Ok(OnboardStep::done(injected(&request.required, &answer), oauth::expires_at(&answer)))
+        let fetched = fetch(&request.parameters, &request.required, host)?;
+        grant::onboarded(fetched, |answer| injected(&request.required, answer))
     }
 
     fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
-        Ok(match fetch(&request.parameters, &request.required, host)? {
-            Ok(answer) => RefreshOutcome::Renewed {
-                injected: injected(&request.required, &answer),
-                expires_at: oauth::expires_at(&answer),
-            },
-            Err(outcome) => outcome,
-        })
+        let fetched = fetch(&request.parameters, &request.required, host)?;
+        Ok(grant::renewed(fetched, |answer| injected(&request.required, answer)))
     }
 
     /// The access token as a bearer credential, and the subscription key PowerOffice's gateway

@@ -20,7 +20,7 @@ use oauth2::{
 };
 
 use super::{invalid, outcome_reason, TokenAnswer};
-use crate::{Error, ErrorCode, HostHttp, ManifestField, RefreshOutcome};
+use crate::{Error, ErrorCode, HostHttp, ManifestField, OnboardStep, RefreshOutcome, Secret};
 
 /// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -150,6 +150,31 @@ impl ClientCredentialsGrant {
                 .add_extra_param("client_assertion", assertion);
         }
         request.request(http).map_err(|error| super::classify(error, http.last_answer()))
+    }
+}
+
+/// Onboarding's answer from one fetch: the secrets `injected` makes of the token, expiring when
+/// it does; a failed fetch as [`onboarding_error`].
+pub fn onboarded<EF: ExtraTokenFields>(
+    fetched: Result<TokenAnswer<EF>, RefreshOutcome>,
+    injected: impl FnOnce(&TokenAnswer<EF>) -> BTreeMap<String, Secret>,
+) -> Result<OnboardStep, Error> {
+    let answer = fetched.map_err(onboarding_error)?;
+    Ok(OnboardStep::done(injected(&answer), super::expires_at(&answer)))
+}
+
+/// A refresh's answer from one fetch: `Renewed` with what `injected` makes of the token, or the
+/// failure as the fetch sorted it.
+pub fn renewed<EF: ExtraTokenFields>(
+    fetched: Result<TokenAnswer<EF>, RefreshOutcome>,
+    injected: impl FnOnce(&TokenAnswer<EF>) -> BTreeMap<String, Secret>,
+) -> RefreshOutcome {
+    match fetched {
+        Ok(answer) => RefreshOutcome::Renewed {
+            injected: injected(&answer),
+            expires_at: super::expires_at(&answer),
+        },
+        Err(outcome) => outcome,
     }
 }
 
