@@ -5,6 +5,7 @@
 import Provider from 'oidc-provider';
 import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
 import LRU from 'oidc-provider/lib/helpers/lru.js';
+import { createRemoteJWKSet, jwtVerify } from 'jose'; // oidc-provider's own dependency
 
 const PORT = Number(process.argv[2] || 3000);
 const ISSUER = `http://127.0.0.1:${PORT}`;
@@ -83,6 +84,31 @@ provider.use(async (ctx, next) => {
   result.consent = { grantId: await grant.save() };
   const to = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
   ctx.status = 303; ctx.redirect(to);
+});
+
+// authplug addition: GET /api/me, the API a connector calls with its access token (what
+// `authplug verify` sends): 200 with the token's subject for a live access token of this server
+// (a JWT checked against its keys, issuer and audience; an opaque one looked up), 401 otherwise.
+const KEYS = createRemoteJWKSet(new URL(`${ISSUER}/jwks`));
+provider.use(async (ctx, next) => {
+  if (ctx.path !== '/api/me') return next();
+  const token = (ctx.get('authorization').match(/^Bearer (.+)$/) || [])[1];
+  let sub;
+  if (token && token.split('.').length === 3) {
+    sub = await jwtVerify(token, KEYS, { issuer: ISSUER, audience: API }).then((r) => r.payload.sub || r.payload.client_id, () => undefined);
+  } else if (token) {
+    const found = await provider.AccessToken.find(token).catch(() => undefined)
+      || await provider.ClientCredentials.find(token).catch(() => undefined);
+    sub = found && !found.isExpired ? (found.accountId || found.clientId) : undefined;
+  }
+  ctx.type = 'application/json';
+  if (!sub) {
+    ctx.status = 401;
+    ctx.set('WWW-Authenticate', 'Bearer error="invalid_token"');
+    ctx.body = { error: 'invalid_token' };
+    return;
+  }
+  ctx.body = { sub };
 });
 
 provider.listen(PORT, '127.0.0.1', () => console.log(`oidc-provider ${ISSUER} ready`));

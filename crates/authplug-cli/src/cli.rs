@@ -10,7 +10,7 @@ use crate::commands::{
     api_token::ApiTokenArgs, check::CheckArgs, connect::ConnectArgs, docs::DocsArgs,
     push::PushArgs, refresh::RefreshArgs, render::RenderArgs, request::RequestArgs,
     schemes::SchemesArgs, serve::ServeArgs, store::StoreCommand, systems::SystemsArgs,
-    token::TokenArgs,
+    token::TokenArgs, verify::VerifyArgs,
 };
 
 /// authplug authenticates API connectors: it loads authentication scheme plugins (OAuth2, API
@@ -233,6 +233,18 @@ pub enum Command {
     /// Example: authplug request hubspot-acme GET https://api.hubapi.com/account-info/v3/details
     #[command(verbatim_doc_comment)]
     Request(RequestArgs),
+    /// Check that a stored system's credential works: send the verification request its
+    /// connector declares (`"verify"` in manifest.json, a URL relative to the system template's
+    /// url_pattern) or else its scheme, with the credentials applied, and judge the status:
+    /// 2xx verified, 401/403 refused (exit 7), anything else or no answer failed (exit 12).
+    /// Nothing stored changes; the audit trail records the outcome. `connect` runs it too.
+    ///
+    /// With --json: {"system", "outcome", "declared_by", "method", "url", "status",
+    /// "elapsed_ms", "detail"}; outcome is verified, refused, failed, unreachable or undeclared.
+    ///
+    /// Example: authplug verify hubspot-acme
+    #[command(verbatim_doc_comment)]
+    Verify(VerifyArgs),
     /// Run the long-running host: refresh due systems in the background and serve fresh
     /// credentials over HTTP (/v1/systems, /v1/systems/ID/secrets, /v1/systems/ID/authorize;
     /// /healthz, /readyz and /metrics for probes; the API described at /v1/openapi.json) to

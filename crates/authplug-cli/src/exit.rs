@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use authplug_engine::EngineError;
-use authplug_onboard::OnboardError;
+use authplug_onboard::{OnboardError, VerifyError};
 use authplug_protocol::ErrorCode;
 use authplug_store::StoreError;
 
@@ -36,6 +36,9 @@ pub enum Code {
     /// The provider did not revoke the system's credential, so it was kept (`systems delete
     /// --revoke`; `--force` deletes anyway).
     NotRevoked = 11,
+    /// The verification request got an answer that says nothing of the credential (a wrong
+    /// verify URL, an outage) or no answer at all (`verify`, `connect`).
+    NotVerified = 12,
 }
 
 impl From<Code> for ExitCode {
@@ -61,7 +64,9 @@ Exit codes:
   10 a file holding secrets (key, store, tokens) is writable by others, owned by another user,
      or (the key file) readable by others: chmod 600 it
   11 the provider did not revoke the system's credential, so it was not deleted (systems
-     delete --revoke; --force deletes anyway)";
+     delete --revoke; --force deletes anyway)
+  12 the verification request failed without a verdict on the credential: an answer other
+     than 2xx, 401 or 403 (a wrong verify URL, an outage), or none (verify, connect)";
 
 /// A failure: a one-line message for stderr and the exit code.
 #[derive(Debug)]
@@ -103,6 +108,15 @@ impl From<StoreError> for Failure {
             _ => Code::Store,
         };
         Failure::new(code, said(&error))
+    }
+}
+
+impl From<VerifyError> for Failure {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Engine(inner) => Failure::from(inner),
+            VerifyError::Declaration { .. } => Failure::bad_input(said(&error)),
+        }
     }
 }
 

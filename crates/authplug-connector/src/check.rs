@@ -134,6 +134,10 @@ pub fn check(connector: &Connector, schemes: &[&SchemeDescriptor]) -> Report {
         }
     }
 
+    for (severity, code, path, message) in crate::verify::findings(connector, scheme) {
+        findings.add(severity, code, MANIFEST, connector.locate(path), message);
+    }
+
     // Secrets the connector can have: the scheme's, and those the manifest asks for.
     let connector_secrets = manifest.connector_secrets();
     let secrets: BTreeSet<&str> = scheme

@@ -14,6 +14,7 @@ mod files;
 mod manifest;
 mod render;
 mod template;
+mod verify;
 
 pub use authconfig::{parse_authconfig, read_authconfig, AUTHCONFIG};
 pub use check::{check, Finding, Report, Severity, PLATFORM_VARIABLES};
@@ -25,3 +26,4 @@ pub use manifest::{
 };
 pub use render::{expand, resolve, variables, RenderError, Resolver};
 pub use template::{scan, Reference, ReferenceKind};
+pub use verify::{parameter_text, verify_url};

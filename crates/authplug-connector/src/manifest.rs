@@ -49,6 +49,10 @@ pub struct Manifest {
     /// it like any unknown field.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra_secrets: BTreeMap<String, Value>,
+    /// authplug's extension: the connector's own verification request (`authplug verify`), over
+    /// its scheme's; a relative `url` is joined on the system template's `url_pattern`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<authplug_protocol::VerifyRequest>,
     /// Every field not named above, kept as it was.
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,

@@ -251,6 +251,28 @@ pub(crate) fn validate(d: &SchemeDescriptor) -> Result<(), String> {
             ));
         }
     }
+    if let Some(verify) = &d.verify {
+        verify_rules(verify).map_err(|why| format!("verify: {why}"))?;
+    }
+    Ok(())
+}
+
+/// A scheme's verification request: a plain method, placeholders that parse, and a URL that is
+/// absolute once they are filled (it starts with the scheme or a placeholder).
+fn verify_rules(verify: &authplug_protocol::VerifyRequest) -> Result<(), String> {
+    let method_ok =
+        !verify.method.is_empty() && verify.method.chars().all(|c| c.is_ascii_uppercase());
+    if !method_ok {
+        return Err(format!("method {:?} is not an HTTP method such as GET", verify.method));
+    }
+    verify.placeholders()?;
+    let absolute = ["https://", "http://", "{"].iter().any(|p| verify.url.starts_with(p));
+    if !absolute {
+        return Err(format!(
+            "url {:?} is not absolute (https://... or {{base_url}}...)",
+            verify.url
+        ));
+    }
     Ok(())
 }
 
@@ -310,5 +332,17 @@ mod tests {
         d.id = "ok".into();
         d.required.push(d.required[0].clone());
         assert!(validate(&d).unwrap_err().contains("declared twice"));
+        d.required.pop();
+        let verify = |url: &str| Some(authplug_protocol::VerifyRequest::get(url));
+        for good in ["https://a.example/me", "{base_url}/me"] {
+            d.verify = verify(good);
+            assert_eq!(validate(&d), Ok(()), "{good}");
+        }
+        for (bad, why) in [("me", "not absolute"), ("{base_url/me", "unclosed")] {
+            d.verify = verify(bad);
+            assert!(validate(&d).unwrap_err().contains(why), "{bad}");
+        }
+        d.verify.as_mut().unwrap().method = "get it".into();
+        assert!(validate(&d).unwrap_err().starts_with("verify: method"));
     }
 }

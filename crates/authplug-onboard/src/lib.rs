@@ -22,6 +22,7 @@
 mod consent;
 mod error;
 mod inputs;
+mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use serde_json::Value;
 pub use consent::{Answer, Consent, Park, Parked, Pending};
 pub use error::OnboardError;
 pub use inputs::{Found, Given, Inputs};
+pub use verify::{verify, DeclaredBy, Verdict, Verification, VerifyError};
 
 /// The onboarding service over an engine.
 #[derive(Debug, Clone)]

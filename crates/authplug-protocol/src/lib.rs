@@ -20,12 +20,14 @@ mod http;
 mod lifetime;
 mod revoke;
 mod secret;
+mod verify;
 mod version;
 
 pub use http::{base64_encode, HttpRequest, HttpResponse};
 pub use lifetime::{ApplyOutput, RefreshPolicy};
 pub use revoke::{RevokeRequest, Revoked};
 pub use secret::Secret;
+pub use verify::{Unfilled, VerifyRequest};
 pub use version::{ProtocolVersion, VersionError};
 
 /// The protocol version this crate defines. Kept equal to the crate's own version.
@@ -114,6 +116,10 @@ pub struct SchemeDescriptor {
     /// secrets. Since 1.4.
     #[serde(default, skip_serializing_if = "ApplyOutput::is_unspecified")]
     pub apply_output: ApplyOutput,
+    /// A cheap request that tells whether a stored credential works (`authplug verify`, run after
+    /// `connect`); a connector's manifest may declare its own, which wins. Since 1.6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyRequest>,
 }
 
 /// A field of the connector manifest that a scheme reads, e.g. `oauth2.token_url`. Since 1.3.

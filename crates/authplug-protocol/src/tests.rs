@@ -71,3 +71,31 @@ fn a_revocation_answer_is_plain_data() {
     assert_eq!(serde_json::from_str::<Revoked>(wire).unwrap(), answer);
     assert_eq!(method::since(method::REVOKE), Some((1, 5)));
 }
+
+/// A scheme's verification request as it crosses the boundary (since 1.6), and its placeholders.
+#[test]
+fn verify_requests_are_golden_messages_and_fill_their_placeholders() {
+    let request = VerifyRequest::get("{base_url}/v2/{resource}")
+        .with_default("base_url", "https://api.example");
+    let wire = r#"{"method":"GET","url":"{base_url}/v2/{resource}","defaults":{"base_url":"https://api.example"}}"#;
+    assert_eq!(serde_json::to_string(&request).unwrap(), wire);
+    assert_eq!(serde_json::from_str::<VerifyRequest>(wire).unwrap(), request);
+    let bare: VerifyRequest = serde_json::from_str(r#"{"url":"https://a/me"}"#).unwrap();
+    assert_eq!(bare, VerifyRequest::get("https://a/me"), "GET when the method is absent");
+    let descriptor: SchemeDescriptor = serde_json::from_str(
+        r#"{"id":"x","display_name":"X","serves":[],"required":[],"injected":[]}"#,
+    )
+    .unwrap();
+    assert_eq!(descriptor.verify, None, "a 1.5 descriptor declares none");
+
+    assert_eq!(request.placeholders().unwrap(), ["base_url", "resource"]);
+    let given = |name: &str| (name == "resource").then(|| "me".to_owned());
+    assert_eq!(request.fill(given).unwrap(), "https://api.example/v2/me", "a default fills a gap");
+    let overridden = |name: &str| Some(format!("<{name}>"));
+    assert_eq!(request.fill(overridden).unwrap(), "<base_url>/v2/<resource>");
+    assert_eq!(request.fill(|_| None), Err(Unfilled::Missing("resource".into())));
+    for bad in ["{base_url/me", "https://a/}", "https://a/{}", "https://a/{a b}"] {
+        let error = VerifyRequest::get(bad).fill(|_| Some(String::new())).unwrap_err();
+        assert!(matches!(&error, Unfilled::Malformed(m) if m.contains(bad)), "{bad}: {error:?}");
+    }
+}

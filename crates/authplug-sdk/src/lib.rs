@@ -33,7 +33,7 @@ pub use authplug_protocol::{
     ApplyOutput, ApplyRequest, ApplyResponse, AuthPair, ErrorBody, ErrorCode, HttpRequest,
     HttpResponse, InjectedSecret, ManifestField, OnboardRequest, OnboardStep, RefreshOutcome,
     RefreshPolicy, RefreshRequest, RequiredSecret, Resume, RevokeRequest, Revoked,
-    SchemeDescriptor, Secret, Source, ValueType,
+    SchemeDescriptor, Secret, Source, ValueType, VerifyRequest,
 };
 pub use host::{Host, HostCall, HostHttp, HostHttpError};
 /// The `oauth2` crate the SDK's [`HostHttp`] implements `SyncHttpClient` for: use this one, so the
@@ -171,6 +171,6 @@ pub mod prelude {
         ApplyOutput, ApplyRequest, ApplyResponse, AuthPair, Error, ErrorCode, Host, InjectedSecret,
         ManifestField, OnboardRequest, OnboardStep, RefreshOutcome, RefreshPolicy, RefreshRequest,
         RequiredSecret, Resume, RevokeRequest, Revoked, Scheme, SchemeDescriptor, Secret, Source,
-        ValueType,
+        ValueType, VerifyRequest,
     };
 }

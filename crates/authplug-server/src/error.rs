@@ -159,6 +159,18 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<authplug_onboard::VerifyError> for ApiError {
+    fn from(error: authplug_onboard::VerifyError) -> Self {
+        match error {
+            authplug_onboard::VerifyError::Engine(inner) => inner.into(),
+            declaration @ authplug_onboard::VerifyError::Declaration { .. } => {
+                let said = authplug_store::chain(&declaration);
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cannot_verify", said)
+            }
+        }
+    }
+}
+
 impl From<OnboardError> for ApiError {
     fn from(error: OnboardError) -> Self {
         let said = authplug_store::chain(&error);

@@ -46,6 +46,7 @@ pub(crate) fn api() -> Vec<Route> {
         route(Method::DELETE, "/v1/systems/{id}", systems::delete),
         route(Method::GET, "/v1/systems/{id}/secrets", systems::secrets),
         route(Method::POST, "/v1/systems/{id}/authorize", systems::authorize),
+        route(Method::POST, "/v1/systems/{id}/verify", systems::verify),
         route(Method::POST, "/v1/systems/{id}/onboard", onboarding::start),
         route(Method::GET, "/v1/onboarding/callback", onboarding::callback),
     ]

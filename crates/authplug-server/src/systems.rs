@@ -155,6 +155,19 @@ pub(crate) async fn delete(
         .into_response())
 }
 
+/// `POST /v1/systems/{id}/verify`: the verification request sent with the system's credentials
+/// applied; the outcome (verified, refused, failed, unreachable, undeclared) is the answer's,
+/// with 200, since the verification itself ran. Nothing stored changes.
+pub(crate) async fn verify(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<authplug_onboard::Verification>, ApiError> {
+    let caller = permitted(&state, &headers, |c| c.may_see(&id), || format!("verify {id}"))?;
+    let actor = format!("api:{}", caller.name);
+    Ok(Json(authplug_onboard::verify(&state.engine, &id, &actor).await?))
+}
+
 /// Secrets that outlive an access token: refresh tokens, and copies of the user's confidential
 /// inputs (client secrets, API keys, consumer tokens). Only `long-lived:` scopes read them; a
 /// worker that needs them for a call asks `authorize` instead.

@@ -100,7 +100,7 @@ async function start() {
   const systems = await loadSystems();
   const connected = outcome.get("connected");
   if (connected && systems.some((s) => s.id === connected && s.state === "active")) {
-    say("System " + connected + " is connected.");
+    await verifySystem(connected, "System " + connected + " is connected. ");
   }
   const code = outcome.get("error");
   if (code) say(OUTCOMES[code] || "The connection did not complete (" + (/^[a-z_]{1,40}$/.test(code) ? code : "unknown") + ").", true);
@@ -159,11 +159,10 @@ async function connect(event) {
       location.assign(answer.url);
       return;
     }
-    say("System " + system + " is connected (" + answer.state + ").");
     $("connect-form").reset();
     delete $("system").dataset.edited;
     pickConnector();
-    await loadSystems();
+    await verifySystem(system, "System " + system + " is connected (" + answer.state + "). ");
   } catch (error) {
     say(error.message, true);
   } finally {
@@ -196,7 +195,8 @@ async function loadSystems() {
     const row = document.createElement("tr");
     row.dataset.system = system.id;
     const cells = [system.id, system.connector || system.scheme + " (scheme)", system.state, system.state_reason || "",
-      when(system.expires_at), when(system.last_refresh_at), String(system.failures)];
+      when(system.expires_at), when(system.last_refresh_at), String(system.failures),
+      verifications.get(system.id) || "\u2014"];
     for (const text of cells) {
       const cell = document.createElement("td");
       cell.textContent = text;
@@ -214,6 +214,12 @@ async function loadSystems() {
       again.addEventListener("click", () => reconnect(system));
       actions.append(again, " ");
     }
+    const check = document.createElement("button");
+    check.type = "button";
+    check.textContent = "Verify";
+    check.setAttribute("aria-label", "Verify " + system.id);
+    check.addEventListener("click", () => verifySystem(system.id, ""));
+    actions.append(check, " ");
     const remove = document.createElement("button");
     remove.type = "button";
     remove.textContent = "Delete";
@@ -254,6 +260,36 @@ function reconnect(system) {
   say("Enter " + system.id + "'s secrets again and press Connect.");
   const first = $("inputs").querySelector("input");
   (first || $("connect")).focus();
+}
+
+// What this page last found verifying each system: "verified 14:05:12", "refused (HTTP 401)".
+const verifications = new Map();
+
+// What a verification's outcome says, in words (the server's detail is one line, no secret).
+function verificationText(v) {
+  const request = v.method ? " (" + v.method + " " + v.url + (v.status ? ": HTTP " + v.status : "") + ")" : "";
+  switch (v.outcome) {
+    case "verified": return "Its credential is verified" + request + ".";
+    case "refused": return "The provider refused its credential" + request + ": connect it again.";
+    case "undeclared": return "Nothing to verify: " + v.detail + ".";
+    default: return "It could not be verified" + request + ": " + v.detail + ".";
+  }
+}
+
+// Sends the system's verification request and shows the outcome, after `prefix`.
+async function verifySystem(id, prefix) {
+  say(prefix + "Verifying " + id + "...");
+  try {
+    const v = await api("POST", "/v1/systems/" + encodeURIComponent(id) + "/verify");
+    const failed = v.outcome !== "verified" && v.outcome !== "undeclared";
+    const status = v.status ? " (HTTP " + v.status + ")" : "";
+    verifications.set(id, v.outcome + (v.outcome === "verified" ? " " + new Date().toLocaleTimeString() : status));
+    await loadSystems();
+    say(prefix + verificationText(v), failed);
+  } catch (error) {
+    await loadSystems();
+    say(prefix + "It could not be verified: " + error.message, true);
+  }
 }
 
 // Deletes a system, its tokens revoked at the provider first. A provider that does not revoke

@@ -94,6 +94,11 @@ impl Scheme for PowerOffice {
             refresh: RefreshPolicy { renews: true, margin_secs: Some(300) },
             // The subscription key rides along with the token: a long-lived secret.
             apply_output: ApplyOutput::LongLived,
+            // What the client and the integration may do: readable with any valid token.
+            verify: Some(
+                VerifyRequest::get("{base_url}/v2/ClientIntegrationInformation")
+                    .with_default("base_url", PRODUCTION),
+            ),
             ..SchemeDescriptor::default()
         }
     }

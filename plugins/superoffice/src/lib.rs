@@ -98,6 +98,8 @@ impl Scheme for SuperOffice {
                 )],
             ]
             .concat(),
+            // The tenant's API (`base_url`, found at onboarding) says whom the ticket is for.
+            verify: Some(VerifyRequest::get("{base_url}User/currentPrincipal")),
             ..SchemeDescriptor::default()
         }
     }

@@ -44,6 +44,8 @@ impl Scheme for Tripletex {
             ],
             refresh: RefreshPolicy { renews: true, margin_secs: Some(2 * 86_400) },
             apply_output: ApplyOutput::ShortLived,
+            // "Who am I": the session's employee and company, for any valid session.
+            verify: Some(VerifyRequest::get("{base_url}/v2/token/session/>whoAmI")),
             ..SchemeDescriptor::default()
         }
     }
@@ -51,7 +53,9 @@ impl Scheme for Tripletex {
     fn onboard(&self, request: OnboardRequest, host: &Host<'_>) -> Result<OnboardStep, Error> {
         let settings = Settings::from(&request.parameters)?;
         let session = create_session(&settings, &request.required, host)??;
-        Ok(OnboardStep::done(copy(&request.required)?, Some(session.expires_at)))
+        // The environment's API, kept with the system (its verification goes there too).
+        Ok(OnboardStep::done(copy(&request.required)?, Some(session.expires_at))
+            .with_output("base_url", settings.base_url))
     }
 
     fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {

@@ -71,6 +71,10 @@ pub struct ConnectArgs {
     /// Onboard an existing system again (after "needs re-authorisation"), replacing its secrets.
     #[arg(long)]
     pub replace: bool,
+
+    /// Do not send the verification request (the connector's or the scheme's) once stored.
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 /// Never prints a `--secret` value.
@@ -101,7 +105,7 @@ impl Progress {
 }
 
 pub fn run(ctx: &Context<'_>, args: &ConnectArgs) -> Result<(), Failure> {
-    let mut progress = Progress { step: 0, steps: 4 };
+    let mut progress = Progress { step: 0, steps: if args.no_verify { 4 } else { 5 } };
     let dir = &args.dir;
     let connector = Connector::load(dir).map_err(|e| Failure::bad_input(e.to_string()))?;
     let registry = ctx.registry()?;
@@ -197,6 +201,16 @@ pub fn run(ctx: &Context<'_>, args: &ConnectArgs) -> Result<(), Failure> {
         stored.injected.len() + stored.required.len(),
         engine.store().location()
     ));
+    // The credential, tried once: the system stays stored whatever the answer.
+    let verification = if args.no_verify {
+        None
+    } else {
+        let actor = ctx.actor();
+        let report =
+            ctx.runtime()?.block_on(authplug_onboard::verify(&engine, &args.system, &actor))?;
+        progress.say(&super::verify::line(&report));
+        Some(report)
+    };
     if ctx.json() {
         let names: Vec<&String> = stored.injected.keys().collect();
         print_json(&json!({
@@ -205,9 +219,18 @@ pub fn run(ctx: &Context<'_>, args: &ConnectArgs) -> Result<(), Failure> {
             "injected": names,
             "expires_at": stored.summary.expires_at,
             "parameters": stored.summary.parameters,
+            "verification": verification,
         }))?;
     }
-    Ok(())
+    match &verification {
+        Some(report) => super::verify::verdict(report, |_| {
+            format!(
+                "system {} is stored, but its verification failed (above): `authplug verify {}` tries again",
+                args.system, args.system
+            )
+        }),
+        None => Ok(()),
+    }
 }
 
 /// `--param KEY=VALUE` pairs (JSON values allowed).

@@ -19,6 +19,7 @@ pub mod status;
 pub mod store;
 pub mod systems;
 pub mod token;
+pub mod verify;
 
 use crate::cli::Command;
 use crate::context::Context;
@@ -32,6 +33,7 @@ fn system_ids(command: &Command) -> Vec<&str> {
         Command::Render(args) => vec![&args.system],
         Command::Push(args) => vec![&args.system],
         Command::Request(args) => vec![&args.system],
+        Command::Verify(args) => vec![&args.system],
         Command::Token(args) => vec![&args.system],
         Command::Refresh(args) => args.systems.iter().map(String::as_str).collect(),
         Command::Systems(args) => match &args.command {
@@ -56,6 +58,7 @@ pub fn run(ctx: &Context<'_>) -> Result<(), Failure> {
         Command::Render(args) => render::run(ctx, args),
         Command::Push(args) => push::run(ctx, args),
         Command::Request(args) => request::run(ctx, args),
+        Command::Verify(args) => verify::run(ctx, args),
         Command::Serve(args) => serve::run(ctx, args),
         Command::ApiToken(args) => api_token::run(ctx, args),
         Command::Check(args) => check::run(ctx, args),

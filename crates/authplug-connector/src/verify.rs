@@ -1,0 +1,199 @@
+//! A connector's own verification request (`"verify"` in `manifest.json`, authplug's
+//! extension): where it goes for a stored system, and what `check` says of it.
+//!
+//! ```json
+//! "verify": {"method": "GET", "url": "account-info/v3/details"}
+//! ```
+//!
+//! A relative `url` is joined on the system template's `url_pattern`, as the template's
+//! operations are; `{name}` placeholders are the system's parameters (see
+//! [`VerifyRequest`](authplug_protocol::VerifyRequest)).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use authplug_protocol::{SchemeDescriptor, Unfilled, VerifyRequest};
+use serde_json::Value;
+
+use crate::check::{Severity, PLATFORM_VARIABLES};
+use crate::manifest::Connector;
+use crate::render::{expand, resolve, variables, Resolver};
+
+/// A parameter as text in a URL: a string as written, a number or boolean as JSON; anything
+/// else (an object, such as the `connector` parameter) is no value.
+pub fn parameter_text(parameters: &BTreeMap<String, Value>, name: &str) -> Option<String> {
+    match parameters.get(name)? {
+        Value::String(text) => Some(text.clone()),
+        value @ (Value::Number(_) | Value::Bool(_)) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+/// The URL of `request` for the system `system`, whose parameters are `parameters`: its
+/// placeholders filled, a relative one joined on the rendered `url_pattern` of the system
+/// template. The error is one line naming what is missing.
+pub fn verify_url(
+    connector: &Connector,
+    request: &VerifyRequest,
+    system: &str,
+    parameters: &BTreeMap<String, Value>,
+) -> Result<String, String> {
+    let filled = request.fill(|name| parameter_text(parameters, name)).map_err(|e| match e {
+        Unfilled::Missing(name) => format!("verify.url: the system has no parameter {name}"),
+        Unfilled::Malformed(why) => format!("verify.url: {why}"),
+    })?;
+    if filled.starts_with("https://") || filled.starts_with("http://") {
+        return Ok(filled);
+    }
+    let pattern = url_pattern(connector, system, parameters)?;
+    Ok(pattern.replacen("%s", filled.trim_start_matches('/'), 1))
+}
+
+/// The system template's `url_pattern` for this system, its `{{@ @}}` and `$ENV` resolved
+/// from the system's parameters.
+fn url_pattern(
+    connector: &Connector,
+    system: &str,
+    parameters: &BTreeMap<String, Value>,
+) -> Result<String, String> {
+    let template = connector.manifest.system_template.as_deref().ok_or_else(|| {
+        "verify.url is relative and the manifest has no system-template".to_owned()
+    })?;
+    let text = connector.read_template(template).map_err(|e| e.to_string())?;
+    let expanded =
+        expand(template, &text, &variables(connector, system, None)).map_err(|e| e.to_string())?;
+    // Only `url_pattern` is read, and no pattern holds a secret: secrets resolve to nothing.
+    let secret = |_: &str| Some(String::new());
+    let env = |name: &str| parameter_text(parameters, name);
+    let resolver = Resolver { secret: &secret, env: &env };
+    let (resolved, missing) = resolve(template, &expanded, &resolver).map_err(|e| e.to_string())?;
+    let value: Value = serde_json::from_str(&resolved)
+        .map_err(|e| format!("{template}: the rendered template is not JSON ({e})"))?;
+    let pattern = value.get("url_pattern").and_then(Value::as_str).ok_or_else(|| {
+        format!("verify.url is relative and {template} has no url_pattern to join it on")
+    })?;
+    if let Some(name) = missing.iter().find(|name| pattern.contains(&format!("$ENV({name})"))) {
+        return Err(format!(
+            "{template}: url_pattern needs {name}, which the system has no value for"
+        ));
+    }
+    if !pattern.contains("%s") {
+        return Err(format!("{template}: url_pattern {pattern:?} has no %s to put verify.url in"));
+    }
+    Ok(pattern.to_owned())
+}
+
+/// What `check` finds wrong with the manifest's `verify`: `(severity, code, dotted path,
+/// message)`.
+pub(crate) fn findings(
+    connector: &Connector,
+    scheme: Option<&SchemeDescriptor>,
+) -> Vec<(Severity, &'static str, &'static str, String)> {
+    let Some(request) = &connector.manifest.verify else { return Vec::new() };
+    let mut found = Vec::new();
+    let mut error = |path, message| found.push((Severity::Error, "bad-verify", path, message));
+    if request.method.is_empty() || !request.method.chars().all(|c| c.is_ascii_uppercase()) {
+        error(
+            "verify.method",
+            format!("verify.method {:?} is not an HTTP method such as GET", request.method),
+        );
+    }
+    let names = match request.placeholders() {
+        Ok(names) => names,
+        Err(why) => {
+            error("verify.url", format!("verify.url: {why}"));
+            return found;
+        }
+    };
+    let known: BTreeSet<&str> = connector
+        .manifest
+        .additional_parameters
+        .keys()
+        .map(String::as_str)
+        .chain(PLATFORM_VARIABLES.iter().copied())
+        .chain(scheme.iter().flat_map(|s| s.manifest_fields.iter().map(|f| f.parameter())))
+        .chain(request.defaults.keys().map(String::as_str))
+        .collect();
+    for name in names.into_iter().filter(|name| !known.contains(name)) {
+        error(
+            "verify.url",
+            format!("verify.url: {{{name}}} is no parameter the system has: declare `{name}` in additional_parameters, or give it in verify.defaults"),
+        );
+    }
+    let absolute = ["https://", "http://", "{"].iter().any(|p| request.url.starts_with(p));
+    if !absolute && connector.manifest.system_template.is_none() {
+        error(
+            "verify.url",
+            "verify.url is relative and the manifest has no system-template".into(),
+        );
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connector(dir: &std::path::Path, verify: &str) -> Connector {
+        std::fs::create_dir_all(dir.join("templates")).unwrap();
+        let system = r#"{"_id": "{{@ system @}}", "url_pattern": "{{@ base_url @}}/v2/%s",
+            "headers": {"Authorization": "$SECRET(token)"}}"#;
+        std::fs::write(dir.join("templates/system.json"), system).unwrap();
+        let manifest = format!(
+            r#"{{"auth": "api_key", "system-template": "templates/system.json",
+                "additional_parameters": {{"base_url": {{}}}}, "verify": {verify}}}"#
+        );
+        Connector::parse(dir, manifest).unwrap()
+    }
+
+    fn parameters(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    #[test]
+    fn a_relative_url_is_joined_on_the_rendered_url_pattern() {
+        let dir = tempfile::tempdir().unwrap();
+        let connector = connector(dir.path(), r#"{"url": "token/session/>whoAmI?fields={field}"}"#);
+        let request = connector.manifest.verify.clone().unwrap();
+        assert_eq!(request.method, "GET");
+        let given = parameters(&[("base_url", "https://t.example".into()), ("field", 7.into())]);
+        assert_eq!(
+            verify_url(&connector, &request, "acme", &given).unwrap(),
+            "https://t.example/v2/token/session/>whoAmI?fields=7"
+        );
+        let no_field = parameters(&[("base_url", "https://t.example".into())]);
+        let error = verify_url(&connector, &request, "acme", &no_field).unwrap_err();
+        assert_eq!(error, "verify.url: the system has no parameter field");
+        let no_base = parameters(&[("field", 7.into())]);
+        let error = verify_url(&connector, &request, "acme", &no_base).unwrap_err();
+        assert!(error.contains("url_pattern needs base_url"), "{error}");
+    }
+
+    #[test]
+    fn an_absolute_url_needs_no_template_and_check_names_unknown_placeholders() {
+        let dir = tempfile::tempdir().unwrap();
+        let connector = connector(dir.path(), r#"{"url": "{region_url}/me", "method": "get"}"#);
+        let request = connector.manifest.verify.clone().unwrap();
+        let given = parameters(&[("region_url", "https://eu.example".into())]);
+        assert_eq!(
+            verify_url(&connector, &request, "acme", &given).unwrap(),
+            "https://eu.example/me"
+        );
+        let found = findings(&connector, None);
+        let messages: Vec<&str> = found.iter().map(|f| f.3.as_str()).collect();
+        assert_eq!(found.len(), 2, "{messages:?}");
+        assert!(messages[0].contains("\"get\" is not an HTTP method"), "{messages:?}");
+        assert!(messages[1].contains("{region_url} is no parameter"), "{messages:?}");
+        let declared = SchemeDescriptor {
+            manifest_fields: vec![authplug_protocol::ManifestField::optional(
+                "x.region_url",
+                "Where.",
+            )],
+            ..SchemeDescriptor::default()
+        };
+        assert_eq!(
+            findings(&connector, Some(&declared)).len(),
+            1,
+            "a scheme's field is a parameter"
+        );
+    }
+}
