@@ -72,7 +72,16 @@ try {
   // Off to the provider and back to the page, which then lists the system as active.
   await page.waitForSelector(`${row} td.state-active`);
   seen.state = (await page.textContent(`${row} td.state`)).trim();
+  // Then the page verifies the new credential and shows the outcome in the row.
+  await page.waitForFunction((sel) => !/^\u2014$/.test(document.querySelector(sel)?.textContent.trim() || "\u2014"), `${row} td.verification`);
+  seen.verification = (await page.textContent(`${row} td.verification`)).trim();
   seen.message = (await page.textContent("#message")).trim();
+  if (env.PHASE === "reconnect") {
+    // The row's Verify button asks again, and says what it found.
+    await page.click(`${row} button:text("Verify")`);
+    await page.waitForFunction(() => document.querySelector("#message").textContent.startsWith("Its credential"));
+    seen.verified_again = (await page.textContent("#message")).trim();
+  }
   seen.final_url = page.url();
   await page.screenshot({ path: env.SCREENSHOT, fullPage: true });
 } catch (error) {

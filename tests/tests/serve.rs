@@ -106,6 +106,10 @@ impl HubSpot {
         let connectors = lab.key_file().with_file_name("connectors");
         tests::desk::copy_connector("hubspot", &connectors.join("hubspot"), |manifest| {
             manifest["oauth2"] = serde_json::to_value(lab.parameters()).unwrap();
+            // The provider's own resource (the API the connector calls) verifies the token.
+            let login = lab.parameters()["login_url"].as_str().unwrap().to_owned();
+            let me = format!("{}/api/me", login.strip_suffix("/auth").unwrap());
+            manifest["verify"] = serde_json::json!({"url": me});
         });
         let tokens = lab.key_file().with_file_name("tokens.json");
         let admin = api_token(lab, &tokens, "ops", &["admin"]);
@@ -569,7 +573,11 @@ fn browse(server: &Server, admin: &str, phase: &str, screenshot: &std::path::Pat
         .collect();
     assert_eq!(inputs, [("client_id", "text"), ("client_secret", "password")]);
     assert_eq!(seen["state"], "active", "{seen}");
-    assert_eq!(seen["message"], "System crm-web is connected.", "{seen}");
+    // Then the page verified the new credential at the connector's request, and shows it.
+    let message = seen["message"].as_str().unwrap();
+    let verified = "System crm-web is connected. Its credential is verified (GET http://127.0.0.1:";
+    assert!(message.starts_with(verified) && message.ends_with("/api/me: HTTP 200)."), "{seen}");
+    assert!(seen["verification"].as_str().unwrap().starts_with("verified "), "{seen}");
     assert!(!seen["final_url"].as_str().unwrap().contains('#'), "the outcome left the address");
     let png = std::fs::read(screenshot).expect("the screenshot artifact");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot");
@@ -621,6 +629,8 @@ fn the_web_page_connects_a_connector_through_the_consent_in_a_real_browser() {
     assert_eq!(seen["counts"], "2 systems, 1 needing re-authorisation");
     assert_eq!(seen["filtered"], serde_json::json!(["crm-web"]), "the filter keeps that row only");
     assert_eq!(seen["replace"], true, "Reconnect onboards the same system again");
+    let again = seen["verified_again"].as_str().unwrap();
+    assert!(again.starts_with("Its credential is verified (GET "), "the Verify button: {seen}");
     let again = lab.store().get("crm-web").unwrap().unwrap();
     assert_eq!(again.summary.state.as_str(), "active");
     assert!(again.summary.version > record.summary.version + 1);

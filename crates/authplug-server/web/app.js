@@ -204,6 +204,7 @@ async function loadSystems() {
     }
     const state = row.children[2];
     state.className = "state state-" + system.state;
+    row.children[7].className = "verification";
     const actions = document.createElement("td");
     const known = connectors.some((c) => c.name === system.connector && c.scheme);
     if (known) {
