@@ -99,7 +99,7 @@ fn hubspot_connects_through_a_real_consent_and_renders_with_the_stored_values() 
         &[hubspot.to_str().unwrap(), "--system", "hubspot-acme", "--json", "--port", &port],
     );
     assert!(
-        progress[0].starts_with("[1/4] ") && progress[0].contains("scheme oauth2"),
+        progress[0].starts_with("[1/5] ") && progress[0].contains("scheme oauth2"),
         "{progress:?}"
     );
     assert!(
@@ -119,6 +119,8 @@ fn hubspot_connects_through_a_real_consent_and_renders_with_the_stored_values() 
     let output = child.wait();
     assert!(output.status.success(), "connect failed: {}", output.status);
     let printed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    // The real HubSpot connector declares no verification, nor does the oauth2 scheme.
+    assert_eq!(printed["verification"]["outcome"], "undeclared", "{printed}");
     assert_eq!(
         printed["injected"],
         json!([
@@ -313,7 +315,11 @@ fn tripletex_connects_from_its_authconfig_lines() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(!stderr.contains(CONSUMER) && !stderr.contains(EMPLOYEE), "no secret in the progress");
-    assert_eq!(fake.sessions_created(), 1, "onboarding proved the tokens with a session");
+    // Onboarding proved the tokens with a session; verification's whoAmI was sent with a fresh
+    // one, as every request applied is.
+    assert_eq!(fake.sessions_created(), 2, "one session to onboard, one to verify");
+    assert!(stderr.contains("[5/5] tripletex-acme: verified: the scheme's GET "), "{stderr}");
+    assert!(stderr.contains("/v2/token/session/>whoAmI in "), "{stderr}");
     let record = desk.store().get("tripletex-acme").unwrap().unwrap();
     assert_eq!(record.injected["consumer_token"].expose(), CONSUMER);
     assert_eq!(record.injected["employee_token"].expose(), EMPLOYEE);

@@ -233,11 +233,13 @@ pub enum Command {
     /// Example: authplug request hubspot-acme GET https://api.hubapi.com/account-info/v3/details
     #[command(verbatim_doc_comment)]
     Request(RequestArgs),
-    /// Check that a stored system's credential works: send the verification request its
-    /// connector declares (`"verify"` in manifest.json, a URL relative to the system template's
-    /// url_pattern) or else its scheme, with the credentials applied, and judge the status:
-    /// 2xx verified, 401/403 refused (exit 7), anything else or no answer failed (exit 12).
-    /// Nothing stored changes; the audit trail records the outcome. `connect` runs it too.
+    /// Check that a stored system's credential works: send the request its connector or
+    /// scheme declares for that, with the credentials applied, and judge the answer's status.
+    ///
+    /// The connector's `"verify"` in manifest.json (a URL relative to the system template's
+    /// url_pattern) wins over the scheme's. 2xx is verified, 401/403 refused (exit 7), anything
+    /// else or no answer failed (exit 12). Nothing stored changes; the audit trail records the
+    /// outcome. `connect` runs it too, after storing.
     ///
     /// With --json: {"system", "outcome", "declared_by", "method", "url", "status",
     /// "elapsed_ms", "detail"}; outcome is verified, refused, failed, unreachable or undeclared.
