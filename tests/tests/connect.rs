@@ -394,8 +394,12 @@ fn superoffice_connects_through_its_consent_from_its_authconfig() {
             .unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     assert_eq!(runtime.block_on(async { reqwest::get(callback).await.unwrap().status() }), 200);
-    let output = child.wait();
-    assert!(output.status.success());
+    let (output, log) = child.wait_with_log();
+    assert!(output.status.success(), "{log:?}");
+    // The scheme's verification: the current principal, at the tenant's API, with the ticket.
+    let verified = log.iter().find(|l| l.starts_with("[5/5] ")).expect("a fifth step");
+    assert!(verified.contains("superoffice-acme: verified: the scheme's GET http"), "{log:?}");
+    assert!(verified.contains(&format!("/{TENANT}/api/v1/User/currentPrincipal")), "{log:?}");
     let record = desk.store().get("superoffice-acme").unwrap().unwrap();
     assert!(!record.injected["so_ticket"].expose().is_empty());
     assert_eq!(record.injected["SO-Apptoken"].expose(), APP_TOKEN);

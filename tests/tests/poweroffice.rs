@@ -54,6 +54,12 @@ fn it_connects_and_requests_carry_the_bearer_token_and_the_subscription_key() {
     let stderr = tests::stderr(&output);
     assert!(output.status.success(), "{stderr}");
     assert_eq!(fake.tokens_issued(), 1);
+    // The scheme's verification, with the token and the subscription key, at the base URL given.
+    let verified = format!(
+        "po-acme: verified: the scheme's GET {}/v2/ClientIntegrationInformation in ",
+        fake.base_url()
+    );
+    assert!(stderr.contains(&verified), "{stderr}");
     for key in [APPLICATION_KEY, CLIENT_KEY, SUBSCRIPTION_KEY] {
         assert!(!stderr.contains(key), "{stderr}");
     }
