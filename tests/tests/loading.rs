@@ -141,6 +141,7 @@ fn schemes_show_tells_what_a_scheme_requires_and_injects() {
     assert!(text.contains("The api key as provided in the connector configuration."));
     assert!(text.contains(&plugin("api_key").display().to_string()));
     assert!(text.contains("  renews:    no (the injected secrets do not expire)"), "{text}");
+    assert!(text.contains("  verifies:  nothing declared"), "{text}");
 
     // Where each value comes from, who supplies it, and how it is kept valid.
     let text = stdout(&authplug(&plugin_dir(), &["schemes", "show", "superoffice"]));
@@ -149,6 +150,7 @@ fn schemes_show_tells_what_a_scheme_requires_and_injects() {
         "SO-Apptoken            String      The client secret as provided in the connector configuration. [copied from client_secret]",
         "[obtained during onboarding, renewed, for existing templates]",
         "  renews:    yes, 1800 s before expiry",
+        "  verifies:  GET {base_url}User/currentPrincipal",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }

@@ -130,6 +130,11 @@ fn show(ctx: &Context<'_>, registry: &Registry, id: &str) -> Result<(), Failure>
         ApplyOutput::Unspecified => "not declared (treated as the long-lived secret)",
     };
     println!("  applies:   {applies}");
+    let verifies = match &d.verify {
+        Some(request) => format!("{} {}", request.method, request.url),
+        None => "nothing declared (a connector may declare its own \"verify\")".to_owned(),
+    };
+    println!("  verifies:  {verifies}");
     Ok(())
 }
 
