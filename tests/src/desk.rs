@@ -1,8 +1,9 @@
 //! A connector developer's desk: copies of the real connectors to edit, a private store and
 //! master key, and `authplug` run against them with the built plugins.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use authplug_store::{Keyring, Location, Store};
 use serde_json::Value;
@@ -105,4 +106,63 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// A running `authplug connect`, killed (by its own id) if the test ends before it does; the
+/// rest of its stderr is collected.
+#[derive(Debug)]
+pub struct Running(Option<Child>, Option<std::thread::JoinHandle<Vec<String>>>);
+
+impl Running {
+    pub fn wait(self) -> std::process::Output {
+        self.wait_with_log().0
+    }
+
+    /// Its output, and the stderr lines after the consent address.
+    pub fn wait_with_log(mut self) -> (std::process::Output, Vec<String>) {
+        let output = self.0.take().unwrap().wait_with_output().unwrap();
+        (output, self.1.take().unwrap().join().unwrap())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts `authplug connect` and returns it once it printed the consent address.
+pub fn start_connect(desk: &Desk, args: &[&str]) -> (Running, String, Vec<String>) {
+    let mut child = desk
+        .authplug()
+        .arg("connect")
+        .args(args)
+        .arg("--no-browser")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut child = Running(Some(child), None);
+    let mut seen = Vec::new();
+    loop {
+        let Some(Ok(line)) = lines.next() else {
+            panic!("authplug ended before printing a consent address: {seen:?}");
+        };
+        seen.push(line.clone());
+        if let Some(url) = line.strip_prefix("  http") {
+            // Read the rest in the background so the process never blocks on a full pipe.
+            child.1 = Some(std::thread::spawn(move || lines.map_while(Result::ok).collect()));
+            return (child, format!("http{url}"), seen);
+        }
+        assert!(seen.len() < 20, "no consent address in {seen:?}");
+    }
+}
+
+/// A free loopback port for a callback listener (oidc-provider's `native` client accepts any).
+pub fn free_port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string()
 }

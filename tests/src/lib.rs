@@ -13,6 +13,7 @@ pub mod node;
 pub mod oidc;
 pub mod pg;
 pub mod rst;
+pub mod server;
 pub mod webhook;
 
 fn from_env(name: &str) -> PathBuf {

@@ -2,65 +2,9 @@
 //! `.authconfig`, a consent in "the browser" (this test, following the redirects), and the
 //! store that results.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-
 use serde_json::json;
-use tests::desk::Desk;
+use tests::desk::{free_port, start_connect, Desk};
 use tests::oidc::{follow_consent, OidcProvider};
-
-/// A running `authplug connect`, killed (by its own id) if the test ends before it does; the
-/// rest of its stderr is collected.
-struct Running(Option<Child>, Option<std::thread::JoinHandle<Vec<String>>>);
-
-impl Running {
-    fn wait(self) -> std::process::Output {
-        self.wait_with_log().0
-    }
-
-    /// Its output, and the stderr lines after the consent address.
-    fn wait_with_log(mut self) -> (std::process::Output, Vec<String>) {
-        let output = self.0.take().unwrap().wait_with_output().unwrap();
-        (output, self.1.take().unwrap().join().unwrap())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Starts `authplug connect` and returns it once it printed the consent address.
-fn start_connect(desk: &Desk, args: &[&str]) -> (Running, String, Vec<String>) {
-    let mut child = desk
-        .authplug()
-        .arg("connect")
-        .args(args)
-        .arg("--no-browser")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut child = Running(Some(child), None);
-    let mut seen = Vec::new();
-    loop {
-        let Some(Ok(line)) = lines.next() else {
-            panic!("authplug ended before printing a consent address: {seen:?}");
-        };
-        seen.push(line.clone());
-        if let Some(url) = line.strip_prefix("  http") {
-            // Read the rest in the background so the process never blocks on a full pipe.
-            child.1 = Some(std::thread::spawn(move || lines.map_while(Result::ok).collect()));
-            return (child, format!("http{url}"), seen);
-        }
-        assert!(seen.len() < 20, "no consent address in {seen:?}");
-    }
-}
 
 /// The desk's copy of HubSpot, its consent and tokens at `provider` (OpenID scopes; the crm.*
 /// scopes come with the resource indicator).
@@ -79,11 +23,6 @@ fn hubspot_with_authconfig(desk: &Desk, provider: &OidcProvider) -> std::path::P
     )
     .unwrap();
     hubspot
-}
-
-/// A free loopback port for a callback listener (oidc-provider's `native` client accepts any).
-fn free_port() -> String {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string()
 }
 
 #[test]

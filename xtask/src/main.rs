@@ -17,6 +17,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod lint;
+mod package;
 mod peers;
 
 /// Test fixtures that are workspace members and build as plugin files.
@@ -48,9 +50,9 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("fixtures") => build_fixtures(),
         Some("test") => test(passthrough(&args[1..])),
-        Some("package") => package(),
+        Some("package") => package::package(),
         Some("check-plugins") => check_plugins(),
-        Some("lint") => lint(),
+        Some("lint") => lint::lint(),
         Some("bench") => bench(passthrough(&args[1..])),
         Some("postgres") => peers::Postgres::start().map(|pg| {
             println!("{}", pg.url());
@@ -428,65 +430,9 @@ fn test(runner_args: Vec<String>) -> Result {
     postgres.stop();
     outcome?;
     if whole {
-        package()?;
+        package::package()?;
     }
     Ok(())
-}
-
-/// The crates a connector team depends on, packaged as crates.io would take them (verified:
-/// each builds from its packaged files, its unpublished siblings from a local registry).
-const PUBLIC_CRATES: &[&str] =
-    &["authplug-abi", "authplug-protocol", "authplug-sdk", "authplug-testkit"];
-
-fn package() -> Result {
-    forget_packaged_sources();
-    let packaging = || {
-        let mut command = cargo();
-        command.args(["package", "--allow-dirty"]);
-        for krate in PUBLIC_CRATES {
-            command.args(["--package", krate]);
-        }
-        command
-    };
-    if status(packaging()).is_err() {
-        // Cargo takes a registry crate's build for fresh when its name, version and source are
-        // unchanged: a crate changed under the same version is verified against its old build.
-        // Once more without those builds; a real failure fails again.
-        eprintln!("xtask: packaging failed; again without earlier builds of the packaged crates");
-        let mut clean = cargo();
-        clean.arg("clean");
-        for krate in PUBLIC_CRATES {
-            clean.args(["-p", krate]);
-        }
-        status(clean)?;
-        status(packaging())?;
-    }
-    eprintln!("xtask: {} packaged and verified", PUBLIC_CRATES.join(", "));
-    Ok(())
-}
-
-/// Cargo verifies the packages against a registry of their own tarballs in `target/package`,
-/// and keeps what it extracted from it in `$CARGO_HOME/registry/src/<that registry>/`: a crate
-/// changed since, under the same version, would be verified against its old source. Those
-/// extractions of our crates (never crates.io's) are removed first.
-fn forget_packaged_sources() {
-    let home = env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    let Some(sources) = home.map(|h| h.join("registry").join("src")) else { return };
-    let Ok(registries) = std::fs::read_dir(&sources) else { return };
-    for registry in registries.flatten() {
-        if registry.file_name().to_string_lossy().starts_with("index.") {
-            continue;
-        }
-        let Ok(crates) = std::fs::read_dir(registry.path()) else { continue };
-        for extracted in crates.flatten() {
-            let name = extracted.file_name().to_string_lossy().into_owned();
-            if PUBLIC_CRATES.iter().any(|k| name.starts_with(&format!("{k}-"))) {
-                let _ = std::fs::remove_dir_all(extracted.path());
-            }
-        }
-    }
 }
 
 /// Tells the end-to-end tests where the built files are.
@@ -509,15 +455,6 @@ fn set_test_env(command: &mut Command, plugin_dir: &Path) {
             );
         }
     }
-}
-
-fn lint() -> Result {
-    let mut fmt = cargo();
-    fmt.args(["fmt", "--all", "--", "--check"]);
-    status(fmt)?;
-    let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
-    status(clippy)
 }
 
 /// The end-to-end test binaries the isolated pass runs (a nextest filter).

@@ -6,8 +6,10 @@
 //! ```
 //!
 //! A relative `url` is joined on the system template's `url_pattern`, as the template's
-//! operations are; `{name}` placeholders are the system's parameters (see
-//! [`VerifyRequest`](authplug_protocol::VerifyRequest)).
+//! operations are; an absolute one must have the same scheme, host and port (the credentials go
+//! where the connector's requests go, nowhere else). `{name}` placeholders are the system's
+//! parameters (see [`VerifyRequest`](authplug_protocol::VerifyRequest)); the method is GET or
+//! HEAD.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,22 +32,50 @@ pub fn parameter_text(parameters: &BTreeMap<String, Value>, name: &str) -> Optio
 
 /// The URL of `request` for the system `system`, whose parameters are `parameters`: its
 /// placeholders filled, a relative one joined on the rendered `url_pattern` of the system
-/// template. The error is one line naming what is missing.
+/// template. The URL must have the scheme, host and port of that `url_pattern`: the credentials
+/// go where the connector's own requests go, nowhere else. The error is one line naming what
+/// is wrong.
 pub fn verify_url(
     connector: &Connector,
     request: &VerifyRequest,
     system: &str,
     parameters: &BTreeMap<String, Value>,
 ) -> Result<String, String> {
+    if !request.is_safe() {
+        return Err(unsafe_method(&request.method));
+    }
     let filled = request.fill(|name| parameter_text(parameters, name)).map_err(|e| match e {
         Unfilled::Missing(name) => format!("verify.url: the system has no parameter {name}"),
         Unfilled::Malformed(why) => format!("verify.url: {why}"),
     })?;
-    if filled.starts_with("https://") || filled.starts_with("http://") {
-        return Ok(filled);
-    }
     let pattern = url_pattern(connector, system, parameters)?;
-    Ok(pattern.replacen("%s", filled.trim_start_matches('/'), 1))
+    let url = if filled.starts_with("https://") || filled.starts_with("http://") {
+        filled
+    } else {
+        pattern.replacen("%s", filled.trim_start_matches('/'), 1)
+    };
+    let origin = |text: &str, what: &str| {
+        url::Url::parse(text)
+            .map(|u| u.origin())
+            .map_err(|e| format!("verify.url: {what} {text:?} is not a URL ({e})"))
+    };
+    let expected = origin(&pattern.replacen("%s", "", 1), "the url_pattern")?;
+    if origin(&url, "the verification URL")? != expected {
+        return Err(format!(
+            "verify.url: {url:?} is not at the url_pattern's {}: a verification is sent only \
+             where the connector's requests go",
+            expected.ascii_serialization()
+        ));
+    }
+    Ok(url)
+}
+
+fn unsafe_method(method: &str) -> String {
+    format!(
+        "verify.method {method:?} is not one a verification may send ({}): it must change \
+         nothing at the provider",
+        authplug_protocol::SAFE_METHODS.join(" or ")
+    )
 }
 
 /// The system template's `url_pattern` for this system, its `{{@ @}}` and `$ENV` resolved
@@ -56,7 +86,9 @@ fn url_pattern(
     parameters: &BTreeMap<String, Value>,
 ) -> Result<String, String> {
     let template = connector.manifest.system_template.as_deref().ok_or_else(|| {
-        "verify.url is relative and the manifest has no system-template".to_owned()
+        "verify: the manifest has no system-template, whose url_pattern says where the \
+         verification may go"
+            .to_owned()
     })?;
     let text = connector.read_template(template).map_err(|e| e.to_string())?;
     let expanded =
@@ -69,7 +101,7 @@ fn url_pattern(
     let value: Value = serde_json::from_str(&resolved)
         .map_err(|e| format!("{template}: the rendered template is not JSON ({e})"))?;
     let pattern = value.get("url_pattern").and_then(Value::as_str).ok_or_else(|| {
-        format!("verify.url is relative and {template} has no url_pattern to join it on")
+        format!("verify: {template} has no url_pattern, which says where the verification may go")
     })?;
     if let Some(name) = missing.iter().find(|name| pattern.contains(&format!("$ENV({name})"))) {
         return Err(format!(
@@ -90,17 +122,14 @@ pub(crate) fn findings(
 ) -> Vec<(Severity, &'static str, &'static str, String)> {
     let Some(request) = &connector.manifest.verify else { return Vec::new() };
     let mut found = Vec::new();
-    let mut error = |path, message| found.push((Severity::Error, "bad-verify", path, message));
-    if request.method.is_empty() || !request.method.chars().all(|c| c.is_ascii_uppercase()) {
-        error(
-            "verify.method",
-            format!("verify.method {:?} is not an HTTP method such as GET", request.method),
-        );
+    let mut say = |severity, path, message| found.push((severity, "bad-verify", path, message));
+    if !request.is_safe() {
+        say(Severity::Error, "verify.method", unsafe_method(&request.method));
     }
     let names = match request.placeholders() {
         Ok(names) => names,
         Err(why) => {
-            error("verify.url", format!("verify.url: {why}"));
+            say(Severity::Error, "verify.url", format!("verify.url: {why}"));
             return found;
         }
     };
@@ -113,17 +142,25 @@ pub(crate) fn findings(
         .chain(scheme.iter().flat_map(|s| s.manifest_fields.iter().map(|f| f.parameter())))
         .chain(request.defaults.keys().map(String::as_str))
         .collect();
+    // A scheme's onboarding outputs (a tenant's account_id) are parameters too, and no
+    // descriptor lists them: an unknown name is a warning.
     for name in names.into_iter().filter(|name| !known.contains(name)) {
-        error(
+        say(
+            Severity::Warning,
             "verify.url",
-            format!("verify.url: {{{name}}} is no parameter the system has: declare `{name}` in additional_parameters, or give it in verify.defaults"),
+            format!(
+                "verify.url: {{{name}}} is no parameter the manifest declares: unless the \
+                 scheme's onboarding gives it, declare `{name}` in additional_parameters or give \
+                 it in verify.defaults"
+            ),
         );
     }
-    let absolute = ["https://", "http://", "{"].iter().any(|p| request.url.starts_with(p));
-    if !absolute && connector.manifest.system_template.is_none() {
-        error(
-            "verify.url",
-            "verify.url is relative and the manifest has no system-template".into(),
+    if connector.manifest.system_template.is_none() {
+        say(
+            Severity::Error,
+            "verify",
+            "verify needs a system-template, whose url_pattern says where the verification may go"
+                .into(),
         );
     }
     found
@@ -169,20 +206,38 @@ mod tests {
     }
 
     #[test]
-    fn an_absolute_url_needs_no_template_and_check_names_unknown_placeholders() {
+    fn an_absolute_url_must_be_where_the_connectors_requests_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let given = parameters(&[
+            ("base_url", "https://t.example".into()),
+            ("region_url", "https://eu.example".into()),
+        ]);
+        let at = |verify: &str| {
+            let connector = connector(dir.path(), verify);
+            let request = connector.manifest.verify.clone().unwrap();
+            verify_url(&connector, &request, "acme", &given)
+        };
+        assert_eq!(at(r#"{"url": "{base_url}/v3/me"}"#).unwrap(), "https://t.example/v3/me");
+        for elsewhere in [r#"{"url": "{region_url}/me"}"#, r#"{"url": "https://t.example:8443/"}"#]
+        {
+            let error = at(elsewhere).unwrap_err();
+            assert!(error.contains("is not at the url_pattern's https://t.example"), "{error}");
+        }
+        let error = at(r#"{"url": "me", "method": "DELETE"}"#).unwrap_err();
+        assert!(error.starts_with("verify.method \"DELETE\" is not one"), "{error}");
+    }
+
+    #[test]
+    fn check_refuses_unsafe_methods_and_warns_of_unknown_placeholders() {
         let dir = tempfile::tempdir().unwrap();
         let connector = connector(dir.path(), r#"{"url": "{region_url}/me", "method": "get"}"#);
-        let request = connector.manifest.verify.clone().unwrap();
-        let given = parameters(&[("region_url", "https://eu.example".into())]);
-        assert_eq!(
-            verify_url(&connector, &request, "acme", &given).unwrap(),
-            "https://eu.example/me"
-        );
         let found = findings(&connector, None);
-        let messages: Vec<&str> = found.iter().map(|f| f.3.as_str()).collect();
-        assert_eq!(found.len(), 2, "{messages:?}");
-        assert!(messages[0].contains("\"get\" is not an HTTP method"), "{messages:?}");
-        assert!(messages[1].contains("{region_url} is no parameter"), "{messages:?}");
+        let said: Vec<(Severity, &str)> = found.iter().map(|f| (f.0, f.3.as_str())).collect();
+        assert_eq!(found.len(), 2, "{said:?}");
+        assert_eq!(said[0].0, Severity::Error);
+        assert!(said[0].1.contains("\"get\" is not one a verification may send"), "{said:?}");
+        assert_eq!(said[1].0, Severity::Warning);
+        assert!(said[1].1.contains("{region_url} is no parameter"), "{said:?}");
         let declared = SchemeDescriptor {
             manifest_fields: vec![authplug_protocol::ManifestField::optional(
                 "x.region_url",

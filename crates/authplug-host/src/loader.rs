@@ -257,13 +257,15 @@ pub(crate) fn validate(d: &SchemeDescriptor) -> Result<(), String> {
     Ok(())
 }
 
-/// A scheme's verification request: a plain method, placeholders that parse, and a URL that is
+/// A scheme's verification request: a safe method (GET or HEAD), placeholders that parse, and a URL that is
 /// absolute once they are filled (it starts with the scheme or a placeholder).
 fn verify_rules(verify: &authplug_protocol::VerifyRequest) -> Result<(), String> {
-    let method_ok =
-        !verify.method.is_empty() && verify.method.chars().all(|c| c.is_ascii_uppercase());
-    if !method_ok {
-        return Err(format!("method {:?} is not an HTTP method such as GET", verify.method));
+    if !verify.is_safe() {
+        return Err(format!(
+            "method {:?} is not one a verification may send ({})",
+            verify.method,
+            authplug_protocol::SAFE_METHODS.join(" or ")
+        ));
     }
     verify.placeholders()?;
     let absolute = ["https://", "http://", "{"].iter().any(|p| verify.url.starts_with(p));

@@ -10,10 +10,16 @@
 //! | anything else (3xx, 404, 429, 5xx) | `failed`: the request says nothing of the credential |
 //! | no answer | `unreachable` |
 //!
-//! Verifying changes nothing stored: a refused verification does not mark the system for
+//! Verifying changes nothing of its own: a refused verification does not mark the system for
 //! re-authorisation (a wrong URL in a manifest must not lock a customer out); the refresh
-//! lifecycle alone does that. Each verification is one `verified` line in the audit trail. The
-//! answer's body is never read into the report: it may be the customer's data.
+//! lifecycle alone does that. The credentials come from `Engine::authorize`, so one that is due
+//! is refreshed first, as for any request: what is verified is what a connector would be given.
+//! Each verification is one `verified` line in the audit trail. The answer's body is never read
+//! into the report: it may be the customer's data.
+//!
+//! A connector's request goes only to the scheme, host and port of its system template's
+//! `url_pattern` (`authplug_connector::verify_url`); a scheme's is the plugin's own, to its
+//! provider. Either is sent only with a safe method (GET or HEAD).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -83,17 +89,20 @@ pub enum VerifyError {
     /// No such system, or its credentials cannot be used (needs re-authorisation, ...).
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// The connector declares a request this system cannot send (a parameter it lacks, a
-    /// template without `url_pattern`, its folder gone).
-    #[error("system {system}: connector {connector}: {reason}")]
-    Declaration { system: String, connector: String, reason: String },
+    /// The connector or the scheme declares a request this system cannot send (a parameter it
+    /// lacks, a template without `url_pattern`, a URL elsewhere, the connector's folder gone).
+    /// `by` is `connector NAME` or `scheme ID`.
+    #[error("system {system}: {by}: {reason}")]
+    Declaration { system: String, by: String, reason: String },
 }
 
-/// The request to send: who declared it, its method and URL.
+/// The request to send: who declared it, its method and URL (as declared and filled, and
+/// parsed).
 struct Target {
     by: DeclaredBy,
     method: String,
     url: String,
+    parsed: url::Url,
 }
 
 /// Verifies the stored system `id`; `actor` is named in the audit trail.
@@ -102,38 +111,38 @@ pub async fn verify(
     id: &str,
     actor: &str,
 ) -> Result<Verification, VerifyError> {
+    // The store and the connector's folder are read on a blocking thread.
     let (reader, system) = (engine.clone(), id.to_owned());
-    let summary = tokio::task::spawn_blocking(move || reader.store().get(&system))
-        .await
-        .map_err(|_| EngineError::Aborted { what: "a verify thread" })?
-        .map_err(EngineError::from)?
-        .ok_or_else(|| EngineError::NotFound(id.to_owned()))?
-        .summary;
-    let scheme = engine.registry().get(&summary.scheme).map(|s| s.descriptor().clone());
-    let target =
-        match target(id, &summary.parameters, scheme.as_ref().and_then(|s| s.verify.as_ref()))? {
-            Ok(target) => target,
-            Err(detail) => {
-                let report = undeclared(id, detail);
-                record(engine, id, actor, &report).await?;
-                return Ok(report);
-            }
-        };
-    let authorization = engine.authorize(id).await?;
-    let mut url = target.url.clone();
-    let applied = &authorization.applied;
-    if !applied.query.is_empty() {
-        let mut parsed = url::Url::parse(&url).map_err(|e| {
-            declaration(id, &summary.parameters, format!("verify.url {url:?} is not a URL ({e})"))
-        })?;
-        for (name, value) in &applied.query {
-            parsed.query_pairs_mut().append_pair(name, value.expose());
+    let target = tokio::task::spawn_blocking(move || {
+        let summary = reader
+            .store()
+            .get(&system)
+            .map_err(EngineError::from)?
+            .ok_or_else(|| EngineError::NotFound(system.clone()))?
+            .summary;
+        let scheme = reader.registry().get(&summary.scheme).map(|s| s.descriptor().clone());
+        let declared = scheme.as_ref().and_then(|s| s.verify.as_ref());
+        target(&system, &summary.scheme, &summary.parameters, declared)
+    })
+    .await
+    .map_err(|_| EngineError::Aborted { what: "a verify thread" })??;
+    let target = match target {
+        Ok(target) => target,
+        Err(detail) => {
+            let report = undeclared(id, detail);
+            record(engine, id, actor, &report).await?;
+            return Ok(report);
         }
-        url = parsed.into();
+    };
+    let authorization = engine.authorize(id).await?;
+    let applied = &authorization.applied;
+    let mut url = target.parsed.clone();
+    for (name, value) in &applied.query {
+        url.query_pairs_mut().append_pair(name, value.expose());
     }
     let request = HttpRequest {
         method: target.method.clone(),
-        url,
+        url: url.into(),
         headers: applied.headers.iter().map(|(k, v)| (k.clone(), v.expose().to_owned())).collect(),
         body: Vec::new(),
     };
@@ -169,9 +178,21 @@ pub async fn verify(
 /// What a status says of the credential.
 fn judge(status: u16) -> (Verdict, String) {
     match status {
-        200..=299 => (Verdict::Verified, format!("the provider answered HTTP {status}: the credential works")),
-        401 | 403 => (Verdict::Refused, format!("the provider answered HTTP {status}: it does not take the credential")),
-        _ => (Verdict::Failed, format!("the provider answered HTTP {status}, which says nothing of the credential (a wrong verify URL, or an outage)")),
+        200..=299 => (
+            Verdict::Verified,
+            format!("the provider answered HTTP {status}: the credential works"),
+        ),
+        401 | 403 => (
+            Verdict::Refused,
+            format!("the provider answered HTTP {status}: it does not take the credential"),
+        ),
+        _ => (
+            Verdict::Failed,
+            format!(
+                "the provider answered HTTP {status}, which says nothing of the credential (a \
+                 wrong verify URL, or an outage)"
+            ),
+        ),
     }
 }
 
@@ -190,30 +211,37 @@ fn undeclared(id: &str, detail: String) -> Verification {
 
 fn declaration(id: &str, parameters: &BTreeMap<String, Value>, reason: String) -> VerifyError {
     let connector = parameters.get(CONNECTOR_PARAMETER).and_then(|c| c.get("name"));
-    let connector = connector.and_then(Value::as_str).unwrap_or("?").to_owned();
-    VerifyError::Declaration { system: id.to_owned(), connector, reason }
+    let connector = connector.and_then(Value::as_str).unwrap_or("?");
+    VerifyError::Declaration { system: id.to_owned(), by: format!("connector {connector}"), reason }
+}
+
+/// `url` parsed, or the declaration error naming who declared it.
+fn parsed(url: &str, by: impl FnOnce(String) -> VerifyError) -> Result<url::Url, VerifyError> {
+    url::Url::parse(url).map_err(|e| by(format!("verify.url {url:?} is not a URL ({e})")))
 }
 
 /// The connector's request if it declares one, else the scheme's; `Ok(Err(detail))` when there
 /// is none this system can send (the scheme's needs a parameter the system lacks: not an error).
 fn target(
     id: &str,
+    scheme_id: &str,
     parameters: &BTreeMap<String, Value>,
     scheme: Option<&VerifyRequest>,
 ) -> Result<Result<Target, String>, VerifyError> {
     let dir =
         parameters.get(CONNECTOR_PARAMETER).and_then(|c| c.get("dir")).and_then(Value::as_str);
     if let Some(dir) = dir {
-        let connector = Connector::load(std::path::Path::new(dir))
-            .map_err(|e| declaration(id, parameters, format!("cannot read the connector: {e}")))?;
+        // The reason names no path: this may go to an API caller.
+        let connector = Connector::load(std::path::Path::new(dir)).map_err(|_| {
+            let reason = "its folder cannot be read (`authplug check` on it says why)";
+            declaration(id, parameters, reason.into())
+        })?;
         if let Some(request) = &connector.manifest.verify {
             let url = verify_url(&connector, request, id, parameters)
                 .map_err(|reason| declaration(id, parameters, reason))?;
-            return Ok(Ok(Target {
-                by: DeclaredBy::Connector,
-                method: request.method.clone(),
-                url,
-            }));
+            let parsed = parsed(&url, |reason| declaration(id, parameters, reason))?;
+            let method = request.method.clone();
+            return Ok(Ok(Target { by: DeclaredBy::Connector, method, url, parsed }));
         }
     }
     let Some(request) = scheme else {
@@ -221,8 +249,20 @@ fn target(
             "neither the connector nor the scheme declares a verification request".into()
         ));
     };
+    let by_scheme = |reason| VerifyError::Declaration {
+        system: id.to_owned(),
+        by: format!("scheme {scheme_id}"),
+        reason,
+    };
+    if !request.is_safe() {
+        // The host refuses such a descriptor at load; a plugin file cannot get past that.
+        return Err(by_scheme(format!("verify.method {:?} is not GET or HEAD", request.method)));
+    }
     Ok(match request.fill(|name| parameter_text(parameters, name)) {
-        Ok(url) => Ok(Target { by: DeclaredBy::Scheme, method: request.method.clone(), url }),
+        Ok(url) => {
+            let parsed = parsed(&url, by_scheme)?;
+            Ok(Target { by: DeclaredBy::Scheme, method: request.method.clone(), url, parsed })
+        }
         Err(Unfilled::Missing(name)) => {
             Err(format!("the scheme verifies at {}, and this system has no {name}", request.url))
         }

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 /// onboarding output, such as `account_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyRequest {
-    /// The HTTP method; `GET` when absent. It should change nothing at the provider.
+    /// The HTTP method; `GET` when absent. Only [`SAFE_METHODS`] are sent: a verification must
+    /// change nothing at the provider.
     #[serde(default = "get")]
     pub method: String,
     /// The URL, e.g. `{base_url}/v2/token/session/>whoAmI`. A scheme's is absolute once its
@@ -27,6 +28,9 @@ pub struct VerifyRequest {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub defaults: BTreeMap<String, String>,
 }
+
+/// The methods a verification may use (RFC 9110's safe methods that carry no body).
+pub const SAFE_METHODS: &[&str] = &["GET", "HEAD"];
 
 fn get() -> String {
     "GET".to_owned()
@@ -67,17 +71,36 @@ impl VerifyRequest {
         Ok(names)
     }
 
-    /// The URL with each placeholder replaced by `lookup(name)` as written, else by its default;
-    /// `Err(Unfilled)` names the first placeholder that has neither (or the malformed URL).
+    /// Whether the method is one of [`SAFE_METHODS`].
+    pub fn is_safe(&self) -> bool {
+        SAFE_METHODS.contains(&self.method.as_str())
+    }
+
+    /// The URL with each placeholder replaced by `lookup(name)` as written, else by its default,
+    /// in one pass (a value is never read for placeholders of its own); a value ending in `/`
+    /// before a `/` of the URL gives one slash. `Err(Unfilled)` names the first placeholder that
+    /// has neither (or the malformed URL).
     pub fn fill(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Unfilled> {
-        let names = self.placeholders().map_err(Unfilled::Malformed)?;
-        let mut url = self.url.clone();
-        for name in names {
+        self.placeholders().map_err(Unfilled::Malformed)?;
+        let mut url = String::with_capacity(self.url.len());
+        let mut rest = self.url.as_str();
+        while let Some(open) = rest.find('{') {
+            url.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            // placeholders() has checked that every '{' closes.
+            let close = after.find('}').unwrap_or(after.len());
+            let name = &after[..close];
             let value = lookup(name)
                 .or_else(|| self.defaults.get(name).cloned())
                 .ok_or_else(|| Unfilled::Missing(name.to_owned()))?;
-            url = url.replacen(&format!("{{{name}}}"), &value, 1);
+            rest = after.get(close + 1..).unwrap_or("");
+            let value = match rest.starts_with('/') {
+                true => value.trim_end_matches('/'),
+                false => value.as_str(),
+            };
+            url.push_str(value);
         }
+        url.push_str(rest);
         Ok(url)
     }
 }

@@ -206,10 +206,11 @@ pub fn run(ctx: &Context<'_>, args: &ConnectArgs) -> Result<(), Failure> {
         None
     } else {
         let actor = ctx.actor();
-        let report =
-            ctx.runtime()?.block_on(authplug_onboard::verify(&engine, &args.system, &actor))?;
-        progress.say(&super::verify::line(&report));
-        Some(report)
+        let outcome =
+            ctx.runtime()?.block_on(authplug_onboard::verify(&engine, &args.system, &actor));
+        let (line, value, result) = super::verify::after_connect(outcome, &args.system);
+        progress.say(&line);
+        Some((value, result))
     };
     if ctx.json() {
         let names: Vec<&String> = stored.injected.keys().collect();
@@ -219,18 +220,10 @@ pub fn run(ctx: &Context<'_>, args: &ConnectArgs) -> Result<(), Failure> {
             "injected": names,
             "expires_at": stored.summary.expires_at,
             "parameters": stored.summary.parameters,
-            "verification": verification,
+            "verification": verification.as_ref().map(|(value, _)| value),
         }))?;
     }
-    match &verification {
-        Some(report) => super::verify::verdict(report, |_| {
-            format!(
-                "system {} is stored, but its verification failed (above): `authplug verify {}` tries again",
-                args.system, args.system
-            )
-        }),
-        None => Ok(()),
-    }
+    verification.map_or(Ok(()), |(_, result)| result)
 }
 
 /// `--param KEY=VALUE` pairs (JSON values allowed).

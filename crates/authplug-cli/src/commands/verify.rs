@@ -1,8 +1,9 @@
 //! `authplug verify ID`: does a stored system's credential work? One verification request (see
 //! `authplug_onboard::verify`), its outcome on stdout and in the exit code.
 
-use authplug_onboard::{DeclaredBy, Verdict, Verification};
+use authplug_onboard::{DeclaredBy, Verdict, Verification, VerifyError};
 use clap::Args;
+use serde_json::{json, Value};
 
 use crate::context::{Context, EngineOptions};
 use crate::exit::{Code, Failure};
@@ -60,4 +61,36 @@ pub fn verdict(report: &Verification, say: impl FnOnce(String) -> String) -> Res
         Verdict::Failed | Verdict::Unreachable => Code::NotVerified,
     };
     Err(Failure::new(code, say(line(report))))
+}
+
+/// Connect's last step, for the system just stored: the progress line, the JSON's
+/// `verification`, and the exit policy. A verification that could not run (a declaration this
+/// system cannot send) exits 12 like one without a verdict; either way the line says the system
+/// is stored.
+pub fn after_connect(
+    outcome: Result<Verification, VerifyError>,
+    system: &str,
+) -> (String, Value, Result<(), Failure>) {
+    let stored = |what: &str| {
+        format!(
+            "system {system} is stored, but {what} (above): `authplug verify {system}` tries again"
+        )
+    };
+    match outcome {
+        Ok(report) => {
+            let result = verdict(&report, |_| stored("its verification failed"));
+            let value = serde_json::to_value(&report).unwrap_or(Value::Null);
+            (line(&report), value, result)
+        }
+        Err(error) => {
+            let failure = Failure::from(error);
+            let code = match failure.code {
+                Code::BadInput => Code::NotVerified,
+                code => code,
+            };
+            let said = format!("{system}: cannot verify: {}", failure.message);
+            let value = json!({"system": system, "error": failure.message});
+            (said, value, Err(Failure::new(code, stored("it could not be verified"))))
+        }
+    }
 }

@@ -163,3 +163,16 @@ pub fn random_below(bound: u64) -> u64 {
     getrandom::getrandom(&mut bytes).unwrap();
     u64::from_le_bytes(bytes) % bound
 }
+
+pub fn windows_contain(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Generates `sqlite::<test>` and `postgres::<test>` for each test function taking a [`Kind`].
+#[allow(unused_macros)]
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite { $( #[test] fn $test() { super::$test(super::Kind::Sqlite) } )* }
+        mod postgres { $( #[test] fn $test() { super::$test(super::Kind::Postgres) } )* }
+    };
+}
