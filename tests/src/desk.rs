@@ -61,14 +61,20 @@ impl Desk {
     /// token, for an `authplug serve` of this desk.
     pub fn admin_token(&self) -> (PathBuf, String) {
         let tokens = self.dir.path().join("tokens.json");
+        let token = self.api_token(&tokens, "ops", "admin");
+        (tokens, token)
+    }
+
+    /// A new API token `name` of `scope` in the tokens file `tokens`.
+    pub fn api_token(&self, tokens: &Path, name: &str, scope: &str) -> String {
         let made = self
             .authplug()
-            .args(["api-token", "ops", "--scope", "admin", "--tokens-file"])
-            .arg(&tokens)
+            .args(["api-token", name, "--scope", scope, "--tokens-file"])
+            .arg(tokens)
             .output()
             .unwrap();
         assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-        (tokens, String::from_utf8(made.stdout).unwrap().trim().to_owned())
+        String::from_utf8(made.stdout).unwrap().trim().to_owned()
     }
 
     /// A copy of the real connector `name` on the desk, its manifest changed by `edit`.

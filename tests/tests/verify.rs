@@ -184,13 +184,7 @@ fn serve_verifies_on_demand_for_callers_who_may_see_the_system() {
     assert!(output.status.success(), "{}", tests::stderr(&output));
 
     let (tokens, admin) = desk.admin_token();
-    let other = desk
-        .authplug()
-        .args(["api-token", "worker", "--scope", "secrets:other", "--tokens-file"])
-        .arg(&tokens)
-        .output()
-        .unwrap();
-    let other = String::from_utf8(other.stdout).unwrap().trim().to_owned();
+    let other = desk.api_token(&tokens, "worker", "secrets:other");
     let mut command = desk.authplug();
     // No reuse of authorize answers: the state this test changes in the store is seen at once.
     command.args(["serve", "--authorize-cache-ms", "0"]);
