@@ -351,6 +351,21 @@ fn superoffice_connects_through_its_consent_from_its_authconfig() {
         !record.required.contains_key("partner_private_key"),
         "the operator's key is not stored with the system"
     );
+    // The real connector's requests go to the tenant's API: its url_pattern, rendered with what
+    // onboarding found (`{{@ base_url @}}/{{@ account_id @}}/api/v1/%s`).
+    let out = desk.dir.path().join("build");
+    let rendered = desk
+        .authplug()
+        .arg("render")
+        .arg(&superoffice)
+        .args(["--system", "superoffice-acme", "--output"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", tests::stderr(&rendered));
+    let system: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("system.json")).unwrap()).unwrap();
+    assert_eq!(system["url_pattern"], format!("{}/{TENANT}/api/v1/%s", fake.url()));
 }
 
 /// The browser: the consent, then the redirect to authplug's loopback callback.

@@ -150,7 +150,7 @@ fn schemes_show_tells_what_a_scheme_requires_and_injects() {
         "SO-Apptoken            String      The client secret as provided in the connector configuration. [copied from client_secret]",
         "[obtained during onboarding, renewed, for existing templates]",
         "  renews:    yes, 1800 s before expiry",
-        "  verifies:  GET {base_url}User/currentPrincipal",
+        "  verifies:  GET {base_url}/{account_id}/api/v1/User/currentPrincipal",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }

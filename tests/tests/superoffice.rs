@@ -101,7 +101,8 @@ impl Session {
         self.scheme().refresh(request, &self.host.services).unwrap()
     }
 
-    /// `GET {base_url}User/currentPrincipal` with the headers `apply` gives; the status.
+    /// `GET {base_url}/{tenant}/api/v1/User/currentPrincipal` with the headers `apply` gives
+    /// (the connector's url_pattern); the status.
     fn call_api(&self, base_url: &str, injected: &BTreeMap<String, Secret>) -> u16 {
         let apply = ApplyRequest {
             scheme: "superoffice".into(),
@@ -111,8 +112,8 @@ impl Session {
         let headers = self.scheme().apply(apply, &self.host.services).unwrap().headers;
         let runtime = tokio::runtime::Runtime::new().unwrap();
         runtime.block_on(async {
-            let mut request =
-                reqwest::Client::new().get(format!("{base_url}User/currentPrincipal"));
+            let mut request = reqwest::Client::new()
+                .get(format!("{base_url}/{TENANT}/api/v1/User/currentPrincipal"));
             for (name, value) in &headers {
                 request = request.header(name, value.expose());
             }
@@ -161,7 +162,7 @@ fn onboarding_yields_a_verified_ticket_the_tenant_and_its_api() {
 
     assert_eq!(outputs["account_id"], TENANT);
     let base_url = outputs["base_url"].as_str().unwrap();
-    assert_eq!(base_url, format!("{}/{TENANT}/api/v1/", session.fake.url()));
+    assert_eq!(base_url, session.fake.url(), "the host, as the connector's url_pattern wants it");
     assert_eq!(session.call_api(base_url, &injected), 200, "SOTicket and SO-AppToken are accepted");
 }
 

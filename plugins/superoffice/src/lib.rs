@@ -10,7 +10,9 @@
 //!    (RSA-SHA256, base64) and posted to `{env}/Login/api/PartnerSystemUser/Authenticate` with the
 //!    application token (the client secret). The answer is a JWT, verified against the same JWKS,
 //!    whose `.../identity/ticket` claim is the ticket.
-//! 4. `{env}/api/state/{ctx}` names the tenant's current API host, returned as `base_url`.
+//! 4. `{env}/api/state/{ctx}` names the tenant's endpoint (`https://sod2.superoffice.com/Cust12345`),
+//!    whose host is returned as `base_url`: the connector's `url_pattern`
+//!    (`{{@ base_url @}}/{{@ account_id @}}/api/v1/%s`) adds the tenant and the API path itself.
 //!
 //! `{env}` is the origin of the manifest's `token_url` (`https://sod.superoffice.com` in the
 //! connector as shipped; `online` or `qaonline` by changing the manifest). The partner key comes
@@ -95,8 +97,10 @@ impl Scheme for SuperOffice {
                 )],
             ]
             .concat(),
-            // The tenant's API (`base_url`, found at onboarding) says whom the ticket is for.
-            verify: Some(VerifyRequest::get("{base_url}User/currentPrincipal")),
+            // The tenant's API (at `base_url`, found at onboarding) says whom the ticket is for.
+            verify: Some(VerifyRequest::get(
+                "{base_url}/{account_id}/api/v1/User/currentPrincipal",
+            )),
             ..SchemeDescriptor::default()
         }
     }
@@ -312,7 +316,8 @@ impl Environment {
         })
     }
 
-    /// Step 4: the tenant's API base URL, from `/api/state/{ctx}`.
+    /// Step 4: the tenant's API host, from `/api/state/{ctx}`: its `Endpoint` without the path
+    /// (the tenant), as the connector's `url_pattern` wants it.
     fn tenant_api(&self, tenant: &str, host: &Host<'_>) -> Result<String, Failure> {
         let path = format!("/api/state/{tenant}");
         let state = self.call("GET", &self.url(&path), &path[1..], None, host)?;
@@ -323,7 +328,10 @@ impl Environment {
         let endpoint = state["Endpoint"].as_str().ok_or_else(|| {
             Failure::transient(format!("SuperOffice's state of {tenant} names no Endpoint"))
         })?;
-        Ok(format!("{}/api/v1/", endpoint.trim_end_matches('/')))
+        let origin = endpoint
+            .find("://")
+            .and_then(|scheme| endpoint[scheme + 3..].find('/').map(|path| scheme + 3 + path));
+        Ok(endpoint[..origin.unwrap_or(endpoint.len())].to_owned())
     }
 
     fn url(&self, path: &str) -> String {
