@@ -68,6 +68,8 @@ fn superoffice_keeps_every_rule_against_its_fake() {
     let output = schemes_test(&plugin("superoffice"), Some(&file), &["--allow-loopback-http"]);
     assert_conforms(&output, "superoffice");
     assert!(stdout(&output).contains("ok   superoffice refresh.503"), "{}", stdout(&output));
+    // Its verification, the tenant's current principal, is sent to the fake with the ticket.
+    assert!(stdout(&output).contains("ok   superoffice verify"), "{}", stdout(&output));
 }
 
 #[test]
@@ -82,6 +84,7 @@ fn a_plugin_breaking_a_rule_per_scheme_fails_naming_each() {
         ("flaky", "refresh.503", "HTTP 503 classified as reauthorize, not transient"),
         ("panicky_apply", "no-panic", "`apply` panicked"),
         ("bad_header", "apply", "header name \"X Api Key\" is not an HTTP token"),
+        ("unverified", "verify", "GET https://provider.example/me answered HTTP 401"),
     ] {
         let line = lines
             .lines()
@@ -93,6 +96,7 @@ fn a_plugin_breaking_a_rule_per_scheme_fails_naming_each() {
     // Each scheme keeps the rules it does not break.
     assert!(lines.contains("ok   undeclared secrets") && lines.contains("ok   leaky onboard\n"));
     assert!(lines.contains("ok   flaky refresh.401") && lines.contains("ok   bad_header no-panic"));
+    assert!(lines.contains("ok   unverified apply") && lines.contains("skip flaky verify"));
     let json = std::process::Command::new(authplug_bin())
         .args(["--json", "schemes", "test"])
         .arg(fixture("nonconforming_plugin"))

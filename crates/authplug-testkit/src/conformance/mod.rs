@@ -17,6 +17,7 @@
 //! | `refresh.429` | `transient`, with the answer's `Retry-After` |
 //! | `refresh.500`, `refresh.503`, `refresh.timeout`, `refresh.truncated` | `transient` |
 //! | `apply` | header names are HTTP tokens, values single lines; an output declared `ShortLived` carries no secret the user gave |
+//! | `verify` | a declared verification request (GET or HEAD, its placeholders filled from the exercise's parameters, onboarding's outputs and its defaults), sent with what `apply` gave, answers 2xx |
 //! | `no-panic` | no call panics |
 //! | `secrets` | no error, reason or panic message of the whole run holds a secret value |
 //!
@@ -34,6 +35,7 @@ mod exercise;
 mod rules;
 mod run;
 mod subject;
+mod verify;
 mod wire;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -9,10 +9,11 @@ use authplug_protocol::{
 
 use super::rules::{self, Problem};
 use super::subject::Subject;
+use super::verify;
 use super::wire::{Fault, Wire};
 use super::{Exercise, Exercises, Finding, Network, Plugin, Report, Verdict};
 
-struct Findings {
+pub(crate) struct Findings {
     scheme: String,
     list: Vec<Finding>,
 }
@@ -22,7 +23,7 @@ impl Findings {
         self.list.push(Finding { scheme: self.scheme.clone(), rule, verdict });
     }
 
-    fn check(&mut self, rule: &'static str, problem: Option<Problem>) {
+    pub(crate) fn check(&mut self, rule: &'static str, problem: Option<Problem>) {
         self.add(
             rule,
             match problem {
@@ -32,7 +33,7 @@ impl Findings {
         );
     }
 
-    fn skip(&mut self, rules: &[&'static str], why: &str) {
+    pub(crate) fn skip(&mut self, rules: &[&'static str], why: &str) {
         for rule in rules {
             self.add(rule, Verdict::Skip(why.to_owned()));
         }
@@ -137,7 +138,7 @@ fn scheme(
 
     let healthy = Wire::new(exercise, network, None);
     let onboarded = s.onboard(&healthy);
-    let later: Vec<&'static str> = ["onboard.refused", "refresh.renewed", "apply"]
+    let later: Vec<&'static str> = ["onboard.refused", "refresh.renewed", "apply", "verify"]
         .into_iter()
         .chain(REFRESH_RULES.iter().map(|(r, _)| *r))
         .collect();
@@ -163,7 +164,10 @@ fn scheme(
                 out.check("onboard.refused", problem);
             }
             refresh(&mut s, &mut out, &injected);
-            apply(&mut s, &mut out, &injected);
+            match apply(&mut s, &mut out, &injected) {
+                Some(applied) => verify::rule(&mut s, &mut out, &done.outputs, &applied),
+                None => out.skip(&["verify"], "needs a successful apply"),
+            }
         }
     }
     let panic = s.panics.first().map(|(call, message)| {
@@ -254,7 +258,12 @@ fn refresh(s: &mut Subject<'_>, out: &mut Findings, injected: &BTreeMap<String, 
     }
 }
 
-fn apply(s: &mut Subject<'_>, out: &mut Findings, injected: &BTreeMap<String, Secret>) {
+/// The `apply` rule; the answer, when there is one to judge further.
+fn apply(
+    s: &mut Subject<'_>,
+    out: &mut Findings,
+    injected: &BTreeMap<String, Secret>,
+) -> Option<ApplyResponse> {
     let request = ApplyRequest {
         scheme: s.descriptor.id.clone(),
         injected: injected.clone(),
@@ -263,18 +272,23 @@ fn apply(s: &mut Subject<'_>, out: &mut Findings, injected: &BTreeMap<String, Se
     let wire = Wire::new(s.exercise, s.network, None);
     match s.call::<_, ApplyResponse>(method::APPLY, &request, &wire) {
         Err(error) if error.code == ErrorCode::UnknownMethod => {
-            out.skip(&["apply"], "the scheme does not apply credentials")
+            out.skip(&["apply"], "the scheme does not apply credentials");
+            None
         }
         Err(error) if error.code == ErrorCode::PluginPanic => {
-            out.check("apply", Some(("`apply` panicked".into(), "see no-panic".into())))
+            out.check("apply", Some(("`apply` panicked".into(), "see no-panic".into())));
+            None
         }
-        Err(error) => out.check(
-            "apply",
-            Some((
-                s.scrub(&format!("apply failed: {error}{}", wire.unanswered())),
-                "apply the injected secrets of a completed onboarding".into(),
-            )),
-        ),
+        Err(error) => {
+            out.check(
+                "apply",
+                Some((
+                    s.scrub(&format!("apply failed: {error}{}", wire.unanswered())),
+                    "apply the injected secrets of a completed onboarding".into(),
+                )),
+            );
+            None
+        }
         Ok(applied) => {
             let headers = applied.headers.iter().find_map(|(n, v)| rules::header(n, v.expose()));
             let headers = headers.map(|(problem, fix)| (s.scrub(&problem), fix));
@@ -286,6 +300,7 @@ fn apply(s: &mut Subject<'_>, out: &mut Findings, injected: &BTreeMap<String, Se
             });
             let lifetime = rules::short_lived(s.descriptor, &s.required, &applied);
             out.check("apply", headers.or(query).or(lifetime));
+            Some(applied)
         }
     }
 }

@@ -56,7 +56,7 @@ impl<'a> Wire<'a> {
         Self { exercise, network, fault, requests: Cell::new(0), unanswered: RefCell::default() }
     }
 
-    fn http(&self, request: &HttpRequest) -> Result<HttpResponse, ErrorBody> {
+    pub(crate) fn http(&self, request: &HttpRequest) -> Result<HttpResponse, ErrorBody> {
         self.requests.set(self.requests.get() + 1);
         match self.fault {
             Some(Fault::Status(status)) => {
