@@ -142,7 +142,7 @@ impl Serve {
             .env("AUTHPLUG_LOG_JSON", "1");
         let (child, url, lines) = tests::serve(&mut command, tokens);
         let pid = child.id();
-        let process = Running { child, signal: "TERM" };
+        let process = Running { child: child.into_inner(), signal: "TERM" };
         // The rest of its log is read so that it never blocks on a full pipe; the last lines are
         // kept for a failure's message.
         let log: Arc<Mutex<Vec<String>>> = Arc::default();

@@ -49,13 +49,55 @@ pub fn scaffolded() -> PathBuf {
     from_env("AUTHPLUG_TEST_SCAFFOLD_DIR")
 }
 
+/// A child process killed (by its own id) and reaped when dropped, so that a test failing
+/// half-way leaves no server behind; it is the `Child` otherwise.
+#[derive(Debug)]
+pub struct Reaped(Option<std::process::Child>);
+
+impl Reaped {
+    pub fn new(child: std::process::Child) -> Self {
+        Self(Some(child))
+    }
+
+    /// The child, for a caller that stops it in its own way.
+    pub fn into_inner(mut self) -> std::process::Child {
+        self.0.take().expect("the child is held until dropped")
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("the child is held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("the child is held until dropped")
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // One already waited for is left alone.
+        if let Some(child) = &mut self.0 {
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
 /// Starts `command` as `authplug serve --listen 127.0.0.1:0 --tokens-file TOKENS ...` (the
 /// command's other arguments already given), and returns it with the address it listens on and
-/// the rest of its stderr.
+/// the rest of its stderr. The process is stopped when the [`Reaped`] is dropped, if the test
+/// has not stopped it.
 pub fn serve(
     command: &mut Command,
     tokens: &Path,
-) -> (std::process::Child, String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
+) -> (Reaped, String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
     use std::io::BufRead as _;
     let mut child = command
         .args(["--listen", "127.0.0.1:0", "--tokens-file"])
@@ -72,7 +114,7 @@ pub fn serve(
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
-    (child, url, lines)
+    (Reaped::new(child), url, lines)
 }
 
 /// The shared folder beside the checkout (spec, connectors, peers).

@@ -1,7 +1,6 @@
 //! `authplug serve` started for a test on a lab's store (`Server`, ready once `/readyz` answers
 //! 200), the HubSpot connector pointed at the lab's provider (`HubSpot`), API tokens and calls.
 
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,18 +11,11 @@ use crate::lifecycle::Lab;
 /// A running server, stopped by its own id when dropped; its stderr is collected.
 #[derive(Debug)]
 pub struct Server {
-    pub child: Child,
+    pub child: crate::Reaped,
     pub url: String,
     pub log: Arc<Mutex<Vec<String>>>,
     pub reader: Option<std::thread::JoinHandle<()>>,
     pub ready_after: Duration,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {

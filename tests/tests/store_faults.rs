@@ -13,7 +13,7 @@ use serde_json::Value;
 use tests::lifecycle::{Lab, SYSTEM};
 
 struct Serving {
-    child: std::process::Child,
+    child: tests::Reaped,
     api: Api,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -33,8 +33,7 @@ impl Drop for Serving {
                 self.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
             );
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The child stops when `child` is dropped.
     }
 }
 
