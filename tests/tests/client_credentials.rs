@@ -166,6 +166,58 @@ fn each_client_authentication_gets_a_token_and_every_refresh_a_new_one() {
     }
 }
 
+/// Each client authentication revokes its access token on delete (RFC 7009, the client
+/// authenticated as at the token endpoint: Basic, form post, or an assertion signed for the
+/// request); oidc-provider's introspection then says it is inactive.
+#[test]
+fn delete_with_revoke_revokes_the_token_with_each_client_authentication() {
+    let env = [
+        ("OIDC_EXTRA_CLIENTS", clients(BASIC.1)),
+        ("OIDC_ACCESS_TOKEN_FORMAT", "opaque".to_owned()),
+    ];
+    let provider = OidcProvider::start_on(None, None, &env);
+    let host = PluginHost::load(&["client_credentials"]);
+    let desk = Desk::new();
+    let revocation = json!({"revocation_url": format!("{}/token/revocation", provider.issuer)});
+    for (n, (variant, secrets, mut block)) in
+        cases(&provider.issuer, &keys().partner_pem(), None).into_iter().enumerate()
+    {
+        block.as_object_mut().unwrap().extend(revocation.as_object().unwrap().clone());
+        let scheme = host.scheme(auth_of(variant), Some(variant));
+        let request = OnboardRequest {
+            required: required(&secrets),
+            parameters: parameters(block.clone()),
+            ..Default::default()
+        };
+        let Ok(OnboardStep::Done { injected, expires_at, .. }) =
+            scheme.onboard(request, &host.services)
+        else {
+            panic!("{variant}: onboarded");
+        };
+        let token = injected["oauth_access_token"].expose().to_owned();
+        assert!(provider.active(&token), "{variant}: live before the delete");
+        let id = format!("cc-{n}");
+        let system = authplug_store::NewSystem {
+            id: id.clone(),
+            scheme: scheme.id().to_owned(),
+            parameters: parameters(block),
+            required: required(&secrets),
+            injected,
+            expires_at,
+        };
+        desk.store().create(system, "test").unwrap();
+        let output = desk
+            .authplug()
+            .args(["systems", "delete", &id, "--yes", "--revoke", "--json"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{variant}: {}", tests::stderr(&output));
+        let said: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(said["revoked"], json!(["oauth_access_token"]), "{variant}: {said}");
+        assert!(!provider.active(&token), "{variant}: inactive after the delete");
+    }
+}
+
 #[test]
 fn a_wrong_secret_or_key_is_one_line_naming_invalid_client_and_quoting_nothing() {
     let provider = provider(None, 300, BASIC.1);

@@ -55,28 +55,6 @@ fn onboard(host: &PluginHost, provider: &OidcProvider, desk: &Desk, id: &str) ->
     system
 }
 
-/// Whether the provider's introspection endpoint says `token` is active.
-fn active(provider: &OidcProvider, token: &Secret) -> bool {
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("token", token.expose())
-            .finish();
-        let answer = reqwest::Client::new()
-            .post(format!("{}/token/introspection", provider.issuer))
-            .basic_auth("app", Some("app-secret"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let answer: Value = serde_json::from_slice(&answer).unwrap();
-        answer["active"].as_bool().unwrap()
-    })
-}
-
 fn tokens(system: &NewSystem) -> [&Secret; 2] {
     [&system.injected["oauth_refresh_token"], &system.injected["oauth_access_token"]]
 }
@@ -90,7 +68,7 @@ fn delete_with_revoke_revokes_both_tokens_at_the_provider_through_the_cli_and_th
     let by_cli = onboard(&host, &provider, &desk, "crm-cli");
     let by_api = onboard(&host, &provider, &desk, "crm-api");
     for token in tokens(&by_cli).into_iter().chain(tokens(&by_api)) {
-        assert!(active(&provider, token), "live before the delete");
+        assert!(provider.active(token.expose()), "live before the delete");
     }
 
     let output = desk
@@ -102,7 +80,7 @@ fn delete_with_revoke_revokes_both_tokens_at_the_provider_through_the_cli_and_th
     let said: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(said["revoked"], json!(["oauth_refresh_token", "oauth_access_token"]), "{said}");
     for token in tokens(&by_cli) {
-        assert!(!active(&provider, token), "inactive after the delete");
+        assert!(!provider.active(token.expose()), "inactive after the delete");
     }
     assert!(desk.store().get("crm-cli").unwrap().is_none());
     let trail = desk.store().audit("crm-cli").unwrap();
@@ -123,7 +101,7 @@ fn delete_with_revoke_revokes_both_tokens_at_the_provider_through_the_cli_and_th
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["revoked"], json!(["oauth_refresh_token", "oauth_access_token"]));
     for token in tokens(&by_api) {
-        assert!(!active(&provider, token), "inactive after the API's delete");
+        assert!(!provider.active(token.expose()), "inactive after the API's delete");
     }
     assert!(tests::terminate(&mut server).success());
 }

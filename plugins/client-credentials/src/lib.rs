@@ -132,10 +132,16 @@ impl Scheme for ClientSecretScheme {
             secret: required_secret(&request.required, CLIENT_SECRET)?,
         };
         let auth = ClientAuth::from_parameters(&request.parameters)?;
-        let url = request.parameters.get("revocation_url").and_then(|v| v.as_str());
-        let value = request.injected.get(ACCESS_TOKEN).map(Secret::expose).unwrap_or("");
-        let token = oauth::revoke::Token { name: ACCESS_TOKEN, value, refresh: false };
-        oauth::revoke::revoke(url, credentials, auth, &[token], host)
+        revoke_access_token(&request, host, &|| {
+            Ok(match auth {
+                ClientAuth::Basic => {
+                    ClientAuthentication::Basic { id: credentials.id, secret: credentials.secret }
+                }
+                ClientAuth::Form => {
+                    ClientAuthentication::Form { id: credentials.id, secret: credentials.secret }
+                }
+            })
+        })
     }
 
     fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {
@@ -148,20 +154,29 @@ impl Scheme for ClientSecretScheme {
 pub struct PrivateKeyJwtScheme;
 
 impl PrivateKeyJwtScheme {
-    fn fetch(
+    /// The grant's settings and the key that signs for `client_id`.
+    fn client(
         parameters: &BTreeMap<String, serde_json::Value>,
         required: &BTreeMap<String, Secret>,
-        host: &Host<'_>,
-    ) -> Result<Result<TokenAnswer<OtherFields>, RefreshOutcome>, Error> {
+    ) -> Result<(ClientCredentialsGrant, Signer), Error> {
         let grant = ClientCredentialsGrant::from_parameters(parameters, "oauth2")?;
         let text = |key: &str| parameters.get(key).and_then(|v| v.as_str());
-        let id = required_secret(required, CLIENT_ID)?;
         let signer = Signer::new(
             required_secret(required, PRIVATE_KEY)?,
             text("assertion_alg"),
             text("key_id").map(str::to_owned),
             PRIVATE_KEY,
         )?;
+        Ok((grant, signer))
+    }
+
+    fn fetch(
+        parameters: &BTreeMap<String, serde_json::Value>,
+        required: &BTreeMap<String, Secret>,
+        host: &Host<'_>,
+    ) -> Result<Result<TokenAnswer<OtherFields>, RefreshOutcome>, Error> {
+        let (grant, signer) = Self::client(parameters, required)?;
+        let id = required_secret(required, CLIENT_ID)?;
         let assertion = signer.assertion(id, &grant.token_url)?;
         Ok(grant.fetch(ClientAuthentication::Assertion { id, assertion }, &host.http_client()))
     }
@@ -189,6 +204,7 @@ impl Scheme for PrivateKeyJwtScheme {
             "oauth2.key_id",
             "The key's id at the provider, sent as the assertion's `kid`.",
         ));
+        fields.push(oauth::revoke::manifest_field("oauth2"));
         SchemeDescriptor {
             id: PRIVATE_KEY_JWT_ID.into(),
             display_name: "OAuth2 client credentials with a private key".into(),
@@ -220,9 +236,35 @@ impl Scheme for PrivateKeyJwtScheme {
         Ok(grant::renewed(fetched, |answer| Self::injected(&request.required, answer)))
     }
 
+    /// RFC 7009 at the manifest's `revocation_url`, the client authenticated by an assertion
+    /// signed for each request (its audience the token endpoint, as for a token request).
+    fn revoke(&self, request: RevokeRequest, host: &Host<'_>) -> Result<Revoked, Error> {
+        let (grant, signer) = Self::client(&request.parameters, &request.required)?;
+        let id = required_secret(&request.required, CLIENT_ID)?;
+        revoke_access_token(&request, host, &|| {
+            Ok(ClientAuthentication::Assertion {
+                id,
+                assertion: signer.assertion(id, &grant.token_url)?,
+            })
+        })
+    }
+
     fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {
         Ok(authplug_sdk::bearer(required_secret(&request.injected, ACCESS_TOKEN)?))
     }
+}
+
+/// The access token revoked at the manifest's `revocation_url` (there is no refresh token; a
+/// provider whose tokens are self-contained JWTs says it does not revoke them: a note).
+fn revoke_access_token<'a>(
+    request: &RevokeRequest,
+    host: &Host<'_>,
+    client: &dyn Fn() -> Result<ClientAuthentication<'a>, Error>,
+) -> Result<Revoked, Error> {
+    let url = request.parameters.get("revocation_url").and_then(|v| v.as_str());
+    let value = request.injected.get(ACCESS_TOKEN).map(Secret::expose).unwrap_or("");
+    let token = oauth::revoke::Token { name: ACCESS_TOKEN, value, refresh: false };
+    oauth::revoke::revoke_as(url, client, &[token], host)
 }
 
 authplug_sdk::register_scheme!(ClientSecretScheme);

@@ -46,11 +46,12 @@ fn invalid(message: impl Into<String>) -> Error {
 pub struct ServiceAccount;
 
 impl ServiceAccount {
-    fn fetch(
+    /// The key file's client id, the grant's settings (its token endpoint from the manifest or
+    /// the key file) and the key that signs for the client.
+    fn client(
         parameters: &BTreeMap<String, serde_json::Value>,
         required: &BTreeMap<String, Secret>,
-        host: &Host<'_>,
-    ) -> Result<Result<TokenAnswer<OtherFields>, RefreshOutcome>, Error> {
+    ) -> Result<(String, ClientCredentialsGrant, Signer), Error> {
         let key: KeyFile = serde_json::from_str(required_secret(required, KEY)?).map_err(|e| {
             // serde's own message may quote a value: only a missing field's is repeated.
             let what = e.to_string();
@@ -78,6 +79,15 @@ impl ServiceAccount {
         let what = format!("{KEY}'s private_key");
         let signer =
             Signer::new(&key.private_key, text("assertion_alg"), key.private_key_id, &what)?;
+        Ok((id, grant, signer))
+    }
+
+    fn fetch(
+        parameters: &BTreeMap<String, serde_json::Value>,
+        required: &BTreeMap<String, Secret>,
+        host: &Host<'_>,
+    ) -> Result<Result<TokenAnswer<OtherFields>, RefreshOutcome>, Error> {
+        let (id, grant, signer) = Self::client(parameters, required)?;
         let assertion = signer.assertion(&id, &grant.token_url)?;
         Ok(grant.fetch(ClientAuthentication::Assertion { id: &id, assertion }, &host.http_client()))
     }
@@ -101,6 +111,7 @@ impl Scheme for ServiceAccount {
             "The algorithm the assertion is signed with, pinned: RS256, RS384, RS512, PS256, PS384, PS512, ES256 or ES384.",
             "RS256",
         ));
+        fields.push(authplug_sdk::oauth::revoke::manifest_field("service_account"));
         SchemeDescriptor {
             id: ID.into(),
             display_name: "Service account".into(),
@@ -126,6 +137,16 @@ impl Scheme for ServiceAccount {
     fn refresh(&self, request: RefreshRequest, host: &Host<'_>) -> Result<RefreshOutcome, Error> {
         let fetched = Self::fetch(&request.parameters, &request.required, host)?;
         Ok(grant::renewed(fetched, Self::injected))
+    }
+
+    /// RFC 7009 at the manifest's `service_account.revocation_url`, the client authenticated
+    /// by an assertion signed with the key for each request.
+    fn revoke(&self, request: RevokeRequest, host: &Host<'_>) -> Result<Revoked, Error> {
+        let (id, grant, signer) = Self::client(&request.parameters, &request.required)?;
+        crate::revoke_access_token(&request, host, &|| {
+            let assertion = signer.assertion(&id, &grant.token_url)?;
+            Ok(ClientAuthentication::Assertion { id: &id, assertion })
+        })
     }
 
     fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {

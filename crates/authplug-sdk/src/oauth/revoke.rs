@@ -11,7 +11,7 @@
 
 use oauth2::url::form_urlencoded;
 
-use super::{invalid, ClientAuth, ClientCredentials};
+use super::{invalid, ClientAuth, ClientAuthentication, ClientCredentials};
 use crate::{Error, ErrorCode, Host, HttpRequest, ManifestField, Revoked};
 
 /// The manifest field that names the revocation endpoint, under `block`.
@@ -45,6 +45,27 @@ pub fn revoke(
     tokens: &[Token<'_>],
     host: &Host<'_>,
 ) -> Result<Revoked, Error> {
+    let client = || {
+        Ok(match auth {
+            ClientAuth::Basic => {
+                ClientAuthentication::Basic { id: credentials.id, secret: credentials.secret }
+            }
+            ClientAuth::Form => {
+                ClientAuthentication::Form { id: credentials.id, secret: credentials.secret }
+            }
+        })
+    };
+    revoke_as(url, &client, tokens, host)
+}
+
+/// [`revoke`], the client authenticated by `client` for each request: a client assertion
+/// (RFC 7523 §2.2, `private_key_jwt`) must be signed afresh for each.
+pub fn revoke_as<'a>(
+    url: Option<&str>,
+    client: &dyn Fn() -> Result<ClientAuthentication<'a>, Error>,
+    tokens: &[Token<'_>],
+    host: &Host<'_>,
+) -> Result<Revoked, Error> {
     let mut answer = Revoked::default();
     let Some(url) = url else {
         answer.notes.push(
@@ -57,7 +78,7 @@ pub fn revoke(
         .map_err(|e| invalid(format!("revocation_url is not a URL ({e})")))?;
     for token in tokens.iter().filter(|t| !t.value.is_empty()) {
         let response = host
-            .http(&request(url, credentials, auth, token))
+            .http(&request(url, client()?, token))
             .map_err(|e| failed(token.name, e.message))?;
         if crate::provider::is_transient(response.status) {
             return Err(failed(token.name, format!("HTTP {}", response.status)));
@@ -96,13 +117,8 @@ pub fn revoke(
 
 /// RFC 7009 §2.1: the token and its type hint as a form, the client authenticated as for the
 /// token endpoint (RFC 6749 §2.3.1: HTTP Basic of the form-encoded id and secret, or both in the
-/// body).
-fn request(
-    url: &str,
-    credentials: ClientCredentials<'_>,
-    auth: ClientAuth,
-    token: &Token<'_>,
-) -> HttpRequest {
+/// body; RFC 7523 §2.2: the id with a client assertion).
+fn request(url: &str, client: ClientAuthentication<'_>, token: &Token<'_>) -> HttpRequest {
     let hint = if token.refresh { "refresh_token" } else { "access_token" };
     let mut form = form_urlencoded::Serializer::new(String::new());
     form.append_pair("token", token.value).append_pair("token_type_hint", hint);
@@ -110,17 +126,21 @@ fn request(
         ("Content-Type".to_owned(), "application/x-www-form-urlencoded".to_owned()),
         ("Accept".to_owned(), "application/json".to_owned()),
     ];
-    match auth {
-        ClientAuth::Basic => {
+    match client {
+        ClientAuthentication::Basic { id, secret } => {
             let encode =
                 |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-            let pair = format!("{}:{}", encode(credentials.id), encode(credentials.secret));
+            let pair = format!("{}:{}", encode(id), encode(secret));
             let basic = crate::protocol::base64_encode(pair.as_bytes());
             headers.push(("Authorization".to_owned(), format!("Basic {basic}")));
         }
-        ClientAuth::Form => {
-            form.append_pair("client_id", credentials.id)
-                .append_pair("client_secret", credentials.secret);
+        ClientAuthentication::Form { id, secret } => {
+            form.append_pair("client_id", id).append_pair("client_secret", secret);
+        }
+        ClientAuthentication::Assertion { id, assertion } => {
+            form.append_pair("client_id", id)
+                .append_pair("client_assertion_type", ASSERTION_TYPE)
+                .append_pair("client_assertion", &assertion);
         }
     }
     HttpRequest {
@@ -130,6 +150,9 @@ fn request(
         body: form.finish().into_bytes(),
     }
 }
+
+/// RFC 7523 §2.2's client assertion type.
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The endpoint could not be reached or failed for now (`http`): try again later.
 fn failed(name: &str, reason: String) -> Error {
@@ -162,6 +185,40 @@ mod tests {
         let url = Some("https://idp.example.test/revoke");
         let answer = revoke(url, credentials, ClientAuth::Basic, &tokens, &host);
         (sent.into_inner(), answer)
+    }
+
+    #[test]
+    fn a_client_assertion_is_signed_afresh_for_each_token() {
+        let sent = std::cell::RefCell::new(Vec::new());
+        let endpoint = |_: &str, request: &str| -> Result<String, String> {
+            let request: HttpRequest = serde_json::from_str(request).unwrap();
+            sent.borrow_mut().push(String::from_utf8(request.body).unwrap());
+            let answer = HttpResponse { status: 200, headers: vec![], body: vec![] };
+            Ok(serde_json::to_string(&answer).unwrap())
+        };
+        let host = Host::new(&endpoint);
+        let signed = std::cell::Cell::new(0);
+        let client = || {
+            signed.set(signed.get() + 1);
+            Ok(ClientAuthentication::Assertion {
+                id: "app",
+                assertion: format!("jwt-{}", signed.get()),
+            })
+        };
+        let tokens = [
+            Token { name: "oauth_refresh_token", value: "rt-1", refresh: true },
+            Token { name: "oauth_access_token", value: "at-1", refresh: false },
+        ];
+        let answer = revoke_as(Some("https://idp.example.test/revoke"), &client, &tokens, &host);
+        assert_eq!(answer.unwrap().revoked.len(), 2);
+        let kind = "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
+        assert_eq!(
+            sent.into_inner(),
+            [
+                format!("token=rt-1&token_type_hint=refresh_token&client_id=app&{kind}&client_assertion=jwt-1"),
+                format!("token=at-1&token_type_hint=access_token&client_id=app&{kind}&client_assertion=jwt-2"),
+            ]
+        );
     }
 
     #[test]
