@@ -99,7 +99,7 @@ pub fn serve(
     tokens: &Path,
 ) -> (Reaped, String, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
     use std::io::BufRead as _;
-    let mut child = command
+    let child = command
         .args(["--listen", "127.0.0.1:0", "--tokens-file"])
         .arg(tokens)
         .env_remove("AUTHPLUG_ADMIN_TOKEN")
@@ -107,6 +107,8 @@ pub fn serve(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Held from the start: a panic while reading its address stops it too.
+    let mut child = Reaped::new(child);
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let url = loop {
         let line = lines.next().expect("serve says where it listens").unwrap();
@@ -114,7 +116,7 @@ pub fn serve(
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
-    (Reaped::new(child), url, lines)
+    (child, url, lines)
 }
 
 /// The shared folder beside the checkout (spec, connectors, peers).

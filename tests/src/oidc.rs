@@ -34,7 +34,7 @@ impl OidcProvider {
                 .await
                 .unwrap();
             let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
-            answer["active"].as_bool().unwrap()
+            answer["active"].as_bool().unwrap_or_else(|| panic!("introspection answered {answer}"))
         })
     }
 

@@ -239,6 +239,9 @@ impl Scheme for PrivateKeyJwtScheme {
     /// RFC 7009 at the manifest's `revocation_url`, the client authenticated by an assertion
     /// signed for each request (its audience the token endpoint, as for a token request).
     fn revoke(&self, request: RevokeRequest, host: &Host<'_>) -> Result<Revoked, Error> {
+        if let Some(noted) = without_endpoint(&request, host) {
+            return noted;
+        }
         let (grant, signer) = Self::client(&request.parameters, &request.required)?;
         let id = required_secret(&request.required, CLIENT_ID)?;
         revoke_access_token(&request, host, &|| {
@@ -252,6 +255,16 @@ impl Scheme for PrivateKeyJwtScheme {
     fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {
         Ok(authplug_sdk::bearer(required_secret(&request.injected, ACCESS_TOKEN)?))
     }
+}
+
+/// With no `revocation_url`, the SDK's note that nothing was revoked, before any key is read
+/// (a key that no longer reads must not keep a system from being deleted).
+fn without_endpoint(request: &RevokeRequest, host: &Host<'_>) -> Option<Result<Revoked, Error>> {
+    if request.parameters.contains_key("revocation_url") {
+        return None;
+    }
+    let never = || Err(Error::new(ErrorCode::InvalidInput, "no revocation endpoint"));
+    Some(oauth::revoke::revoke_as(None, &never, &[], host))
 }
 
 /// The access token revoked at the manifest's `revocation_url` (there is no refresh token; a

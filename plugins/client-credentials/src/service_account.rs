@@ -142,6 +142,9 @@ impl Scheme for ServiceAccount {
     /// RFC 7009 at the manifest's `service_account.revocation_url`, the client authenticated
     /// by an assertion signed with the key for each request.
     fn revoke(&self, request: RevokeRequest, host: &Host<'_>) -> Result<Revoked, Error> {
+        if let Some(noted) = crate::without_endpoint(&request, host) {
+            return noted;
+        }
         let (id, grant, signer) = Self::client(&request.parameters, &request.required)?;
         crate::revoke_access_token(&request, host, &|| {
             let assertion = signer.assertion(&id, &grant.token_url)?;
@@ -166,6 +169,18 @@ mod tests {
             ..Default::default()
         };
         ServiceAccount.onboard(request, &Host::new(&no_host)).unwrap_err()
+    }
+
+    #[test]
+    fn without_a_revocation_endpoint_nothing_is_read_and_the_note_says_so() {
+        let no_host = |_: &str, _: &str| -> Result<String, String> { panic!("no request") };
+        let request = RevokeRequest {
+            required: BTreeMap::from([(KEY.to_owned(), Secret::new("no longer a key file"))]),
+            ..Default::default()
+        };
+        let revoked = ServiceAccount.revoke(request, &Host::new(&no_host)).unwrap();
+        assert!(revoked.revoked.is_empty());
+        assert!(revoked.notes[0].starts_with("nothing revoked: the connector declares no"));
     }
 
     #[test]

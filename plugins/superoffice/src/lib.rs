@@ -11,7 +11,7 @@
 //!    application token (the client secret). The answer is a JWT, verified against the same JWKS,
 //!    whose `.../identity/ticket` claim is the ticket.
 //! 4. `{env}/api/state/{ctx}` names the tenant's endpoint (`https://sod2.superoffice.com/Cust12345`),
-//!    whose host is returned as `base_url`: the connector's `url_pattern`
+//!    whose origin is returned as `base_url`: the connector's `url_pattern`
 //!    (`{{@ base_url @}}/{{@ account_id @}}/api/v1/%s`) adds the tenant and the API path itself.
 //!
 //! `{env}` is the origin of the manifest's `token_url` (`https://sod.superoffice.com` in the
@@ -328,10 +328,12 @@ impl Environment {
         let endpoint = state["Endpoint"].as_str().ok_or_else(|| {
             Failure::transient(format!("SuperOffice's state of {tenant} names no Endpoint"))
         })?;
-        let origin = endpoint
-            .find("://")
-            .and_then(|scheme| endpoint[scheme + 3..].find('/').map(|path| scheme + 3 + path));
-        Ok(endpoint[..origin.unwrap_or(endpoint.len())].to_owned())
+        api_origin(endpoint, tenant).ok_or_else(|| {
+            Failure::transient(format!(
+                "SuperOffice's state of {tenant} names the Endpoint {endpoint:?}, not \
+                 https://<host>/{tenant}"
+            ))
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -365,6 +367,41 @@ impl Environment {
         };
         let provider = format!("SuperOffice's {what}");
         provider::json(&provider::send(host, &request, &provider)?, &provider)
+    }
+}
+
+/// The origin of a tenant's `Endpoint` (`https://sod2.superoffice.com/Cust12345`): an http(s)
+/// URL with a host and the tenant as its whole path, else `None`.
+fn api_origin(endpoint: &str, tenant: &str) -> Option<String> {
+    let url = authplug_sdk::oauth2::url::Url::parse(endpoint).ok()?;
+    let plain = matches!(url.scheme(), "https" | "http")
+        && url.host_str().is_some()
+        && url.username().is_empty()
+        && url.query().is_none()
+        && url.path().trim_matches('/').eq_ignore_ascii_case(tenant);
+    plain.then(|| url.origin().ascii_serialization())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_origin;
+
+    #[test]
+    fn the_api_origin_is_the_endpoint_without_its_tenant_or_nothing() {
+        let t = "Cust12345";
+        for (endpoint, origin) in [
+            ("https://sod2.superoffice.com/Cust12345", Some("https://sod2.superoffice.com")),
+            ("https://sod2.superoffice.com/cust12345/", Some("https://sod2.superoffice.com")),
+            ("http://127.0.0.1:8080/Cust12345", Some("http://127.0.0.1:8080")),
+            ("sod2.superoffice.com/Cust12345", None),
+            ("", None),
+            ("https://sod2.superoffice.com/x/Cust12345", None),
+            ("https://sod2.superoffice.com/Cust99999", None),
+            ("https://u:p@sod2.superoffice.com/Cust12345", None),
+            ("https://sod2.superoffice.com/Cust12345?a=b", None),
+        ] {
+            assert_eq!(api_origin(endpoint, t).as_deref(), origin, "{endpoint}");
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 
 use oauth2::url::form_urlencoded;
 
+use super::client_credentials::ASSERTION_TYPE;
 use super::{invalid, ClientAuth, ClientAuthentication, ClientCredentials};
 use crate::{Error, ErrorCode, Host, HttpRequest, ManifestField, Revoked};
 
@@ -150,9 +151,6 @@ fn request(url: &str, client: ClientAuthentication<'_>, token: &Token<'_>) -> Ht
         body: form.finish().into_bytes(),
     }
 }
-
-/// RFC 7523 §2.2's client assertion type.
-const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// The endpoint could not be reached or failed for now (`http`): try again later.
 fn failed(name: &str, reason: String) -> Error {

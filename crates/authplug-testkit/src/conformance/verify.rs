@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use authplug_protocol::{ApplyResponse, HttpRequest, Unfilled};
+use authplug_protocol::{ApplyResponse, HttpRequest, Unfilled, VerifyRequest};
 use serde_json::Value;
 
 use super::run::Findings;
@@ -20,19 +20,34 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
+/// The rule; `applied` is `apply`'s answer, `None` when it gave none to judge.
 pub(crate) fn rule(
     s: &mut Subject<'_>,
     out: &mut Findings,
     outputs: &BTreeMap<String, Value>,
-    applied: &ApplyResponse,
+    applied: Option<&ApplyResponse>,
 ) {
     let Some(request) = &s.descriptor.verify else {
         return out.skip(&["verify"], "the scheme declares no verification request");
     };
+    let Some(applied) = applied else {
+        return out.skip(&["verify"], "needs a successful apply");
+    };
+    let problem = judge(s, request, outputs, applied);
+    // Every problem scrubbed in one place: a URL filled from outputs may hold anything.
+    out.check("verify", problem.map(|(problem, fix)| (s.scrub(&problem), fix)));
+}
+
+/// What is wrong with the verification, if anything: `(problem, fix)`.
+fn judge(
+    s: &Subject<'_>,
+    request: &VerifyRequest,
+    outputs: &BTreeMap<String, Value>,
+    applied: &ApplyResponse,
+) -> Option<(String, String)> {
     if !request.is_safe() {
         let problem = format!("the verification's method {:?} is not GET or HEAD", request.method);
-        return out
-            .check("verify", Some((problem, "verify with a request that changes nothing".into())));
+        return Some((problem, "verify with a request that changes nothing".into()));
     }
     // The system's parameters: what was given, with onboarding's outputs over it.
     let lookup =
@@ -45,19 +60,18 @@ pub(crate) fn rule(
                  onboarding's outputs give",
                 request.url
             );
-            let fix = "give it a default (VerifyRequest::with_default), or declare the manifest \
-                       field, or output it from onboarding";
-            return out.check("verify", Some((problem, fix.into())));
+            let fix = "give it in the exercise's parameters, or a default \
+                       (VerifyRequest::with_default), or declare the manifest field, or output \
+                       it from onboarding";
+            return Some((problem, fix.into()));
         }
-        Err(Unfilled::Malformed(why)) => {
-            return out.check("verify", Some((why, "write placeholders as {name}".into())));
-        }
+        Err(Unfilled::Malformed(why)) => return Some((why, "write placeholders as {name}".into())),
     };
     let mut parsed = match url::Url::parse(&url) {
         Ok(parsed) => parsed,
         Err(e) => {
             let problem = format!("the verification URL {url:?} is not a URL ({e})");
-            return out.check("verify", Some((problem, "make it absolute: {base_url}/...".into())));
+            return Some((problem, "make it absolute: {base_url}/...".into()));
         }
     };
     for (name, value) in &applied.query {
@@ -70,7 +84,7 @@ pub(crate) fn rule(
         body: Vec::new(),
     };
     let wire = Wire::new(s.exercise, s.network, None);
-    let problem = match wire.http(&sent) {
+    match wire.http(&sent) {
         Ok(answer) if (200..300).contains(&answer.status) => None,
         Ok(answer) => Some((
             format!(
@@ -85,6 +99,5 @@ pub(crate) fn rule(
             format!("{} {url} failed: {}", request.method, error.message),
             "record the provider's answer to it in the exercise".into(),
         )),
-    };
-    out.check("verify", problem.map(|(problem, fix)| (s.scrub(&problem), fix)));
+    }
 }
