@@ -108,17 +108,7 @@ impl Glewlwyd {
 
     /// Whether glewlwyd's introspection endpoint says `token` is active (asked as `app`).
     pub async fn active(&self, token: &str) -> bool {
-        let answer = reqwest::Client::new()
-            .post(&self.endpoints["INTROSPECTION"])
-            .basic_auth("app", Some("app-secret"))
-            .form(&[("token", token)])
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        let answer = crate::introspect(&self.endpoints["INTROSPECTION"], token).await;
         answer["active"].as_bool().unwrap_or(false)
     }
 }

@@ -119,6 +119,22 @@ pub fn serve(
     (child, url, lines)
 }
 
+/// `endpoint`'s introspection answer (RFC 7662) for `token`, asked as the peers' confidential
+/// client `app`.
+pub async fn introspect(endpoint: &str, token: &str) -> serde_json::Value {
+    let answer = reqwest::Client::new()
+        .post(endpoint)
+        .basic_auth("app", Some("app-secret"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    serde_json::from_slice(&answer).unwrap()
+}
+
 /// The shared folder beside the checkout (spec, connectors, peers).
 pub fn shared_dir() -> PathBuf {
     from_env("AUTHPLUG_SHARED_DIR")

@@ -18,24 +18,10 @@ impl OidcProvider {
     /// Whether the provider's introspection endpoint says `token` is active (asked as the
     /// confidential client `app`, which may introspect any client's tokens).
     pub fn active(&self, token: &str) -> bool {
-        tokio::runtime::Runtime::new().unwrap().block_on(async {
-            let body = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("token", token)
-                .finish();
-            let answer = reqwest::Client::new()
-                .post(format!("{}/token/introspection", self.issuer))
-                .basic_auth("app", Some("app-secret"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
-            answer["active"].as_bool().unwrap_or_else(|| panic!("introspection answered {answer}"))
-        })
+        let endpoint = format!("{}/token/introspection", self.issuer);
+        let answer =
+            tokio::runtime::Runtime::new().unwrap().block_on(crate::introspect(&endpoint, token));
+        answer["active"].as_bool().unwrap_or_else(|| panic!("introspection answered {answer}"))
     }
 
     /// Starts the peer on a free port and waits for its `ready` line.

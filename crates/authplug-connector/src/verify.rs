@@ -20,14 +20,10 @@ use crate::check::{Severity, PLATFORM_VARIABLES};
 use crate::manifest::Connector;
 use crate::render::{expand, resolve, variables, Resolver};
 
-/// A parameter as text in a URL: a string as written, a number or boolean as JSON; anything
-/// else (an object, such as the `connector` parameter) is no value.
+/// The system's parameter `name` as a placeholder's text
+/// ([`authplug_protocol::parameter_text`]).
 pub fn parameter_text(parameters: &BTreeMap<String, Value>, name: &str) -> Option<String> {
-    match parameters.get(name)? {
-        Value::String(text) => Some(text.clone()),
-        value @ (Value::Number(_) | Value::Bool(_)) => Some(value.to_string()),
-        _ => None,
-    }
+    parameters.get(name).and_then(authplug_protocol::parameter_text)
 }
 
 /// The URL of `request` for the system `system`, whose parameters are `parameters`: its

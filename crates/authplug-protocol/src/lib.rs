@@ -27,7 +27,7 @@ pub use http::{base64_encode, HttpRequest, HttpResponse};
 pub use lifetime::{ApplyOutput, RefreshPolicy};
 pub use revoke::{RevokeRequest, Revoked};
 pub use secret::Secret;
-pub use verify::{Unfilled, VerifyRequest, SAFE_METHODS};
+pub use verify::{parameter_text, Unfilled, VerifyRequest, SAFE_METHODS};
 pub use version::{ProtocolVersion, VersionError};
 
 /// The protocol version this crate defines. Kept equal to the crate's own version.

@@ -105,6 +105,16 @@ impl VerifyRequest {
     }
 }
 
+/// A system parameter as a placeholder's text: a string as written, a number or boolean as
+/// JSON; anything else (an object, a list, null) is no value.
+pub fn parameter_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
 /// Why [`VerifyRequest::fill`] could not fill a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unfilled {

@@ -147,6 +147,15 @@ impl std::fmt::Debug for OtherFields {
 impl ExtraTokenFields for OtherFields {}
 
 impl ClientAuth {
+    /// The client authentication this setting makes of `credentials`.
+    pub fn with(self, credentials: ClientCredentials<'_>) -> ClientAuthentication<'_> {
+        let ClientCredentials { id, secret } = credentials;
+        match self {
+            ClientAuth::Basic => ClientAuthentication::Basic { id, secret },
+            ClientAuth::Form => ClientAuthentication::Form { id, secret },
+        }
+    }
+
     /// The manifest's `client_auth`: `basic` (the default) or `form`.
     pub fn from_parameters(
         parameters: &BTreeMap<String, serde_json::Value>,

@@ -62,12 +62,11 @@ impl ClientSecretScheme {
         host: &Host<'_>,
     ) -> Result<Result<TokenAnswer<OtherFields>, RefreshOutcome>, Error> {
         let grant = ClientCredentialsGrant::from_parameters(request_parameters, "oauth2")?;
-        let (id, secret) =
-            (required_secret(required, CLIENT_ID)?, required_secret(required, CLIENT_SECRET)?);
-        let client = match ClientAuth::from_parameters(request_parameters)? {
-            ClientAuth::Basic => ClientAuthentication::Basic { id, secret },
-            ClientAuth::Form => ClientAuthentication::Form { id, secret },
+        let credentials = oauth::ClientCredentials {
+            id: required_secret(required, CLIENT_ID)?,
+            secret: required_secret(required, CLIENT_SECRET)?,
         };
+        let client = ClientAuth::from_parameters(request_parameters)?.with(credentials);
         Ok(grant.fetch(client, &host.http_client()))
     }
 
@@ -132,16 +131,7 @@ impl Scheme for ClientSecretScheme {
             secret: required_secret(&request.required, CLIENT_SECRET)?,
         };
         let auth = ClientAuth::from_parameters(&request.parameters)?;
-        revoke_access_token(&request, host, &|| {
-            Ok(match auth {
-                ClientAuth::Basic => {
-                    ClientAuthentication::Basic { id: credentials.id, secret: credentials.secret }
-                }
-                ClientAuth::Form => {
-                    ClientAuthentication::Form { id: credentials.id, secret: credentials.secret }
-                }
-            })
-        })
+        revoke_access_token(&request, host, &|| Ok(auth.with(credentials)))
     }
 
     fn apply(&self, request: ApplyRequest, _host: &Host<'_>) -> Result<ApplyResponse, Error> {

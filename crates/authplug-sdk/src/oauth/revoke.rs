@@ -46,17 +46,7 @@ pub fn revoke(
     tokens: &[Token<'_>],
     host: &Host<'_>,
 ) -> Result<Revoked, Error> {
-    let client = || {
-        Ok(match auth {
-            ClientAuth::Basic => {
-                ClientAuthentication::Basic { id: credentials.id, secret: credentials.secret }
-            }
-            ClientAuth::Form => {
-                ClientAuthentication::Form { id: credentials.id, secret: credentials.secret }
-            }
-        })
-    };
-    revoke_as(url, &client, tokens, host)
+    revoke_as(url, &|| Ok(auth.with(credentials)), tokens, host)
 }
 
 /// [`revoke`], the client authenticated by `client` for each request: a client assertion

@@ -4,21 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use authplug_protocol::{ApplyResponse, HttpRequest, Unfilled, VerifyRequest};
+use authplug_protocol::{parameter_text, ApplyResponse, HttpRequest, Unfilled, VerifyRequest};
 use serde_json::Value;
 
 use super::run::Findings;
 use super::subject::Subject;
 use super::wire::Wire;
-
-/// A parameter as the host puts it in a URL: a string as written, a number or boolean as JSON.
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(text) => Some(text.clone()),
-        Value::Number(_) | Value::Bool(_) => Some(value.to_string()),
-        _ => None,
-    }
-}
 
 /// The rule; `applied` is `apply`'s answer, `None` when it gave none to judge.
 pub(crate) fn rule(
@@ -50,8 +41,9 @@ fn judge(
         return Some((problem, "verify with a request that changes nothing".into()));
     }
     // The system's parameters: what was given, with onboarding's outputs over it.
-    let lookup =
-        |name: &str| outputs.get(name).or_else(|| s.exercise.parameters.get(name)).and_then(text);
+    let lookup = |name: &str| {
+        outputs.get(name).or_else(|| s.exercise.parameters.get(name)).and_then(parameter_text)
+    };
     let url = match request.fill(lookup) {
         Ok(url) => url,
         Err(Unfilled::Missing(name)) => {
