@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authplug_protocol::{ApplyRequest, ApplyResponse};
-use authplug_store::State;
+use authplug_store::{State, SystemRecord};
 
 use crate::cache::Authorization;
 use crate::{Engine, EngineError, Token};
@@ -20,17 +20,31 @@ impl Engine {
             return Ok(cached);
         }
         let generation = self.authorized.generation(id);
-        // The usual case, secrets active and not due, in one hop to a blocking thread: the
-        // read, the decryption and the plugin's apply together (an apply may call back the
-        // host's HTTP transport, which blocks: never on an async thread).
-        let (engine, system) = (self.clone(), id.to_owned());
-        let quick = tokio::task::spawn_blocking(move || engine.authorize_now(&system))
-            .await
-            .unwrap_or(Err(EngineError::Aborted { what: "an authorize thread" }))?;
-        let (token, applied) = match quick {
-            Some(done) => done,
-            // Due, failing or not active: the engine's full path (a refresh, or its error).
-            None => self.apply_on_thread(self.token(id).await?).await?,
+        let (token, applied) = match self.store.get_now(id) {
+            // The usual case, SQLite with a read connection idle: read, decrypt and apply on
+            // this thread, without a hop to another (the hop was most of an answer's cost). An
+            // apply that asks the host for anything is made again on a blocking thread.
+            Some(read) => match self.ready_record(read?.ok_or_else(|| not_found(id))?) {
+                Some(token) => match self.apply_now(&token) {
+                    Some(applied) => (token, applied?),
+                    None => self.apply_on_thread(token).await?,
+                },
+                None => self.apply_on_thread(self.token(id).await?).await?,
+            },
+            // Otherwise (PostgreSQL, or every read connection busy) in one hop to a blocking
+            // thread: the read, the decryption and the plugin's apply together.
+            None => {
+                let (engine, system) = (self.clone(), id.to_owned());
+                let quick = tokio::task::spawn_blocking(move || engine.authorize_now(&system))
+                    .await
+                    .unwrap_or(Err(EngineError::Aborted { what: "an authorize thread" }))?;
+                match quick {
+                    Some(done) => done,
+                    // Due, failing or not active: the engine's full path (a refresh, or its
+                    // error).
+                    None => self.apply_on_thread(self.token(id).await?).await?,
+                }
+            }
         };
         let due_in = self.registry.get(&token.scheme).and_then(|scheme| {
             let due_at =
@@ -54,15 +68,21 @@ impl Engine {
     /// The stored secrets when they are active and not due (a store read); `None` when the
     /// engine's full path is needed.
     fn ready(&self, id: &str) -> Result<Option<Token>, EngineError> {
-        let record = self.store.get(id)?.ok_or_else(|| EngineError::NotFound(id.to_owned()))?;
+        let record = self.store.get(id)?.ok_or_else(|| not_found(id))?;
+        Ok(self.ready_record(record))
+    }
+
+    /// `record`'s secrets when they are active and not due; `None` when the engine's full path
+    /// is needed.
+    fn ready_record(&self, record: SystemRecord) -> Option<Token> {
         if record.summary.state != State::Active {
-            return Ok(None);
+            return None;
         }
-        let Some(scheme) = self.registry.get(&record.summary.scheme) else { return Ok(None) };
+        let scheme = self.registry.get(&record.summary.scheme)?;
         if self.is_due(&record.summary, scheme, self.clock().now_secs()) {
-            return Ok(None);
+            return None;
         }
-        Ok(Some(Token::from_record(record, false)))
+        Some(Token::from_record(record, false))
     }
 
     /// [`Engine::apply`] on a blocking thread (an isolated plugin: a round trip to its process).
@@ -81,17 +101,42 @@ impl Engine {
 
     /// The scheme's apply step for `token`'s secrets (a plugin call).
     fn apply(&self, token: &Token) -> Result<ApplyResponse, EngineError> {
-        let request = ApplyRequest {
-            scheme: token.scheme.clone(),
-            injected: token.injected.clone(),
-            parameters: token.parameters.clone(),
-        };
-        let system = token.system.clone();
         match self.registry.get(&token.scheme) {
             Some(scheme) => scheme
-                .apply(request, &self.services)
-                .map_err(|error| EngineError::Scheme { system, error }),
-            None => Err(EngineError::SchemeNotLoaded { system, scheme: token.scheme.clone() }),
+                .apply(apply_request(token), &self.services)
+                .map_err(|error| scheme_error(token, error)),
+            None => Err(not_loaded(token)),
         }
     }
+
+    /// [`Engine::apply`] on this thread, which must not block: `None` when the scheme runs in
+    /// another process or its apply asked the host for something (then [`Engine::apply`] on a
+    /// blocking thread).
+    fn apply_now(&self, token: &Token) -> Option<Result<ApplyResponse, EngineError>> {
+        let Some(scheme) = self.registry.get(&token.scheme) else {
+            return Some(Err(not_loaded(token)));
+        };
+        let applied = scheme.apply_now(apply_request(token), &self.services)?;
+        Some(applied.map_err(|error| scheme_error(token, error)))
+    }
+}
+
+fn apply_request(token: &Token) -> ApplyRequest {
+    ApplyRequest {
+        scheme: token.scheme.clone(),
+        injected: token.injected.clone(),
+        parameters: token.parameters.clone(),
+    }
+}
+
+fn scheme_error(token: &Token, error: authplug_host::CallError) -> EngineError {
+    EngineError::Scheme { system: token.system.clone(), error }
+}
+
+fn not_loaded(token: &Token) -> EngineError {
+    EngineError::SchemeNotLoaded { system: token.system.clone(), scheme: token.scheme.clone() }
+}
+
+fn not_found(id: &str) -> EngineError {
+    EngineError::NotFound(id.to_owned())
 }

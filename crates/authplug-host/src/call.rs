@@ -71,6 +71,9 @@ impl HostServices {
     /// observer: what a scheme's `http` callback runs, and what the host uses for its own calls
     /// around a scheme (an onboarding's tenant lookup). Blocks: call it on a blocking thread.
     pub fn http(&self, request: HttpRequest) -> Result<HttpResponse, ErrorBody> {
+        if unblocking::refuse() {
+            return Err(ErrorBody::new(ErrorCode::Http, unblocking::REFUSED));
+        }
         let transport = self
             .transport
             .as_ref()
@@ -106,6 +109,61 @@ impl HostServices {
                 format!("the host has no callback {other:?}"),
             )),
         }
+    }
+}
+
+/// Calls made where nothing may block (an async worker thread): while a [`Unblocking`] guard
+/// is held on a thread, every HTTP callback made on that thread is refused before anything is
+/// sent, and the guard remembers that one was, so that its caller makes the call again where it
+/// may block. Only in-process calls use it: their callbacks run on the calling thread.
+pub(crate) mod unblocking {
+    use std::cell::Cell;
+
+    /// What a refused callback tells the scheme (nobody else sees it: the answer is dropped).
+    pub(crate) const REFUSED: &str = "no network on this thread: the call is made again elsewhere";
+
+    thread_local! {
+        /// Whether callbacks are refused here, and whether one was.
+        static HERE: Cell<(bool, bool)> = const { Cell::new((false, false)) };
+    }
+
+    /// Callbacks on this thread are refused until it is dropped (even by a panic).
+    pub(crate) struct Unblocking {
+        before: (bool, bool),
+    }
+
+    impl Unblocking {
+        pub(crate) fn enter() -> Self {
+            Self { before: HERE.with(|here| here.replace((true, false))) }
+        }
+
+        /// Whether a callback was refused since [`Unblocking::enter`].
+        pub(crate) fn refused(&self) -> bool {
+            HERE.with(|here| here.get().1)
+        }
+    }
+
+    impl Drop for Unblocking {
+        fn drop(&mut self) {
+            HERE.with(|here| here.set(self.before));
+        }
+    }
+
+    /// Whether a callback was refused on this thread under the guard held now (such a call's
+    /// answer is dropped: it is not counted either).
+    pub(crate) fn was_refused() -> bool {
+        HERE.with(|here| here.get() == (true, true))
+    }
+
+    /// Whether a callback made now must be refused (and notes that one was).
+    pub(super) fn refuse() -> bool {
+        HERE.with(|here| {
+            let (on, _) = here.get();
+            if on {
+                here.set((true, true));
+            }
+            on
+        })
     }
 }
 

@@ -359,13 +359,36 @@ impl LoadedScheme {
         host: &HostServices,
     ) -> Result<ApplyResponse, CallError> {
         request.scheme = self.descriptor.id.clone();
-        let secrets: Vec<Secret> = request.injected.values().cloned().collect();
-        let answer = self
-            .invoke(method::APPLY, &request, host, &secrets, |s, h| s.apply(request.clone(), h))?;
+        // An error is scrubbed of the request's own values below: apply is a hot path, and
+        // copying every secret for each call is not free.
+        let answer =
+            self.invoke(method::APPLY, &request, host, &[], |s, h| s.apply(request.clone(), h));
+        let answer = answer.map_err(|mut error| {
+            error.message = scrub(&error.message, request.injected.values());
+            error
+        })?;
         match crate::headers::unsendable(&answer) {
             Some(why) => Err(CallError::new(self.id(), ErrorCode::InvalidInput, why)),
             None => Ok(answer),
         }
+    }
+
+    /// [`LoadedScheme::apply`] made here and now, on a thread that must not block (an async
+    /// worker): `None` when the scheme runs in another process, or when its apply asked for a
+    /// host callback (refused before anything was sent): then call [`LoadedScheme::apply`] on a
+    /// blocking thread. An in-process apply that needs nothing of the host (an API key's header,
+    /// a token's `Authorization`) takes microseconds, less than a hop to another thread.
+    pub fn apply_now(
+        &self,
+        request: ApplyRequest,
+        host: &HostServices,
+    ) -> Option<Result<ApplyResponse, CallError>> {
+        if matches!(self.provider, Provider::Isolated(_)) {
+            return None;
+        }
+        let unblocking = crate::call::unblocking::Unblocking::enter();
+        let answer = self.apply(request, host);
+        (!unblocking.refused()).then_some(answer)
     }
 
     /// Checks `given` names against `declared`: none missing, none extra. `input` tells whether
@@ -411,7 +434,9 @@ impl LoadedScheme {
         let started = std::time::Instant::now();
         let result = self.call(method, request, host, secrets, direct);
         let failure = result.as_ref().err().map(|e| &e.code);
-        self.stats.record(method, started.elapsed(), failure);
+        if !crate::call::unblocking::was_refused() {
+            self.stats.record(method, started.elapsed(), failure);
+        }
         result
     }
 

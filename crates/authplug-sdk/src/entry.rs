@@ -104,7 +104,13 @@ pub fn dispatch(method: &str, request: &str, host: &Host<'_>) -> Result<String, 
 }
 
 fn find(id: &str) -> Result<&'static dyn Scheme, ErrorBody> {
-    registered().map(|r| r.scheme).find(|s| s.descriptor().id == id).ok_or_else(|| {
+    // The ids, read from the descriptors once: a descriptor is built anew by each call of
+    // `descriptor()`, which cost more than a whole `apply`.
+    static BY_ID: std::sync::OnceLock<Vec<(String, &'static dyn Scheme)>> =
+        std::sync::OnceLock::new();
+    let schemes =
+        BY_ID.get_or_init(|| registered().map(|r| (r.scheme.descriptor().id, r.scheme)).collect());
+    schemes.iter().find(|(known, _)| known == id).map(|(_, scheme)| *scheme).ok_or_else(|| {
         ErrorBody::new(ErrorCode::UnknownScheme, format!("this plugin has no scheme {id:?}"))
     })
 }

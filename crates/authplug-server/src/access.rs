@@ -1,6 +1,8 @@
 //! Who is calling, and whether their token's scopes allow what they ask. The token is checked
 //! before anything else: a caller without one learns nothing, not even how to shape a body.
 
+use std::sync::Arc;
+
 use axum::http::{header, HeaderMap, StatusCode};
 
 use crate::auth::Caller;
@@ -8,7 +10,7 @@ use crate::error::ApiError;
 use crate::AppState;
 
 /// The caller behind the request's bearer token.
-pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub(crate) fn caller(state: &AppState, headers: &HeaderMap) -> Result<Arc<Caller>, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -30,7 +32,7 @@ pub(crate) fn permitted(
     headers: &HeaderMap,
     allowed: impl FnOnce(&Caller) -> bool,
     what: impl FnOnce() -> String,
-) -> Result<Caller, ApiError> {
+) -> Result<Arc<Caller>, ApiError> {
     let caller = caller(state, headers)?;
     if allowed(&caller) {
         Ok(caller)

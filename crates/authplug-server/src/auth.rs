@@ -2,6 +2,7 @@
 //! and compared in constant time.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -64,7 +65,8 @@ struct TokensFile {
 /// The known tokens.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
-    entries: Vec<(String, [u8; 32], Vec<Scope>)>,
+    /// Each token's hash and its caller (shared: a request holds it without copying it).
+    entries: Vec<([u8; 32], Arc<Caller>)>,
 }
 
 /// A caller whose token matched.
@@ -164,7 +166,7 @@ impl Tokens {
                 .map(|s| Scope::parse(s))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("{}: token {}: {e}", path.display(), entry.name))?;
-            tokens.entries.push((entry.name, hash, scopes));
+            tokens.entries.push((hash, Arc::new(Caller { name: entry.name, scopes })));
         }
         Ok(tokens)
     }
@@ -172,7 +174,7 @@ impl Tokens {
     /// Adds a token given in clear (an operator's bootstrap admin token from the environment).
     pub fn with_plain(mut self, name: &str, token: &str, scopes: Vec<Scope>) -> Self {
         let hash = unhex(&hash_token(token)).expect("a hash is 64 hex digits");
-        self.entries.push((name.to_owned(), hash, scopes));
+        self.entries.push((hash, Arc::new(Caller { name: name.to_owned(), scopes })));
         self
     }
 
@@ -182,12 +184,12 @@ impl Tokens {
 
     /// The caller a bearer token belongs to. Every entry is compared, in constant time, so the
     /// time taken says nothing about which one matched or how much of it.
-    pub fn caller(&self, token: &str) -> Option<Caller> {
+    pub fn caller(&self, token: &str) -> Option<Arc<Caller>> {
         let hash = Sha256::digest(token.as_bytes());
         let mut found = None;
-        for (name, expected, scopes) in &self.entries {
+        for (expected, caller) in &self.entries {
             if bool::from(hash.as_slice().ct_eq(expected)) {
-                found = Some(Caller { name: name.clone(), scopes: scopes.clone() });
+                found = Some(caller.clone());
             }
         }
         found

@@ -12,6 +12,7 @@ mod audit;
 mod auth;
 mod connectors;
 mod error;
+mod front;
 pub mod listen;
 mod metrics;
 mod onboarding;
@@ -37,6 +38,7 @@ pub use audit::{flush_authorize_audit_forever, AuthorizeAudit, AUTHORIZED};
 pub use auth::{hash_token, new_token, Scope, TokenEntry, Tokens};
 pub use connectors::load_connectors;
 pub use error::ApiError;
+pub use front::App;
 pub use metrics::Metrics;
 pub use routes::{router, OPENAPI};
 
@@ -91,7 +93,7 @@ impl AppState {
     }
 
     /// The caller `token` belongs to, by the tokens as they are now.
-    pub(crate) fn caller(&self, token: &str) -> Option<auth::Caller> {
+    pub(crate) fn caller(&self, token: &str) -> Option<Arc<auth::Caller>> {
         self.tokens.read().unwrap_or_else(|p| p.into_inner()).caller(token)
     }
 

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -53,7 +52,7 @@ struct Live {
 /// With `tls`, every connection is TLS (its handshake within the header timeout).
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: crate::App,
     limits: Limits,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
@@ -157,7 +156,7 @@ pub async fn serve(
 async fn connection<S>(
     stream: S,
     born: Instant,
-    app: Router,
+    app: crate::App,
     limits: Limits,
     evict: Arc<Notify>,
     last: Arc<AtomicU64>,

@@ -94,9 +94,9 @@ pub struct Metrics {
 struct Inner {
     events: BTreeMap<&'static str, u64>,
     /// (route, status) -> count.
-    requests: BTreeMap<(String, u16), u64>,
+    requests: BTreeMap<(&'static str, u16), u64>,
     /// route -> (bucket counts, sum of seconds, count).
-    latency: BTreeMap<String, ([u64; BUCKETS.len()], f64, u64)>,
+    latency: BTreeMap<&'static str, ([u64; BUCKETS.len()], f64, u64)>,
     sweeps: Sweeps,
 }
 
@@ -115,11 +115,11 @@ impl Metrics {
         *self.lock().events.entry(kind).or_default() += 1;
     }
 
-    pub fn request(&self, route: &str, status: u16, took: Duration) {
+    pub fn request(&self, route: &'static str, status: u16, took: Duration) {
         let mut inner = self.lock();
-        *inner.requests.entry((route.to_owned(), status)).or_default() += 1;
+        *inner.requests.entry((route, status)).or_default() += 1;
         let seconds = took.as_secs_f64();
-        let (buckets, sum, count) = inner.latency.entry(route.to_owned()).or_default();
+        let (buckets, sum, count) = inner.latency.entry(route).or_default();
         for (bucket, bound) in buckets.iter_mut().zip(BUCKETS) {
             if seconds <= bound {
                 *bucket += 1;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use authplug_onboard::{Given, Outcome, Park, Request};
 use authplug_protocol::Secret;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use crate::access::permitted;
 use crate::auth::Caller;
 use crate::error::{html_escape, ApiError};
+use crate::front::SystemId;
 use crate::{blocking, AppState};
 
 /// How long a consent may take.
@@ -58,7 +59,7 @@ fn local_path(path: &str) -> bool {
 pub(crate) async fn start(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    SystemId(id): SystemId,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     // The token first: a caller without one learns nothing, not even how to shape a body.

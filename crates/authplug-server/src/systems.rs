@@ -9,7 +9,7 @@ use authplug_engine::{Revocation, SystemStatus};
 use authplug_protocol::Source;
 use authplug_store::{Cursor, Filter, State as StoredState, SystemSummary, MAX_PAGE};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use crate::access::permitted;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::front::SystemId;
 use crate::AppState;
 
 fn summary_json(summary: &SystemSummary) -> Value {
@@ -108,7 +109,7 @@ pub(crate) async fn list(
 pub(crate) async fn show(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    SystemId(id): SystemId,
 ) -> Result<Json<Value>, ApiError> {
     permitted(&state, &headers, |c| c.may_see(&id), || format!("see system {id}"))?;
     let found = id.clone();
@@ -133,7 +134,7 @@ pub(crate) struct DeleteQuery {
 pub(crate) async fn delete(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    SystemId(id): SystemId,
     query: Result<Query<DeleteQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let caller = permitted(&state, &headers, Caller::is_admin, || "delete systems".to_owned())?;
@@ -161,7 +162,7 @@ pub(crate) async fn delete(
 pub(crate) async fn verify(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    SystemId(id): SystemId,
 ) -> Result<Json<authplug_onboard::Verification>, ApiError> {
     let caller = permitted(&state, &headers, |c| c.may_see(&id), || format!("verify {id}"))?;
     let actor = format!("api:{}", caller.name);
@@ -188,7 +189,7 @@ fn long_lived(state: &AppState, scheme: &str, name: &str) -> bool {
 pub(crate) async fn secrets(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    SystemId(id): SystemId,
 ) -> Result<Json<Value>, ApiError> {
     let caller =
         permitted(&state, &headers, |c| c.may_read(&id), || format!("read the secrets of {id}"))?;
@@ -224,7 +225,7 @@ pub(crate) async fn secrets(
 pub(crate) async fn authorize(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    SystemId(id): SystemId,
 ) -> Result<Response, ApiError> {
     let caller = permitted(
         &state,

@@ -85,7 +85,7 @@ impl Lab {
         Self { _dir: dir, state }
     }
 
-    fn router(&self) -> Router {
+    fn router(&self) -> crate::App {
         crate::router(self.state.clone())
     }
 

@@ -21,6 +21,9 @@ const POLICY: &str =
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
 img-src 'self' data:; form-action 'none'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The page's route patterns (as [`routes`] serves them).
+pub(crate) const PATTERNS: &[&str] = &["/", "/ui/app.js", "/ui/style.css"];
+
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/", get(|| async { page("text/html; charset=utf-8", INDEX) }))

@@ -172,6 +172,13 @@ pub(crate) trait Backend: Send + Sync {
         write: bool,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()>;
+
+    /// A read run at once, if the backend can without waiting for anything but its own file
+    /// (a connection that is idle now, no network): `None` otherwise. For callers on threads
+    /// that must not block.
+    fn read_now(&self, _body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Option<Result<()>> {
+        None
+    }
 }
 
 /// An audit row's columns as an entry. The detail is JSON text; text that is not (no authplug

@@ -101,6 +101,21 @@ impl Store {
         found.map(|(row, secrets)| self.record(row, secrets)).transpose()
     }
 
+    /// [`Store::get`] at once, if the backend can read without waiting for anything but its
+    /// own file (SQLite with a read connection idle now); `None` otherwise. For callers on
+    /// threads that must not block (an async worker answering `authorize`).
+    pub fn get_now(&self, id: &str) -> Option<Result<Option<SystemRecord>>> {
+        let mut found = None;
+        let read = self.backend.read_now(&mut |tx| {
+            found = match tx.system(id)? {
+                Some(row) => Some((row, tx.secrets(id)?)),
+                None => None,
+            };
+            Ok(())
+        })?;
+        Some(read.and_then(|()| found.map(|(row, secrets)| self.record(row, secrets)).transpose()))
+    }
+
     /// The system's version, or `None`: a cheap read for callers that wait for a change.
     pub fn version(&self, id: &str) -> Result<Option<i64>> {
         self.tx(false, |tx| Ok(tx.system(id)?.map(|row| row.version)))

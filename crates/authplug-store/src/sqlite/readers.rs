@@ -43,6 +43,18 @@ impl Readers {
         outcome
     }
 
+    /// Runs `read` on a connection idle now; `None` when none is (nothing is opened or
+    /// waited for).
+    pub(super) fn with_idle<T>(
+        &self,
+        read: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Option<Result<T>> {
+        let mut connection = self.pool.lock().unwrap_or_else(|p| p.into_inner()).idle.pop()?;
+        let outcome = read(&mut connection);
+        self.hand_back(connection);
+        Some(outcome)
+    }
+
     fn lend(&self, path: &Path) -> Result<Connection> {
         let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
         loop {
