@@ -14,8 +14,6 @@ use std::sync::RwLock;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -24,8 +22,7 @@ use crate::StoreError;
 /// The environment variable holding the master key(s).
 pub const MASTER_KEY_ENV: &str = "AUTHPLUG_MASTER_KEY";
 
-const KEY_LEN: usize = 32;
-pub(crate) const NONCE_LEN: usize = 24;
+use crate::xchacha::{KEY_LEN, NONCE_LEN};
 
 /// One master key.
 #[derive(Clone)]
@@ -81,10 +78,6 @@ impl MasterKey {
 
     fn encoded(&self) -> Zeroizing<String> {
         Zeroizing::new(STANDARD.encode(self.bytes.as_ref()))
-    }
-
-    fn cipher(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(self.bytes.as_ref().into())
     }
 }
 
@@ -241,9 +234,7 @@ impl Keyring {
         getrandom::getrandom(&mut nonce)
             .map_err(|e| StoreError::key(format!("no randomness for a nonce: {e}")))?;
         let aad = place.aad(&key.id);
-        let ciphertext = key
-            .cipher()
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+        let ciphertext = crate::xchacha::seal(&key.bytes, &nonce, aad.as_bytes(), plaintext)
             .map_err(|_| StoreError::key("encryption failed"))?;
         Ok(Sealed { key_id: key.id, nonce: nonce.to_vec(), ciphertext })
     }
@@ -259,16 +250,11 @@ impl Keyring {
             needed: vec![sealed.key_id.clone()],
             have: self.ids(),
         })?;
-        if sealed.nonce.len() != NONCE_LEN {
+        let Ok(nonce) = <&[u8; NONCE_LEN]>::try_from(sealed.nonce.as_slice()) else {
             return Err(StoreError::tampered(place.describe()));
-        }
+        };
         let aad = place.aad(&key.id);
-        key.cipher()
-            .decrypt(
-                XNonce::from_slice(&sealed.nonce),
-                Payload { msg: &sealed.ciphertext, aad: aad.as_bytes() },
-            )
-            .map(Zeroizing::new)
+        crate::xchacha::open(&key.bytes, nonce, aad.as_bytes(), &sealed.ciphertext)
             .map_err(|_| StoreError::tampered(place.describe()))
     }
 }

@@ -41,6 +41,7 @@ mod rotation;
 mod schema;
 mod sqlite;
 mod systems;
+mod xchacha;
 
 use std::fmt;
 use std::sync::Arc;
