@@ -27,10 +27,6 @@ use authplug_protocol::Secret;
 use authplug_store::NewSystem;
 use tests::lifecycle::Lab;
 
-/// The allocator the `authplug` binary runs the engine with.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }

@@ -371,7 +371,17 @@ fn read_alone(
     body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
 ) -> Result<()> {
     control(connection, "BEGIN DEFERRED").map_err(|e| classify(path, e))?;
-    let read = body(&mut SqliteTx { tx: connection, path });
+    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        body(&mut SqliteTx { tx: connection, path })
+    }));
+    let read = match read {
+        Ok(read) => read,
+        // Not left inside the transaction (the next caller's BEGIN would fail).
+        Err(panic) => {
+            let _ = control(connection, "ROLLBACK");
+            std::panic::resume_unwind(panic)
+        }
+    };
     let end = if read.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let ended = control(connection, end).map_err(|e| classify(path, e));
     if ended.is_err() && !connection.is_autocommit() {
