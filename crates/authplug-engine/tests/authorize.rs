@@ -4,6 +4,7 @@
 //! apply runs again on a blocking thread. These tests hold the engine to that with a scheme
 //! whose apply fetches a nonce from its provider for every request.
 
+#[allow(dead_code, reason = "shared by the engine's tests; this one uses only the engine")]
 mod support;
 
 use std::collections::BTreeMap;

@@ -6,8 +6,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 use authplug_protocol::{
-    method, ApplyRequest, ApplyResponse, AuthPair, ErrorBody, ErrorCode, OnboardRequest,
-    OnboardStep, ProtocolVersion, RefreshOutcome, RefreshRequest, SchemeDescriptor, Secret,
+    method, AuthPair, ErrorBody, ErrorCode, OnboardRequest, OnboardStep, ProtocolVersion,
+    RefreshOutcome, RefreshRequest, SchemeDescriptor, Secret,
 };
 use authplug_sdk::{Host, Scheme};
 use serde::de::DeserializeOwned;
@@ -17,6 +17,8 @@ use crate::call::{CallError, HostServices};
 use crate::loader::{self, LoadOptions, Refusal};
 use crate::redact::scrub;
 
+#[path = "apply.rs"]
+mod apply;
 #[path = "revoke.rs"]
 mod revoke;
 
@@ -350,45 +352,6 @@ impl LoadedScheme {
 
     fn violation(&self, message: &str) -> CallError {
         CallError::new(self.id(), ErrorCode::ContractViolation, message)
-    }
-
-    /// The headers and query parameters one outbound request needs.
-    pub fn apply(
-        &self,
-        mut request: ApplyRequest,
-        host: &HostServices,
-    ) -> Result<ApplyResponse, CallError> {
-        request.scheme = self.descriptor.id.clone();
-        // An error is scrubbed of the request's own values below: apply is a hot path, and
-        // copying every secret for each call is not free.
-        let answer =
-            self.invoke(method::APPLY, &request, host, &[], |s, h| s.apply(request.clone(), h));
-        let answer = answer.map_err(|mut error| {
-            error.message = scrub(&error.message, request.injected.values());
-            error
-        })?;
-        match crate::headers::unsendable(&answer) {
-            Some(why) => Err(CallError::new(self.id(), ErrorCode::InvalidInput, why)),
-            None => Ok(answer),
-        }
-    }
-
-    /// [`LoadedScheme::apply`] made here and now, on a thread that must not block (an async
-    /// worker): `None` when the scheme runs in another process, or when its apply asked for a
-    /// host callback (refused before anything was sent): then call [`LoadedScheme::apply`] on a
-    /// blocking thread. An in-process apply that needs nothing of the host (an API key's header,
-    /// a token's `Authorization`) takes microseconds, less than a hop to another thread.
-    pub fn apply_now(
-        &self,
-        request: ApplyRequest,
-        host: &HostServices,
-    ) -> Option<Result<ApplyResponse, CallError>> {
-        if matches!(self.provider, Provider::Isolated(_)) {
-            return None;
-        }
-        let unblocking = crate::call::unblocking::Unblocking::enter();
-        let answer = self.apply(request, host);
-        (!unblocking.refused()).then_some(answer)
     }
 
     /// Checks `given` names against `declared`: none missing, none extra. `input` tells whether

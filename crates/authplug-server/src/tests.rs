@@ -11,7 +11,6 @@ use authplug_host::{HostServices, LoadOptions, Registry};
 use authplug_store::{Keyring, Location, MasterKey, Store};
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
-use axum::Router;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
