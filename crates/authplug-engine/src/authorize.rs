@@ -20,7 +20,7 @@ impl Engine {
             return Ok(cached);
         }
         let generation = self.authorized.generation(id);
-        let (token, applied) = match self.store.get_now(id) {
+        let (token, applied) = match self.store.injected_now(id) {
             // The usual case, SQLite with a read connection idle: read, decrypt and apply on
             // this thread, without a hop to another (the hop was most of an answer's cost). An
             // apply that asks the host for anything is made again on a blocking thread.

@@ -257,17 +257,33 @@ pub(crate) async fn authorize(
     state.authorize_audit.count(&caller.name, &id, true);
     // Made once per answer: one reused from memory is not serialised again.
     let body = authorization.rendered.get_or_init(|| {
-        let pairs = |list: &[(String, authplug_protocol::Secret)]| -> Vec<Value> {
-            list.iter().map(|(k, v)| json!([k, v.expose()])).collect()
+        let answer = Authorized {
+            system: &authorization.token.system,
+            expires_at: authorization.token.expires_at,
+            headers: Pairs(&authorization.applied.headers),
+            query: Pairs(&authorization.applied.query),
         };
-        let answer = json!({
-            "system": authorization.token.system,
-            "expires_at": authorization.token.expires_at,
-            "headers": pairs(&authorization.applied.headers),
-            "query": pairs(&authorization.applied.query),
-        });
-        serde_json::to_vec(&answer).expect("JSON values serialise").into_boxed_slice()
+        serde_json::to_vec(&answer).expect("the answer serialises").into_boxed_slice()
     });
     let json = [(axum::http::header::CONTENT_TYPE, "application/json")];
     Ok((json, body.to_vec()).into_response())
+}
+
+/// `authorize`'s answer, written straight from the authorization (no JSON tree built first:
+/// with reuse off, every call renders one).
+#[derive(serde::Serialize)]
+struct Authorized<'a> {
+    system: &'a str,
+    expires_at: Option<i64>,
+    headers: Pairs<'a>,
+    query: Pairs<'a>,
+}
+
+/// Name and value pairs, as `[["name", "value"], ...]`.
+struct Pairs<'a>(&'a [(String, authplug_protocol::Secret)]);
+
+impl serde::Serialize for Pairs<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|(name, value)| (name, value.expose())))
+    }
 }

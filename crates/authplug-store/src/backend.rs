@@ -51,6 +51,8 @@ pub(crate) struct SecretRow {
 /// The `systems` table.
 pub(crate) trait SystemRows {
     fn system(&mut self, id: &str) -> Result<Option<SystemRow>>;
+    /// The system and its injected secrets, in one statement.
+    fn system_with_injected(&mut self, id: &str) -> Result<Option<(SystemRow, Vec<SecretRow>)>>;
     /// Systems with `due_at <= until` after `(after_at, after_id)`, by `(due_at, id)`.
     fn due(
         &mut self,
@@ -175,7 +177,8 @@ pub(crate) trait Backend: Send + Sync {
 
     /// A read run at once, if the backend can without waiting for anything but its own file
     /// (a connection that is idle now, no network): `None` otherwise. For callers on threads
-    /// that must not block.
+    /// that must not block. The body runs outside an explicit transaction: each statement
+    /// sees the store as of its own start, so a body reads with one statement.
     fn read_now(&self, _body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Option<Result<()>> {
         None
     }

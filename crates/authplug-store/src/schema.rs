@@ -186,6 +186,14 @@ pub(crate) mod sql {
     pub const RESCHEDULE: &str = "UPDATE systems SET due_at = ? WHERE id = ? AND version = ?";
     pub const POSTPONE: &str =
         "UPDATE systems SET due_at = ? WHERE id = ? AND due_at IS NOT NULL AND due_at < ?";
+    /// A system and its injected secrets in one statement (one row per secret, or one with
+    /// no secret): a consistent read without a transaction around it.
+    pub const SYSTEM_WITH_INJECTED: &str =
+        "SELECT s.id, s.scheme, s.state, s.state_reason, s.parameters, s.expires_at, s.version, \
+        s.created_at, s.updated_at, s.last_refresh_at, s.failures, s.due_at, s.connector, \
+        x.system_id, x.kind, x.name, x.key_id, x.nonce, x.ciphertext FROM systems s \
+        LEFT JOIN secrets x ON x.system_id = s.id AND x.kind = 'injected' \
+        WHERE s.id = ? ORDER BY x.name";
     pub const SECRETS: &str =
         "SELECT system_id, kind, name, key_id, nonce, ciphertext FROM secrets \
         WHERE system_id = ? ORDER BY kind, name";

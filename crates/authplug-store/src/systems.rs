@@ -101,16 +101,15 @@ impl Store {
         found.map(|(row, secrets)| self.record(row, secrets)).transpose()
     }
 
-    /// [`Store::get`] at once, if the backend can read without waiting for anything but its
-    /// own file (SQLite with a read connection idle now); `None` otherwise. For callers on
-    /// threads that must not block (an async worker answering `authorize`).
-    pub fn get_now(&self, id: &str) -> Option<Result<Option<SystemRecord>>> {
+    /// The system with its injected secrets only, read at once if the backend can without
+    /// waiting for anything but its own file (SQLite with a read connection idle now); `None`
+    /// otherwise. For callers on threads that must not block (an async worker answering
+    /// `authorize`, which needs no required secret). `required` is left empty, and the
+    /// summary's `secret_names` and `key_ids` cover the injected secrets only.
+    pub fn injected_now(&self, id: &str) -> Option<Result<Option<SystemRecord>>> {
         let mut found = None;
         let read = self.backend.read_now(&mut |tx| {
-            found = match tx.system(id)? {
-                Some(row) => Some((row, tx.secrets(id)?)),
-                None => None,
-            };
+            found = tx.system_with_injected(id)?;
             Ok(())
         })?;
         Some(read.and_then(|()| found.map(|(row, secrets)| self.record(row, secrets)).transpose()))

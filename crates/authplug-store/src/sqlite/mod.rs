@@ -255,7 +255,7 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<()> {
 impl Backend for SqliteBackend {
     fn read_now(&self, body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Option<Result<()>> {
         let readers = self.readers.as_ref()?;
-        readers.with_idle(|connection| read_alone(connection, &self.path, body))
+        readers.with_idle(|connection| body(&mut SqliteTx { tx: connection, path: &self.path }))
     }
 
     fn transaction(

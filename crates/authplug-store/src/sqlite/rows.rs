@@ -50,11 +50,20 @@ fn system_row(r: &Row<'_>) -> rusqlite::Result<SystemRow> {
 }
 
 fn secret_row(r: &Row<'_>) -> rusqlite::Result<SecretRow> {
+    secret_row_at(r, 0)
+}
+
+/// A secret row whose columns start at `at`.
+fn secret_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<SecretRow> {
     Ok(SecretRow {
-        system_id: r.get(0)?,
-        kind: named(r, 1, SecretKind::parse)?,
-        name: r.get(2)?,
-        sealed: Sealed { key_id: r.get(3)?, nonce: r.get(4)?, ciphertext: r.get(5)? },
+        system_id: r.get(at)?,
+        kind: named(r, at + 1, SecretKind::parse)?,
+        name: r.get(at + 2)?,
+        sealed: Sealed {
+            key_id: r.get(at + 3)?,
+            nonce: r.get(at + 4)?,
+            ciphertext: r.get(at + 5)?,
+        },
     })
 }
 
@@ -119,6 +128,22 @@ impl SqliteTx<'_> {
 impl SystemRows for SqliteTx<'_> {
     fn system(&mut self, id: &str) -> Result<Option<SystemRow>> {
         self.one(sql::SYSTEM, [id], system_row)
+    }
+
+    fn system_with_injected(&mut self, id: &str) -> Result<Option<(SystemRow, Vec<SecretRow>)>> {
+        let mut query = self.tx.prepare_cached(sql::SYSTEM_WITH_INJECTED).map_err(self.fail())?;
+        let mut rows = query.query([id]).map_err(self.fail())?;
+        let mut found: Option<(SystemRow, Vec<SecretRow>)> = None;
+        while let Some(row) = rows.next().map_err(self.fail())? {
+            if found.is_none() {
+                found = Some((system_row(row).map_err(self.fail())?, Vec::new()));
+            }
+            let secret: Option<String> = row.get(13).map_err(self.fail())?;
+            if let (Some(_), Some((_, secrets))) = (secret, found.as_mut()) {
+                secrets.push(secret_row_at(row, 13).map_err(self.fail())?);
+            }
+        }
+        Ok(found)
     }
 
     fn due(
