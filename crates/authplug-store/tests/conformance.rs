@@ -21,7 +21,33 @@ conformance!(
     concurrent_callers_in_one_process_each_get_their_own_outcome,
     pending_onboardings_are_sealed_and_taken_once_by_any_instance,
     an_onboarding_creates_or_with_replace_renews_a_system,
+    a_read_at_once_gives_the_injected_secrets_or_nothing_where_it_would_wait,
 );
+
+/// `injected_now` (authorize's read on an async thread): on SQLite, once a read connection is
+/// idle, the system with its injected secrets (none of the required ones) in one statement; on
+/// PostgreSQL (a network round trip) never.
+fn a_read_at_once_gives_the_injected_secrets_or_nothing_where_it_would_wait(kind: Kind) {
+    let store = Backend::new(kind).open();
+    let injected = [("oauth_access_token", "at-1"), ("oauth_refresh_token", "rt-1")];
+    store.create(system("shop", &injected), "test").unwrap();
+    let full = store.get("shop").unwrap().expect("stored");
+    let now = store.injected_now("shop");
+    if kind == Kind::Postgres {
+        assert!(now.is_none(), "PostgreSQL never reads on the caller's thread");
+        return;
+    }
+    let record = now.expect("a read connection is idle after get").unwrap().expect("stored");
+    assert_eq!(exposed(&record.injected), exposed(&full.injected));
+    assert!(record.required.is_empty(), "the required secrets are not read");
+    assert_eq!(record.summary.version, full.summary.version);
+    assert_eq!(record.summary.parameters, full.summary.parameters);
+    assert_eq!(
+        record.summary.secret_names,
+        ["injected.oauth_access_token", "injected.oauth_refresh_token"]
+    );
+    assert!(store.injected_now("nope").expect("idle").unwrap().is_none());
+}
 
 /// A new onboarding creates the system; of a taken id, only with `replace`, which gives it the
 /// new scheme and secrets, active again and without failures.
