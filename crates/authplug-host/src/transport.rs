@@ -68,18 +68,34 @@ impl Transport {
         &self.config
     }
 
-    /// Runs `request` to completion from a blocking thread (a plugin call), on the host runtime.
+    /// Runs `request` to completion from a blocking thread (a plugin call), as a task of the
+    /// host runtime: its sockets are driven where their readiness is seen, and this thread is
+    /// woken once, with the answer (polled here, each readiness was a wake-up across threads).
     pub fn execute_blocking(&self, request: HttpRequest) -> Result<HttpResponse, ErrorBody> {
-        self.runtime.block_on(self.execute(request))
+        let task = self.runtime.spawn(run(self.client.clone(), self.config.clone(), request));
+        self.runtime
+            .block_on(task)
+            .unwrap_or_else(|_| Err(http_error("the request's task ended abnormally".into())))
     }
 
     /// Runs `request` under the transport's policy.
     pub async fn execute(&self, request: HttpRequest) -> Result<HttpResponse, ErrorBody> {
-        let url = check_url(&request.url, self.config.allow_loopback_http)?;
+        run(self.client.clone(), self.config.clone(), request).await
+    }
+}
+
+/// `request` run with `client` under `config`'s policy.
+async fn run(
+    client: reqwest::Client,
+    config: TransportConfig,
+    request: HttpRequest,
+) -> Result<HttpResponse, ErrorBody> {
+    {
+        let url = check_url(&request.url, config.allow_loopback_http)?;
         let host = url.host_str().unwrap_or("").to_owned();
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| http_error(format!("invalid HTTP method {:?}", request.method)))?;
-        let mut builder = self.client.request(method.clone(), url);
+        let mut builder = client.request(method.clone(), url);
         for (name, value) in &request.headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| http_error(format!("invalid header name {name:?}")))?;
@@ -103,10 +119,10 @@ impl Transport {
         while let Some(chunk) = response.chunk().await.map_err(|e| {
             http_error(format!("{method} {host}: reading the body: {}", describe(&e)))
         })? {
-            if body.len() + chunk.len() > self.config.max_response_bytes {
+            if body.len() + chunk.len() > config.max_response_bytes {
                 return Err(http_error(format!(
                     "{method} {host}: response larger than {} bytes",
-                    self.config.max_response_bytes
+                    config.max_response_bytes
                 )));
             }
             body.extend_from_slice(&chunk);
