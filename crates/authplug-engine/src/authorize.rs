@@ -20,31 +20,31 @@ impl Engine {
             return Ok(cached);
         }
         let generation = self.authorized.generation(id);
-        let (token, applied) = match self.store.injected_now(id) {
-            // The usual case, SQLite with a read connection idle: read, decrypt and apply on
-            // this thread, without a hop to another (the hop was most of an answer's cost). An
-            // apply that asks the host for anything is made again on a blocking thread.
+        // The usual case, secrets active and not due: `Some`.
+        let quick = match self.store.injected_now(id) {
+            // SQLite with a read connection idle: read, decrypt and apply on this thread,
+            // without a hop to another (the hop was most of an answer's cost). An apply that
+            // asks the host for anything is made again on a blocking thread.
             Some(read) => match self.ready_record(read?.ok_or_else(|| not_found(id))?) {
-                Some(token) => match self.apply_now(&token) {
+                Some(token) => Some(match self.apply_now(&token) {
                     Some(applied) => (token, applied?),
                     None => self.apply_on_thread(token).await?,
-                },
-                None => self.apply_on_thread(self.token(id).await?).await?,
+                }),
+                None => None,
             },
             // Otherwise (PostgreSQL, or every read connection busy) in one hop to a blocking
             // thread: the read, the decryption and the plugin's apply together.
             None => {
                 let (engine, system) = (self.clone(), id.to_owned());
-                let quick = tokio::task::spawn_blocking(move || engine.authorize_now(&system))
+                tokio::task::spawn_blocking(move || engine.authorize_now(&system))
                     .await
-                    .unwrap_or(Err(EngineError::Aborted { what: "an authorize thread" }))?;
-                match quick {
-                    Some(done) => done,
-                    // Due, failing or not active: the engine's full path (a refresh, or its
-                    // error).
-                    None => self.apply_on_thread(self.token(id).await?).await?,
-                }
+                    .unwrap_or(Err(EngineError::Aborted { what: "an authorize thread" }))?
             }
+        };
+        let (token, applied) = match quick {
+            Some(done) => done,
+            // Due, failing or not active: the engine's full path (a refresh, or its error).
+            None => self.apply_on_thread(self.token(id).await?).await?,
         };
         let due_in = self.registry.get(&token.scheme).and_then(|scheme| {
             let due_at =

@@ -136,11 +136,6 @@ pub(crate) mod unblocking {
         pub(crate) fn enter() -> Self {
             Self { before: HERE.with(|here| here.replace((true, false))) }
         }
-
-        /// Whether a callback was refused since [`Unblocking::enter`].
-        pub(crate) fn refused(&self) -> bool {
-            HERE.with(|here| here.get().1)
-        }
     }
 
     impl Drop for Unblocking {
@@ -149,8 +144,8 @@ pub(crate) mod unblocking {
         }
     }
 
-    /// Whether a callback was refused on this thread under the guard held now (such a call's
-    /// answer is dropped: it is not counted either).
+    /// Whether a callback was refused on this thread since the guard held now was entered
+    /// (such a call's answer is dropped, and not counted either).
     pub(crate) fn was_refused() -> bool {
         HERE.with(|here| here.get() == (true, true))
     }

@@ -90,46 +90,46 @@ async fn run(
     config: TransportConfig,
     request: HttpRequest,
 ) -> Result<HttpResponse, ErrorBody> {
-    {
-        let url = check_url(&request.url, config.allow_loopback_http)?;
-        let host = url.host_str().unwrap_or("").to_owned();
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
-            .map_err(|_| http_error(format!("invalid HTTP method {:?}", request.method)))?;
-        let mut builder = client.request(method.clone(), url);
-        for (name, value) in &request.headers {
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| http_error(format!("invalid header name {name:?}")))?;
-            let value = reqwest::header::HeaderValue::from_str(value)
-                .map_err(|_| http_error(format!("invalid value for header {name}")))?;
-            builder = builder.header(name, value);
-        }
-        let started = Instant::now();
-        let mut response = builder
-            .body(request.body)
-            .send()
-            .await
-            .map_err(|e| http_error(format!("{method} {host}: {}", describe(&e))))?;
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_owned())))
-            .collect();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| {
-            http_error(format!("{method} {host}: reading the body: {}", describe(&e)))
-        })? {
-            if body.len() + chunk.len() > config.max_response_bytes {
-                return Err(http_error(format!(
-                    "{method} {host}: response larger than {} bytes",
-                    config.max_response_bytes
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        tracing::debug!(%method, %host, status, elapsed_ms = started.elapsed().as_millis() as u64, "http");
-        Ok(HttpResponse { status, headers, body })
+    let url = check_url(&request.url, config.allow_loopback_http)?;
+    let host = url.host_str().unwrap_or("").to_owned();
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|_| http_error(format!("invalid HTTP method {:?}", request.method)))?;
+    let mut builder = client.request(method.clone(), url);
+    for (name, value) in &request.headers {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| http_error(format!("invalid header name {name:?}")))?;
+        let value = reqwest::header::HeaderValue::from_str(value)
+            .map_err(|_| http_error(format!("invalid value for header {name}")))?;
+        builder = builder.header(name, value);
     }
+    let started = Instant::now();
+    let mut response = builder
+        .body(request.body)
+        .send()
+        .await
+        .map_err(|e| http_error(format!("{method} {host}: {}", describe(&e))))?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| http_error(format!("{method} {host}: reading the body: {}", describe(&e))))?
+    {
+        if body.len() + chunk.len() > config.max_response_bytes {
+            return Err(http_error(format!(
+                "{method} {host}: response larger than {} bytes",
+                config.max_response_bytes
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    tracing::debug!(%method, %host, status, elapsed_ms = started.elapsed().as_millis() as u64, "http");
+    Ok(HttpResponse { status, headers, body })
 }
 
 fn http_error(message: String) -> ErrorBody {

@@ -48,11 +48,12 @@ pub(crate) struct SecretRow {
     pub sealed: Sealed,
 }
 
+/// A system's row with its secrets' rows (those a read asked for).
+pub(crate) type SystemWithSecrets = (SystemRow, Vec<SecretRow>);
+
 /// The `systems` table.
 pub(crate) trait SystemRows {
     fn system(&mut self, id: &str) -> Result<Option<SystemRow>>;
-    /// The system and its injected secrets, in one statement.
-    fn system_with_injected(&mut self, id: &str) -> Result<Option<(SystemRow, Vec<SecretRow>)>>;
     /// Systems with `due_at <= until` after `(after_at, after_id)`, by `(due_at, id)`.
     fn due(
         &mut self,
@@ -175,11 +176,10 @@ pub(crate) trait Backend: Send + Sync {
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()>;
 
-    /// A read run at once, if the backend can without waiting for anything but its own file
-    /// (a connection that is idle now, no network): `None` otherwise. For callers on threads
-    /// that must not block. The body runs outside an explicit transaction: each statement
-    /// sees the store as of its own start, so a body reads with one statement.
-    fn read_now(&self, _body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Option<Result<()>> {
+    /// The system and its injected secrets, read at once if the backend can without waiting
+    /// for anything but its own file (a connection idle now, no network): `None` otherwise.
+    /// For callers on threads that must not block.
+    fn injected_now(&self, _id: &str) -> Option<Result<Option<SystemWithSecrets>>> {
         None
     }
 }

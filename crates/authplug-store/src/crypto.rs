@@ -17,12 +17,11 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::xchacha::{KEY_LEN, NONCE_LEN};
 use crate::StoreError;
 
 /// The environment variable holding the master key(s).
 pub const MASTER_KEY_ENV: &str = "AUTHPLUG_MASTER_KEY";
-
-use crate::xchacha::{KEY_LEN, NONCE_LEN};
 
 /// One master key.
 #[derive(Clone)]

@@ -107,12 +107,12 @@ impl Store {
     /// `authorize`, which needs no required secret). `required` is left empty, and the
     /// summary's `secret_names` and `key_ids` cover the injected secrets only.
     pub fn injected_now(&self, id: &str) -> Option<Result<Option<SystemRecord>>> {
-        let mut found = None;
-        let read = self.backend.read_now(&mut |tx| {
-            found = tx.system_with_injected(id)?;
-            Ok(())
-        })?;
-        Some(read.and_then(|()| found.map(|(row, secrets)| self.record(row, secrets)).transpose()))
+        let read = self.backend.injected_now(id)?;
+        Some(
+            read.and_then(|found| {
+                found.map(|(row, secrets)| self.record(row, secrets)).transpose()
+            }),
+        )
     }
 
     /// The system's version, or `None`: a cheap read for callers that wait for a change.

@@ -106,13 +106,6 @@ impl SystemRows for PgTx<'_> {
         self.one(sql::SYSTEM, &[&id])?.as_ref().map(system_row).transpose()
     }
 
-    fn system_with_injected(&mut self, id: &str) -> Result<Option<(SystemRow, Vec<SecretRow>)>> {
-        let Some(row) = self.system(id)? else { return Ok(None) };
-        let mut secrets = SecretRows::secrets(self, id)?;
-        secrets.retain(|s| s.kind == SecretKind::Injected);
-        Ok(Some((row, secrets)))
-    }
-
     fn due(
         &mut self,
         until: i64,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::backend::{Backend, Tx};
+use crate::backend::{Backend, SystemWithSecrets, Tx};
 use crate::schema::{self, Dialect};
 use crate::{Result, StoreError};
 
@@ -253,9 +253,11 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<()> {
 }
 
 impl Backend for SqliteBackend {
-    fn read_now(&self, body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Option<Result<()>> {
+    fn injected_now(&self, id: &str) -> Option<Result<Option<SystemWithSecrets>>> {
         let readers = self.readers.as_ref()?;
-        readers.with_idle(|connection| body(&mut SqliteTx { tx: connection, path: &self.path }))
+        readers.with_idle(|connection| {
+            SqliteTx { tx: connection, path: &self.path }.system_with_injected(id)
+        })
     }
 
     fn transaction(

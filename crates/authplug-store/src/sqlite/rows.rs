@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::database_error;
 use crate::backend::{
     AttemptRows, AuditRows, LeaseRows, PendingRows, SecretName, SecretRow, SecretRows, SystemRow,
-    SystemRows,
+    SystemRows, SystemWithSecrets,
 };
 use crate::crypto::Sealed;
 use crate::journal::{Attempt, Finish, Lease, Outcome};
@@ -94,6 +94,25 @@ fn attempt_row(r: &Row<'_>) -> rusqlite::Result<Attempt> {
 }
 
 impl SqliteTx<'_> {
+    /// The system and its injected secrets in one statement, so consistent without a
+    /// transaction around it (a read connection's autocommit read).
+    pub(super) fn system_with_injected(&self, id: &str) -> Result<Option<SystemWithSecrets>> {
+        let mut query = self.tx.prepare_cached(sql::SYSTEM_WITH_INJECTED).map_err(self.fail())?;
+        let mut rows = query.query([id]).map_err(self.fail())?;
+        let mut found: Option<SystemWithSecrets> = None;
+        while let Some(row) = rows.next().map_err(self.fail())? {
+            let (_, secrets) = match &mut found {
+                Some(found) => found,
+                None => found.insert((system_row(row).map_err(self.fail())?, Vec::new())),
+            };
+            // A system without injected secrets is one row, the secret's columns NULL.
+            if row.get_ref(13).map_err(self.fail())? != rusqlite::types::ValueRef::Null {
+                secrets.push(secret_row_at(row, 13).map_err(self.fail())?);
+            }
+        }
+        Ok(found)
+    }
+
     fn run(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
         self.tx.prepare_cached(sql).and_then(|mut s| s.execute(params)).map_err(self.fail())
     }
@@ -128,22 +147,6 @@ impl SqliteTx<'_> {
 impl SystemRows for SqliteTx<'_> {
     fn system(&mut self, id: &str) -> Result<Option<SystemRow>> {
         self.one(sql::SYSTEM, [id], system_row)
-    }
-
-    fn system_with_injected(&mut self, id: &str) -> Result<Option<(SystemRow, Vec<SecretRow>)>> {
-        let mut query = self.tx.prepare_cached(sql::SYSTEM_WITH_INJECTED).map_err(self.fail())?;
-        let mut rows = query.query([id]).map_err(self.fail())?;
-        let mut found: Option<(SystemRow, Vec<SecretRow>)> = None;
-        while let Some(row) = rows.next().map_err(self.fail())? {
-            if found.is_none() {
-                found = Some((system_row(row).map_err(self.fail())?, Vec::new()));
-            }
-            let secret: Option<String> = row.get(13).map_err(self.fail())?;
-            if let (Some(_), Some((_, secrets))) = (secret, found.as_mut()) {
-                secrets.push(secret_row_at(row, 13).map_err(self.fail())?);
-            }
-        }
-        Ok(found)
     }
 
     fn due(
