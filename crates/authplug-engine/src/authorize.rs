@@ -65,10 +65,10 @@ impl Engine {
         Ok(Some((token, applied)))
     }
 
-    /// The stored secrets when they are active and not due (a store read); `None` when the
-    /// engine's full path is needed.
+    /// The stored secrets when they are active and not due (a store read of the injected
+    /// secrets only); `None` when the engine's full path is needed.
     fn ready(&self, id: &str) -> Result<Option<Token>, EngineError> {
-        let record = self.store.get(id)?.ok_or_else(|| not_found(id))?;
+        let record = self.store.injected(id)?.ok_or_else(|| not_found(id))?;
         Ok(self.ready_record(record))
     }
 

@@ -182,6 +182,33 @@ pub(crate) trait Backend: Send + Sync {
     fn injected_now(&self, _id: &str) -> Option<Result<Option<SystemWithSecrets>>> {
         None
     }
+
+    /// The system and its injected secrets, waiting for a connection if need be: in one
+    /// statement where the backend can (one snapshot without a transaction around it), else in
+    /// a read transaction.
+    fn injected(&self, id: &str) -> Result<Option<SystemWithSecrets>> {
+        injected_in_transaction(self, id)
+    }
+}
+
+/// [`Backend::injected`] as a read transaction of two statements.
+pub(crate) fn injected_in_transaction<B: Backend + ?Sized>(
+    backend: &B,
+    id: &str,
+) -> Result<Option<SystemWithSecrets>> {
+    let mut found = None;
+    backend.transaction(false, &mut |tx| {
+        found = match tx.system(id)? {
+            Some(row) => {
+                let mut secrets = tx.secrets(id)?;
+                secrets.retain(|secret| secret.kind == SecretKind::Injected);
+                Some((row, secrets))
+            }
+            None => None,
+        };
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 /// An audit row's columns as an entry. The detail is JSON text; text that is not (no authplug

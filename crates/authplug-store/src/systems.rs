@@ -115,6 +115,13 @@ impl Store {
         )
     }
 
+    /// The system with its injected secrets only, as [`Store::injected_now`] but waiting for a
+    /// connection if need be (on PostgreSQL one statement, one round trip).
+    pub fn injected(&self, id: &str) -> Result<Option<SystemRecord>> {
+        let found = self.backend.injected(id)?;
+        found.map(|(row, secrets)| self.record(row, secrets)).transpose()
+    }
+
     /// The system's version, or `None`: a cheap read for callers that wait for a change.
     pub fn version(&self, id: &str) -> Result<Option<i64>> {
         self.tx(false, |tx| Ok(tx.system(id)?.map(|row| row.version)))

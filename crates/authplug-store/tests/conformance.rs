@@ -22,31 +22,68 @@ conformance!(
     pending_onboardings_are_sealed_and_taken_once_by_any_instance,
     an_onboarding_creates_or_with_replace_renews_a_system,
     a_read_at_once_gives_the_injected_secrets_or_nothing_where_it_would_wait,
+    a_read_is_not_held_up_by_a_write_waiting_for_a_lock,
 );
 
-/// `injected_now` (authorize's read on an async thread): on SQLite, once a read connection is
-/// idle, the system with its injected secrets (none of the required ones) in one statement; on
-/// PostgreSQL (a network round trip) never.
+/// `injected` (authorize's read): the system with its injected secrets, none of the required
+/// ones. `injected_now` (the same on an async thread): on SQLite, once a read connection is
+/// idle, in one statement; on PostgreSQL (a network round trip) never.
 fn a_read_at_once_gives_the_injected_secrets_or_nothing_where_it_would_wait(kind: Kind) {
     let store = Backend::new(kind).open();
     let injected = [("oauth_access_token", "at-1"), ("oauth_refresh_token", "rt-1")];
     store.create(system("shop", &injected), "test").unwrap();
     let full = store.get("shop").unwrap().expect("stored");
+    assert!(!full.required.is_empty(), "the fixture has required secrets");
+    let waited = store.injected("shop").unwrap().expect("stored");
     let now = store.injected_now("shop");
-    if kind == Kind::Postgres {
-        assert!(now.is_none(), "PostgreSQL never reads on the caller's thread");
-        return;
+    let records = match kind {
+        Kind::Postgres => {
+            assert!(now.is_none(), "PostgreSQL never reads on the caller's thread");
+            vec![waited]
+        }
+        Kind::Sqlite => {
+            assert!(store.injected_now("nope").expect("idle").unwrap().is_none());
+            vec![waited, now.expect("a read connection is idle after get").unwrap().unwrap()]
+        }
+    };
+    for record in records {
+        assert_eq!(exposed(&record.injected), exposed(&full.injected));
+        assert!(record.required.is_empty(), "the required secrets are not read");
+        assert_eq!(record.summary.version, full.summary.version);
+        assert_eq!(record.summary.parameters, full.summary.parameters);
+        assert_eq!(
+            record.summary.secret_names,
+            ["injected.oauth_access_token", "injected.oauth_refresh_token"]
+        );
     }
-    let record = now.expect("a read connection is idle after get").unwrap().expect("stored");
-    assert_eq!(exposed(&record.injected), exposed(&full.injected));
-    assert!(record.required.is_empty(), "the required secrets are not read");
-    assert_eq!(record.summary.version, full.summary.version);
-    assert_eq!(record.summary.parameters, full.summary.parameters);
-    assert_eq!(
-        record.summary.secret_names,
-        ["injected.oauth_access_token", "injected.oauth_refresh_token"]
-    );
-    assert!(store.injected_now("nope").expect("idle").unwrap().is_none());
+    assert!(store.injected("nope").unwrap().is_none());
+}
+
+/// A read is not held up by a write waiting for a lock another client holds: the write keeps
+/// one connection busy (on PostgreSQL, one session of the pool) and the read takes another.
+fn a_read_is_not_held_up_by_a_write_waiting_for_a_lock(kind: Kind) {
+    let backend = Backend::new(kind);
+    let store = Arc::new(backend.open());
+    store.create(system("shop", &[("api_key", "key-1")]), "test").unwrap();
+    let lock = backend.hold_write_lock("shop");
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let change = Change { failures: Some(1), ..Change::default() };
+            store.update("shop", 1, change, "test").map(|record| record.summary.version)
+        })
+    };
+    backend.wait_for_a_lock_waiter();
+    let (sent, received) = std::sync::mpsc::channel();
+    let reader = store.clone();
+    std::thread::spawn(move || {
+        let _ = sent.send(reader.injected("shop").map(|r| r.map(|r| r.summary.version)));
+    });
+    let read = received.recv_timeout(Duration::from_secs(20)).expect("the read waits for nothing");
+    assert_eq!(read.unwrap(), Some(1), "the committed version, not the waiting write's");
+    assert!(!writer.is_finished(), "the write still waits for the lock");
+    drop(lock);
+    assert_eq!(writer.join().unwrap().unwrap(), 2);
 }
 
 /// A new onboarding creates the system; of a taken id, only with `replace`, which gives it the

@@ -3,12 +3,12 @@
 //! leases are an upsert guarded by expiry; migrations take an advisory lock.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls, Statement};
 
-use crate::backend::{Backend, Tx};
+use crate::backend::{Backend, SystemWithSecrets, Tx};
 use crate::schema::{self, numbered, Dialect};
 use crate::{Result, StoreError};
 
@@ -18,14 +18,23 @@ use rows::PgTx;
 
 pub(crate) struct PgBackend {
     config: postgres::Config,
-    session: Mutex<Session>,
+    sessions: Mutex<Sessions>,
+    /// Signalled when a session is handed back or given up.
+    returned: Condvar,
 }
 
-/// The session in use, or none since it was lost; and when connecting last failed.
-struct Session {
-    live: Option<Connection>,
+/// The sessions: idle ones, how many are open (idle or lent), and when connecting last failed.
+struct Sessions {
+    idle: Vec<Connection>,
+    open: usize,
     failed_at: Option<Instant>,
 }
+
+/// Sessions open at most per process. Concurrent calls (the sweep's refreshes, uncached
+/// authorize reads) each take one; with a single session they queued behind each other's
+/// round trips. Eight per instance leaves room for a dozen instances within PostgreSQL's
+/// default `max_connections` (100).
+pub(crate) const MAX_SESSIONS: usize = 8;
 
 /// After a failed connection attempt, calls fail at once for this long instead of trying again:
 /// an outage answers fast and does not hammer a database that is starting up.
@@ -75,34 +84,87 @@ impl PgBackend {
             .connect(NoTls)
             .map_err(|e| StoreError::database_because("cannot connect to PostgreSQL", e))?;
         migrate(&mut client)?;
-        let live = Some(Connection { client, statements: HashMap::new() });
-        Ok(Self { config, session: Mutex::new(Session { live, failed_at: None }) })
+        let first = Connection { client, statements: HashMap::new() };
+        let sessions = Sessions { idle: vec![first], open: 1, failed_at: None };
+        Ok(Self { config, sessions: Mutex::new(sessions), returned: Condvar::new() })
     }
 
-    /// The session, connected again if it was lost (not sooner than [`RECONNECT_PAUSE`] after a
-    /// failed attempt). Statements are prepared again on a new session.
-    fn session<'s>(&self, session: &'s mut Session) -> Result<&'s mut Connection> {
-        if session.live.as_ref().is_some_and(|c| c.client.is_closed()) {
-            session.live = None;
+    /// Runs `work` on a session: an idle one, a new one while fewer than [`MAX_SESSIONS`] are
+    /// open (not sooner than [`RECONNECT_PAUSE`] after a failed attempt), or else the next one
+    /// handed back. A session lost under `work` is dropped, and so are the idle ones (a
+    /// server that went away took them all); the next calls connect again.
+    fn with_session<T>(&self, work: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut lent = Lent { backend: self, session: Some(self.lend()?) };
+        let done = work(lent.session.as_mut().expect("lent above"));
+        let session = lent.session.take().expect("lent above");
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(done, Err(StoreError::Unavailable { .. })) || session.client.is_closed() {
+            sessions.open -= 1 + sessions.idle.len();
+            sessions.idle.clear();
+        } else {
+            sessions.idle.push(session);
         }
-        if session.live.is_none() {
-            if session.failed_at.is_some_and(|at| at.elapsed() < RECONNECT_PAUSE) {
-                let said = "PostgreSQL is unreachable (connecting again shortly)";
-                return Err(StoreError::unavailable(said, None::<postgres::Error>));
+        self.returned.notify_one();
+        done
+    }
+
+    fn lend(&self) -> Result<Connection> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            while let Some(session) = sessions.idle.pop() {
+                if !session.client.is_closed() {
+                    return Ok(session);
+                }
+                sessions.open -= 1;
             }
-            match connect_within(&self.config, CONNECT_TIMEOUT) {
-                Ok(client) => {
+            if sessions.open < MAX_SESSIONS {
+                if sessions.failed_at.is_some_and(|at| at.elapsed() < RECONNECT_PAUSE) {
+                    let said = "PostgreSQL is unreachable (connecting again shortly)";
+                    return Err(StoreError::unavailable(said, None::<postgres::Error>));
+                }
+                sessions.open += 1;
+                drop(sessions);
+                return self.reconnect();
+            }
+            sessions = self.returned.wait(sessions).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// A new session (its place in the count already taken). Statements are prepared again on
+    /// it.
+    fn reconnect(&self) -> Result<Connection> {
+        let connected = connect_within(&self.config, CONNECT_TIMEOUT);
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        match connected {
+            Ok(client) => {
+                if sessions.failed_at.take().is_some() {
                     tracing::info!("connected to PostgreSQL again");
-                    session.failed_at = None;
-                    session.live = Some(Connection { client, statements: HashMap::new() });
                 }
-                Err(error) => {
-                    session.failed_at = Some(Instant::now());
-                    return Err(error);
-                }
+                Ok(Connection { client, statements: HashMap::new() })
+            }
+            Err(error) => {
+                sessions.open -= 1;
+                sessions.failed_at = Some(Instant::now());
+                self.returned.notify_one();
+                Err(error)
             }
         }
-        Ok(session.live.as_mut().expect("connected above"))
+    }
+}
+
+/// A session out of the pool; given up (its place freed) if the work on it panicked.
+struct Lent<'b> {
+    backend: &'b PgBackend,
+    session: Option<Connection>,
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if self.session.take().is_some() {
+            let mut sessions = self.backend.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            sessions.open -= 1;
+            self.backend.returned.notify_one();
+        }
     }
 }
 
@@ -145,14 +207,14 @@ impl Backend for PgBackend {
         write: bool,
         body: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let Connection { client, statements } = self.session(&mut session)?;
-        let done = run(client, statements, write, body);
-        // A session lost in the middle is dropped: the next call connects again.
-        if matches!(done, Err(StoreError::Unavailable { .. })) {
-            session.live = None;
-        }
-        done
+        self.with_session(|Connection { client, statements }| run(client, statements, write, body))
+    }
+
+    fn injected(&self, id: &str) -> Result<Option<SystemWithSecrets>> {
+        // One statement is one snapshot: no transaction around it, one round trip.
+        self.with_session(|Connection { client, statements }| {
+            rows::system_with_injected(client, statements, id)
+        })
     }
 }
 

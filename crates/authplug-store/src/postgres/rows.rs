@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 
 use postgres::types::ToSql;
-use postgres::{Row, Statement};
+use postgres::{Client, GenericClient, Row, Statement};
 
 use super::fail;
 use crate::backend::{
     audit_entry, AttemptRows, AuditRows, LeaseRows, PendingRows, SecretName, SecretRow, SecretRows,
-    SystemRow, SystemRows,
+    SystemRow, SystemRows, SystemWithSecrets,
 };
 use crate::crypto::Sealed;
 use crate::journal::{Attempt, Finish, Lease, Outcome};
@@ -43,12 +43,53 @@ fn system_row(r: &Row) -> Result<SystemRow> {
 }
 
 fn secret_row(r: &Row) -> Result<SecretRow> {
+    secret_row_at(r, 0)
+}
+
+/// A secret row whose columns start at `at`.
+fn secret_row_at(r: &Row, at: usize) -> Result<SecretRow> {
     Ok(SecretRow {
-        system_id: r.get(0),
-        kind: SecretKind::parse(r.get(1))?,
-        name: r.get(2),
-        sealed: Sealed { key_id: r.get(3), nonce: r.get(4), ciphertext: r.get(5) },
+        system_id: r.get(at),
+        kind: SecretKind::parse(r.get(at + 1))?,
+        name: r.get(at + 2),
+        sealed: Sealed { key_id: r.get(at + 3), nonce: r.get(at + 4), ciphertext: r.get(at + 5) },
     })
+}
+
+/// The prepared form of a statement (one of [`sql`]'s, or a listing's), prepared on first use
+/// in the session.
+fn prepared(
+    client: &mut impl GenericClient,
+    statements: &mut HashMap<String, Statement>,
+    sql: &str,
+) -> Result<Statement> {
+    if let Some(statement) = statements.get(sql) {
+        return Ok(statement.clone());
+    }
+    let numbered = numbered(&schema::with_ids(sql, Dialect::Postgres));
+    let statement = client.prepare(&numbered).map_err(fail)?;
+    statements.insert(sql.to_owned(), statement.clone());
+    Ok(statement)
+}
+
+/// The system and its injected secrets in one statement, outside a transaction (one statement
+/// is one snapshot, and one round trip).
+pub(super) fn system_with_injected(
+    client: &mut Client,
+    statements: &mut HashMap<String, Statement>,
+    id: &str,
+) -> Result<Option<SystemWithSecrets>> {
+    let statement = prepared(client, statements, sql::SYSTEM_WITH_INJECTED)?;
+    let rows = client.query(&statement, &[&id]).map_err(fail)?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let system = system_row(first)?;
+    // A system without injected secrets is one row, the secret's columns NULL.
+    let secrets = rows
+        .iter()
+        .filter(|row| row.get::<_, Option<&str>>(13).is_some())
+        .map(|row| secret_row_at(row, 13))
+        .collect::<Result<_>>()?;
+    Ok(Some((system, secrets)))
 }
 
 fn attempt_row(r: &Row) -> Result<Attempt> {
@@ -76,13 +117,7 @@ impl PgTx<'_> {
     /// The prepared form of a statement (one of [`sql`]'s, or a listing's), prepared on first
     /// use in the session.
     fn statement(&mut self, sql: &str) -> Result<Statement> {
-        if let Some(statement) = self.statements.get(sql) {
-            return Ok(statement.clone());
-        }
-        let prepared = numbered(&schema::with_ids(sql, Dialect::Postgres));
-        let statement = self.tx.prepare(&prepared).map_err(fail)?;
-        self.statements.insert(sql.to_owned(), statement.clone());
-        Ok(statement)
+        prepared(&mut self.tx, self.statements, sql)
     }
 
     fn run(&mut self, sql: &str, params: Params<'_>) -> Result<u64> {

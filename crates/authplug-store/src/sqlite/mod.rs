@@ -260,6 +260,15 @@ impl Backend for SqliteBackend {
         })
     }
 
+    fn injected(&self, id: &str) -> Result<Option<SystemWithSecrets>> {
+        match &self.readers {
+            Some(readers) => readers.with(&self.path, |connection| {
+                SqliteTx { tx: connection, path: &self.path }.system_with_injected(id)
+            }),
+            None => crate::backend::injected_in_transaction(self, id),
+        }
+    }
+
     fn transaction(
         &self,
         write: bool,

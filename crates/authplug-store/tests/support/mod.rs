@@ -70,6 +70,50 @@ impl Backend {
         }
     }
 
+    /// Another client holding the lock a write of system `id` needs, until dropped: SQLite's
+    /// write lock, or PostgreSQL's row lock.
+    pub fn hold_write_lock(&self, id: &str) -> Box<dyn std::any::Any> {
+        match &self.location {
+            Location::Sqlite(path) => {
+                let connection = rusqlite::Connection::open(path).unwrap();
+                connection.execute_batch("BEGIN IMMEDIATE").unwrap();
+                Box::new(connection)
+            }
+            Location::Postgres(url) => {
+                let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                client.batch_execute("BEGIN").unwrap();
+                let locked = client
+                    .query("SELECT id FROM systems WHERE id = $1 FOR UPDATE", &[&id])
+                    .unwrap();
+                assert_eq!(locked.len(), 1, "the row is there to lock");
+                Box::new(client)
+            }
+        }
+    }
+
+    /// Returns once a session of the database waits for a lock (PostgreSQL). SQLite shows no
+    /// waiter from outside: nothing to wait for.
+    pub fn wait_for_a_lock_waiter(&self) {
+        let Location::Postgres(url) = &self.location else { return };
+        let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let waiting: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "no session waits for the lock");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Flips one bit of byte `at` of the ciphertext of every secret called `name`.
     pub fn flip_ciphertext_byte(&self, name: &str, at: usize) {
         match &self.location {
