@@ -18,7 +18,7 @@ impl Engine {
     /// Runs attempts under the lease, starting with `first`; `Ok(None)` when the lease was lost
     /// between attempts (the caller looks again).
     pub(crate) async fn run(
-        &self,
+        self: &Arc<Self>,
         record: SystemRecord,
         scheme: &LoadedScheme,
         first: Attempt,
@@ -28,51 +28,35 @@ impl Engine {
         if let Some(note) = &interrupted {
             tracing::warn!(system = %record.summary.id, "{note}");
         }
-        let mut attempt = first;
+        let record = Arc::new(record);
+        let mut attempt = Arc::new(first);
         let mut number = 1u32;
         loop {
-            let journal =
-                Arc::new(Journal::new(self.store.clone(), attempt.clone(), self.config.lease_ttl));
-            let answer = self.call_refresh(&record, scheme, journal.clone()).await;
-            // The host scrubbed what went in; the journal scrubs what came back.
-            let answer = journal.scrub_outcome(answer);
-            let mut verdict = classify(answer, journal.retry_after());
-            // Nothing to renew secrets that expire with: a refusal, judged as one below.
-            if let Verdict::Unchanged { reason } = verdict {
-                verdict = match record.summary.expires_at {
-                    Some(_) => Verdict::Refused { reason: unrenewable(&reason) },
-                    None => Verdict::Unchanged { reason },
-                };
-            }
-            if let Verdict::Refused { reason } = verdict {
-                // Another instance may have stored a newer credential meanwhile: then our
-                // refresh token was simply old.
-                let current = self.get(&record.summary.id).await?;
-                verdict = if current.summary.version != attempt.from_version {
-                    Verdict::Superseded { reason, current: Box::new(current) }
-                } else {
-                    Verdict::Refused { reason }
-                };
-            }
-            let settlement = settle(
-                verdict,
-                &Attempted {
-                    record: &record,
-                    attempt: &attempt,
-                    number,
-                    answered_at_ms: journal.answered_at_ms(),
-                    now_ms: self.clock().now_ms(),
-                    backoff: &self.config.backoff,
-                    jitter: crate::Backoff::jitter(),
-                    interrupted: interrupted.as_deref(),
-                    margin_secs: self.margin(scheme).secs(),
-                },
-            );
-            let version = self.finish(&attempt, settlement.finish).await?;
-            for event in settlement.events {
+            // The scheme's call, its verdict and the first try at storing it: one hop to a
+            // blocking thread for the whole attempt.
+            let (engine, on_thread) = (self.clone(), (record.clone(), attempt.clone()));
+            let (scheme_id, note) = (scheme.id().to_owned(), interrupted.clone());
+            let settled = tokio::task::spawn_blocking(move || {
+                let (record, attempt) = on_thread;
+                engine.attempt(&record, &scheme_id, &attempt, number, note.as_deref())
+            })
+            .await
+            .unwrap_or(Err(EngineError::Aborted { what: "a refresh thread" }))?;
+            let version = match settled.stored {
+                Ok(version) => version,
+                // Anything but a conflict may go away: `finish` tries again (for how long, it
+                // says).
+                Err(EngineError::Store(error))
+                    if !matches!(error, StoreError::VersionConflict { .. }) =>
+                {
+                    self.finish(&attempt, settled.finish).await?
+                }
+                Err(error) => return Err(error),
+            };
+            for event in settled.events {
                 self.events.emit(event);
             }
-            match settlement.then.at_version(version) {
+            match settled.then.at_version(version) {
                 Then::Done(token) => return Ok(Some(token)),
                 Then::Fail(error) => return Err(error),
                 Then::Retry(delay) => tokio::time::sleep(delay).await,
@@ -85,7 +69,7 @@ impl Engine {
                 })
                 .await?;
             attempt = match begin {
-                Begin::Started { attempt, .. } => attempt,
+                Begin::Started { attempt, .. } => Arc::new(attempt),
                 // Our lease lapsed and someone else has it or moved on: start over.
                 Begin::Moved { .. } | Begin::Held(_) | Begin::Backoff(_) => return Ok(None),
             };
@@ -93,35 +77,102 @@ impl Engine {
         }
     }
 
-    /// The scheme's `refresh`, on a blocking thread (the HTTP callback waits on the runtime:
-    /// never on a worker), its HTTP watched by `journal`.
-    async fn call_refresh(
+    /// One attempt, on a blocking thread: the scheme's `refresh` with the journal watching its
+    /// HTTP, the verdict (the store read again before a refusal is believed), and the settled
+    /// result stored once.
+    fn attempt(
         &self,
         record: &SystemRecord,
-        scheme: &LoadedScheme,
+        scheme_id: &str,
+        attempt: &Attempt,
+        number: u32,
+        interrupted: Option<&str>,
+    ) -> Result<Settled, EngineError> {
+        let journal =
+            Arc::new(Journal::new(self.store.clone(), attempt.clone(), self.config.lease_ttl));
+        let answer = self.call_refresh(record, scheme_id, journal.clone());
+        // The host scrubbed what went in; the journal scrubs what came back.
+        let answer = journal.scrub_outcome(answer);
+        let mut verdict = classify(answer, journal.retry_after());
+        // Nothing to renew secrets that expire with: a refusal, judged as one below.
+        if let Verdict::Unchanged { reason } = verdict {
+            verdict = match record.summary.expires_at {
+                Some(_) => Verdict::Refused { reason: unrenewable(&reason) },
+                None => Verdict::Unchanged { reason },
+            };
+        }
+        if let Verdict::Refused { reason } = verdict {
+            // Another instance may have stored a newer credential meanwhile: then our refresh
+            // token was simply old.
+            let id = &record.summary.id;
+            let current =
+                self.store.get(id)?.ok_or_else(|| EngineError::NotFound(id.to_owned()))?;
+            verdict = if current.summary.version != attempt.from_version {
+                Verdict::Superseded { reason, current: Box::new(current) }
+            } else {
+                Verdict::Refused { reason }
+            };
+        }
+        let scheme = self.registry.get(scheme_id);
+        let margin_secs = scheme.map_or(0, |scheme| self.margin(scheme).secs());
+        let settlement = settle(
+            verdict,
+            &Attempted {
+                record,
+                attempt,
+                number,
+                answered_at_ms: journal.answered_at_ms(),
+                now_ms: self.clock().now_ms(),
+                backoff: &self.config.backoff,
+                jitter: crate::Backoff::jitter(),
+                interrupted,
+                margin_secs,
+            },
+        );
+        let stored = self
+            .store
+            .finish_refresh(attempt, &settlement.finish, &self.config.actor)
+            .map_err(EngineError::from);
+        if let Err(EngineError::Store(error)) = &stored {
+            if !matches!(error, StoreError::VersionConflict { .. }) {
+                tracing::warn!(system = %attempt.system_id, error = %authplug_store::chain(error), "storing a refresh result failed; trying again");
+            }
+        }
+        Ok(Settled {
+            finish: settlement.finish,
+            events: settlement.events,
+            then: settlement.then,
+            stored,
+        })
+    }
+
+    /// The scheme's `refresh` (on a blocking thread: its HTTP callback waits on the runtime),
+    /// its HTTP watched by `journal`. A panic in the host's part of the call is a failed call.
+    fn call_refresh(
+        &self,
+        record: &SystemRecord,
+        scheme_id: &str,
         journal: Arc<Journal>,
     ) -> Result<RefreshOutcome, CallError> {
         let services = self.services.clone().with_observer(journal);
+        let failed = |message: &str| CallError {
+            scheme: scheme_id.to_owned(),
+            code: ErrorCode::Internal,
+            message: message.into(),
+        };
+        let Some(scheme) = self.registry.get(scheme_id) else {
+            return Err(failed("the scheme is no longer registered"));
+        };
         let request = RefreshRequest {
-            scheme: scheme.id().to_owned(),
+            scheme: scheme_id.to_owned(),
             required: record.required.clone(),
             injected: record.injected.clone(),
             parameters: record.summary.parameters.clone(),
         };
-        let (registry, scheme_id) = (self.registry.clone(), scheme.id().to_owned());
-        let failed = |scheme: String, message: &str| CallError {
-            scheme,
-            code: ErrorCode::Internal,
-            message: message.into(),
-        };
-        tokio::task::spawn_blocking(move || match registry.get(&scheme_id) {
-            Some(scheme) => scheme.refresh(request, &services),
-            None => Err(failed(scheme_id, "the scheme is no longer registered")),
-        })
-        .await
-        .unwrap_or_else(|_| {
-            Err(failed(scheme.id().to_owned(), "the refresh thread ended abnormally"))
-        })
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            scheme.refresh(request, &services)
+        }))
+        .unwrap_or_else(|_| Err(failed("the refresh thread ended abnormally")))
     }
 
     /// Ends an attempt in the store; the system's new version if it changed. A store error is
@@ -162,6 +213,16 @@ impl Engine {
             }
         }
     }
+}
+
+/// What one attempt came to, from its blocking thread.
+struct Settled {
+    finish: Finish,
+    /// Said once the finish is stored, in order.
+    events: Vec<crate::Event>,
+    then: Then,
+    /// The first try at storing `finish`: the system's new version if it changed.
+    stored: Result<Option<i64>, EngineError>,
 }
 
 /// How long a refresh result waits in memory for an unreachable store.

@@ -8,7 +8,16 @@ use std::time::Instant;
 
 use authplug_store::{Attempt, Begin, State, SystemRecord};
 
+use crate::holder::Named;
 use crate::{Engine, EngineError, Token};
+
+/// What [`Engine::read_or_lease`] found.
+enum Look {
+    /// What is stored will do.
+    Answer(Token),
+    /// The lease was asked for, for the record as read.
+    Began { record: SystemRecord, begin: Begin, named: Named },
+}
 
 /// What a caller wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +100,7 @@ impl Engine {
     /// With this process's turn: hands out what is stored if it will do, else takes the lease
     /// and refreshes, or waits for the instance that holds it.
     async fn ensure(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         want: Want,
         shared_since: Option<i64>,
@@ -100,63 +109,27 @@ impl Engine {
         let mut stale_holder: Option<String> = None;
         let mut waited = false;
         loop {
-            let record = self.get(id).await?;
-            let summary = &record.summary;
-            if summary.state == State::NeedsReauth {
-                return Err(EngineError::NeedsReauth {
+            // The read and, if it must refresh, taking the lease: one hop to a blocking thread.
+            let (engine, id_owned, stale) = (self.clone(), id.to_owned(), stale_holder.take());
+            let found = tokio::task::spawn_blocking(move || {
+                engine.read_or_lease(&id_owned, want, shared_since, waited, stale)
+            })
+            .await
+            .unwrap_or(Err(EngineError::Aborted { what: "a store call" }))?;
+            // `_named` keeps this holder alive until the iteration ends: a lease it leaves
+            // behind (not given back because the store went away) is then taken over by the
+            // next refresh, not waited for.
+            let (record, begin, _named) = match found {
+                Look::Answer(token) => return Ok(token),
+                Look::Began { record, begin, named } => (record, begin, named),
+            };
+            let scheme = self.registry.get(&record.summary.scheme).ok_or_else(|| {
+                EngineError::SchemeNotLoaded {
                     system: id.to_owned(),
-                    reason: summary.state_reason.clone().unwrap_or_default(),
-                });
-            }
-            let scheme =
-                self.registry.get(&summary.scheme).ok_or_else(|| EngineError::SchemeNotLoaded {
-                    system: id.to_owned(),
-                    scheme: summary.scheme.clone(),
-                })?;
-            let now = self.clock().now_secs();
-            match want {
-                // Renewed since the caller looked (a version that moved for a failure count does
-                // not count).
-                Want::Newer(seen) | Want::KeepAlive(seen) if summary.last_refresh_at != seen => {
-                    return Ok(Token::from_record(record, true));
+                    scheme: record.summary.scheme.clone(),
                 }
-                Want::Fresh if !self.is_due(summary, scheme, now) => {
-                    let renewed = waited
-                        || shared_since
-                            .is_some_and(|at| summary.last_refresh_at.is_some_and(|t| t >= at));
-                    return Ok(Token::from_record(record, renewed));
-                }
-                _ => {}
-            }
-            if !scheme.descriptor().refresh.renews {
-                if matches!(want, Want::Fresh) && summary.expires_at.is_some_and(|e| e > now) {
-                    return Ok(Token::from_record(record, false));
-                }
-                return Err(EngineError::CannotRenew {
-                    system: id.to_owned(),
-                    scheme: summary.scheme.clone(),
-                });
-            }
-            // Alive until this iteration ends: a lease it leaves behind (not given back because
-            // the store went away) is then taken over by the next refresh, not waited for.
-            let named = self.holder.next();
-            let holder = named.to_string();
-            let (id_owned, version, ttl) = (id.to_owned(), summary.version, self.config.lease_ttl);
-            let stale = stale_holder.take();
-            // An operator's forced refresh does not wait for the backoff; nothing else does.
-            let respect_backoff = !matches!(want, Want::Newer(_));
-            let begin = self
-                .blocking("a store write", move |store| {
-                    Ok(store.begin_refresh(
-                        &id_owned,
-                        &holder,
-                        ttl,
-                        version,
-                        stale.as_deref(),
-                        respect_backoff,
-                    )?)
-                })
-                .await?;
+            })?;
+            let version = record.summary.version;
             match begin {
                 Begin::Backoff(previous) => return Err(self.backoff_error(record, previous)),
                 Begin::Started { attempt, previous } => {
@@ -194,11 +167,70 @@ impl Engine {
                         stale_holder = Some(lease.holder);
                         continue;
                     }
-                    self.wait_for_holder(id, summary.version, deadline, &lease.holder).await?;
+                    self.wait_for_holder(id, version, deadline, &lease.holder).await?;
                     waited = true;
                 }
             }
         }
+    }
+
+    /// On a blocking thread: reads the system and either answers from what is stored, or
+    /// takes the lease to refresh it (`begin_refresh`).
+    fn read_or_lease(
+        &self,
+        id: &str,
+        want: Want,
+        shared_since: Option<i64>,
+        waited: bool,
+        stale_holder: Option<String>,
+    ) -> Result<Look, EngineError> {
+        let record = self.store.get(id)?.ok_or_else(|| EngineError::NotFound(id.to_owned()))?;
+        let summary = &record.summary;
+        if summary.state == State::NeedsReauth {
+            return Err(EngineError::NeedsReauth {
+                system: id.to_owned(),
+                reason: summary.state_reason.clone().unwrap_or_default(),
+            });
+        }
+        let scheme = self.registry.get(&summary.scheme).ok_or_else(|| {
+            EngineError::SchemeNotLoaded { system: id.to_owned(), scheme: summary.scheme.clone() }
+        })?;
+        let now = self.clock().now_secs();
+        match want {
+            // Renewed since the caller looked (a version that moved for a failure count does
+            // not count).
+            Want::Newer(seen) | Want::KeepAlive(seen) if summary.last_refresh_at != seen => {
+                return Ok(Look::Answer(Token::from_record(record, true)));
+            }
+            Want::Fresh if !self.is_due(summary, scheme, now) => {
+                let renewed = waited
+                    || shared_since
+                        .is_some_and(|at| summary.last_refresh_at.is_some_and(|t| t >= at));
+                return Ok(Look::Answer(Token::from_record(record, renewed)));
+            }
+            _ => {}
+        }
+        if !scheme.descriptor().refresh.renews {
+            if matches!(want, Want::Fresh) && summary.expires_at.is_some_and(|e| e > now) {
+                return Ok(Look::Answer(Token::from_record(record, false)));
+            }
+            return Err(EngineError::CannotRenew {
+                system: id.to_owned(),
+                scheme: summary.scheme.clone(),
+            });
+        }
+        let named = self.holder.next();
+        // An operator's forced refresh does not wait for the backoff; nothing else does.
+        let respect_backoff = !matches!(want, Want::Newer(_));
+        let begin = self.store.begin_refresh(
+            id,
+            &named.to_string(),
+            self.config.lease_ttl,
+            summary.version,
+            stale_holder.as_deref(),
+            respect_backoff,
+        )?;
+        Ok(Look::Began { record, begin, named })
     }
 
     /// Waits for another holder's refresh: until the system's version moves, the lease is free
