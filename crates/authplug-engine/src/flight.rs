@@ -16,7 +16,8 @@ enum Look {
     /// What is stored will do.
     Answer(Token),
     /// The lease was asked for, for the record as read.
-    Began { record: SystemRecord, begin: Begin, named: Named },
+    /// (Boxed: much larger than an answer.)
+    Began(Box<(SystemRecord, Begin, Named)>),
 }
 
 /// What a caller wants.
@@ -121,7 +122,7 @@ impl Engine {
             // next refresh, not waited for.
             let (record, begin, _named) = match found {
                 Look::Answer(token) => return Ok(token),
-                Look::Began { record, begin, named } => (record, begin, named),
+                Look::Began(began) => *began,
             };
             let scheme = self.registry.get(&record.summary.scheme).ok_or_else(|| {
                 EngineError::SchemeNotLoaded {
@@ -230,7 +231,7 @@ impl Engine {
             stale_holder.as_deref(),
             respect_backoff,
         )?;
-        Ok(Look::Began { record, begin, named })
+        Ok(Look::Began(Box::new((record, begin, named))))
     }
 
     /// Waits for another holder's refresh: until the system's version moves, the lease is free

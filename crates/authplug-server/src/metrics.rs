@@ -85,6 +85,17 @@ pub fn render_cache(out: &mut String, (entries, bytes, evicted): (usize, usize, 
     let _ = writeln!(out, "authplug_authorize_cache_evicted_total {evicted}");
 }
 
+/// The authorize audit's backlog: token-and-system pairs waiting to be written, and calls
+/// not audited because the backlog was full.
+pub fn render_audit(out: &mut String, waiting: usize, not_audited: u64) {
+    out.push_str("# HELP authplug_authorize_audit_waiting Token-and-system pairs of authorize calls waiting to be written to the audit trail.\n");
+    out.push_str("# TYPE authplug_authorize_audit_waiting gauge\n");
+    let _ = writeln!(out, "authplug_authorize_audit_waiting {waiting}");
+    out.push_str("# HELP authplug_authorize_audit_dropped_total Authorize calls not audited: the backlog was full (the store refusing writes).\n");
+    out.push_str("# TYPE authplug_authorize_audit_dropped_total counter\n");
+    let _ = writeln!(out, "authplug_authorize_audit_dropped_total {not_audited}");
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,

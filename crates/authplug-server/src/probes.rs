@@ -96,6 +96,8 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Respon
     let states = state.counts.1.get(&state, |s| s.count_by_state()).await?;
     let mut body = state.metrics.render(&states, state.engine.authorize_cache_counts());
     crate::metrics::render_cache(&mut body, state.engine.authorize_cache_size());
+    let audit = &state.authorize_audit;
+    crate::metrics::render_audit(&mut body, audit.waiting(), audit.not_audited());
     crate::metrics::render_plugins(&mut body, state.engine.registry());
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

@@ -227,6 +227,21 @@ impl Store {
         self.tx(true, |tx| tx.append_audit(&self.audit_entry(id, actor, action, detail)))
     }
 
+    /// Appends one audit row per `(system, actor, detail)` of `rows`, all with `action`, in one
+    /// transaction.
+    pub fn record_events(
+        &self,
+        action: &str,
+        rows: &[(String, String, serde_json::Value)],
+    ) -> Result<()> {
+        self.tx(true, |tx| {
+            for (id, actor, detail) in rows {
+                tx.append_audit(&self.audit_entry(id, actor, action, detail.clone()))?;
+            }
+            Ok(())
+        })
+    }
+
     /// The audit trail of a system, oldest first.
     pub fn audit(&self, id: &str) -> Result<Vec<AuditEntry>> {
         self.tx(false, |tx| tx.audit(id))
