@@ -433,13 +433,13 @@ fn authorize_answers_are_reused_until_the_system_changes_or_falls_due() {
     let refreshed = lab.host.block_on(engine.refresh(SYSTEM)).unwrap();
     assert_eq!(lab.proxy.forwarded() - before, 1);
     let after_refresh = authorize(&engine);
-    assert_eq!(after_refresh.token.version, refreshed.version);
+    assert_eq!(after_refresh.version, refreshed.version);
     assert!(header(&after_refresh) != header(&first), "a new token (compared without printing it)");
 
     // A re-authorisation: not the old answer either.
     lab.reauthorize(&engine, SYSTEM);
     let reauthorized = authorize(&engine);
-    assert!(reauthorized.token.version > after_refresh.token.version);
+    assert!(reauthorized.version > after_refresh.version);
     assert!(
         header(&reauthorized) != header(&after_refresh),
         "a new token (compared without printing it)"
@@ -458,11 +458,11 @@ fn authorize_answers_are_reused_until_the_system_changes_or_falls_due() {
     store.update(SYSTEM, record.summary.version, change, "test").unwrap();
     engine.forget(SYSTEM);
     let short = authorize(&engine);
-    assert_eq!(short.token.expires_at, Some(soon), "not due yet: served as stored");
+    assert_eq!(short.expires_at, Some(soon), "not due yet: served as stored");
     let before = lab.proxy.forwarded();
     while authplug_store::now_secs() < soon {
         let answer = authorize(&engine);
-        if answer.token.refreshed {
+        if answer.refreshed {
             break;
         }
         assert!(Arc::ptr_eq(&answer, &short), "reused while not due");
@@ -470,6 +470,6 @@ fn authorize_answers_are_reused_until_the_system_changes_or_falls_due() {
     }
     let renewed = authorize(&engine);
     assert_eq!(lab.proxy.forwarded() - before, 1, "one refresh once due");
-    assert!(renewed.token.expires_at > Some(soon));
+    assert!(renewed.expires_at > Some(soon));
     assert!(header(&renewed) != header(&short), "a new token (compared without printing it)");
 }

@@ -26,10 +26,13 @@ impl Engine {
             // without a hop to another (the hop was most of an answer's cost). An apply that
             // asks the host for anything is made again on a blocking thread.
             Some(read) => match self.ready_record(read?.ok_or_else(|| not_found(id))?) {
-                Some(token) => Some(match self.apply_now(&token) {
-                    Some(applied) => (token, applied?),
-                    None => self.apply_on_thread(token).await?,
-                }),
+                Some(mut token) => {
+                    let request = apply_request(&mut token);
+                    Some(match self.apply_now(&token, &request) {
+                        Some(applied) => (token, applied?),
+                        None => self.apply_on_thread(token, request).await?,
+                    })
+                }
                 None => None,
             },
             // Otherwise (PostgreSQL, or every read connection busy) in one hop to a blocking
@@ -44,7 +47,11 @@ impl Engine {
         let (token, applied) = match quick {
             Some(done) => done,
             // Due, failing or not active: the engine's full path (a refresh, or its error).
-            None => self.apply_on_thread(self.token(id).await?).await?,
+            None => {
+                let mut token = self.token(id).await?;
+                let request = apply_request(&mut token);
+                self.apply_on_thread(token, request).await?
+            }
         };
         let due_in = self.registry.get(&token.scheme).and_then(|scheme| {
             let due_at =
@@ -60,8 +67,9 @@ impl Engine {
     /// Authorize without waiting: the stored secrets and their apply step when they are active
     /// and not due; `None` when the full path is needed. Runs on a blocking thread.
     fn authorize_now(&self, id: &str) -> Result<Option<(Token, ApplyResponse)>, EngineError> {
-        let Some(token) = self.ready(id)? else { return Ok(None) };
-        let applied = self.apply(&token)?;
+        let Some(mut token) = self.ready(id)? else { return Ok(None) };
+        let request = apply_request(&mut token);
+        let applied = self.apply(&token, request)?;
         Ok(Some((token, applied)))
     }
 
@@ -89,22 +97,23 @@ impl Engine {
     async fn apply_on_thread(
         self: &Arc<Self>,
         token: Token,
+        request: ApplyRequest,
     ) -> Result<(Token, ApplyResponse), EngineError> {
         let engine = self.clone();
         tokio::task::spawn_blocking(move || {
-            let applied = engine.apply(&token)?;
+            let applied = engine.apply(&token, request)?;
             Ok((token, applied))
         })
         .await
         .unwrap_or(Err(EngineError::Aborted { what: "an authorize thread" }))
     }
 
-    /// The scheme's apply step for `token`'s secrets (a plugin call).
-    fn apply(&self, token: &Token) -> Result<ApplyResponse, EngineError> {
+    /// The scheme's apply step for `token`'s secrets, `request` (a plugin call).
+    fn apply(&self, token: &Token, request: ApplyRequest) -> Result<ApplyResponse, EngineError> {
         match self.registry.get(&token.scheme) {
-            Some(scheme) => scheme
-                .apply(apply_request(token), &self.services)
-                .map_err(|error| scheme_error(token, error)),
+            Some(scheme) => {
+                scheme.apply(request, &self.services).map_err(|error| scheme_error(token, error))
+            }
             None => Err(not_loaded(token)),
         }
     }
@@ -112,20 +121,26 @@ impl Engine {
     /// [`Engine::apply`] on this thread, which must not block: `None` when the scheme runs in
     /// another process or its apply asked the host for something (then [`Engine::apply`] on a
     /// blocking thread).
-    fn apply_now(&self, token: &Token) -> Option<Result<ApplyResponse, EngineError>> {
+    fn apply_now(
+        &self,
+        token: &Token,
+        request: &ApplyRequest,
+    ) -> Option<Result<ApplyResponse, EngineError>> {
         let Some(scheme) = self.registry.get(&token.scheme) else {
             return Some(Err(not_loaded(token)));
         };
-        let applied = scheme.apply_now(apply_request(token), &self.services)?;
+        let applied = scheme.apply_now(request, &self.services)?;
         Some(applied.map_err(|error| scheme_error(token, error)))
     }
 }
 
-fn apply_request(token: &Token) -> ApplyRequest {
+/// The apply step's request, with `token`'s secrets and parameters moved into it (not copied:
+/// the answer kept afterwards holds none of them).
+fn apply_request(token: &mut Token) -> ApplyRequest {
     ApplyRequest {
         scheme: token.scheme.clone(),
-        injected: token.injected.clone(),
-        parameters: token.parameters.clone(),
+        injected: std::mem::take(&mut token.injected),
+        parameters: std::mem::take(&mut token.parameters),
     }
 }
 

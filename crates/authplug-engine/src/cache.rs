@@ -21,7 +21,14 @@ use crate::Token;
 /// One outbound request's worth of authorisation: the secrets it came from and what the
 /// scheme's apply step adds to the request. Holds secrets: never printed.
 pub struct Authorization {
-    pub token: Token,
+    pub system: String,
+    pub scheme: String,
+    /// The system's version the answer was made from.
+    pub version: i64,
+    /// When the applied secrets expire, Unix seconds.
+    pub expires_at: Option<i64>,
+    /// Whether the secrets were renewed by the call that made this answer.
+    pub refreshed: bool,
     pub applied: ApplyResponse,
     /// The answer as its caller renders it (the server's JSON), made once and reused with it:
     /// an answer served from memory is not serialised again.
@@ -29,16 +36,26 @@ pub struct Authorization {
 }
 
 impl Authorization {
+    /// `token`'s answer, `applied`. The token's secrets and parameters are not kept: an answer
+    /// reused from memory holds what one request needs, not the refresh token behind it.
     pub fn new(token: Token, applied: ApplyResponse) -> Self {
-        Self { token, applied, rendered: std::sync::OnceLock::new() }
+        Self {
+            system: token.system,
+            scheme: token.scheme,
+            version: token.version,
+            expires_at: token.expires_at,
+            refreshed: token.refreshed,
+            applied,
+            rendered: std::sync::OnceLock::new(),
+        }
     }
 }
 
 impl std::fmt::Debug for Authorization {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authorization")
-            .field("system", &self.token.system)
-            .field("version", &self.token.version)
+            .field("system", &self.system)
+            .field("version", &self.version)
             .finish_non_exhaustive()
     }
 }
@@ -47,14 +64,10 @@ impl Authorization {
     /// About how many bytes it holds: its strings and a fixed overhead per value.
     fn weight(&self) -> usize {
         const OVERHEAD: usize = 48;
-        let token = &self.token;
-        let secrets: usize = token.injected.iter().map(|(k, v)| k.len() + v.expose().len()).sum();
         let applied: usize = (self.applied.headers.iter().chain(&self.applied.query))
             .map(|(k, v)| k.len() + v.expose().len() + OVERHEAD)
             .sum();
-        let parameters: usize =
-            (token.parameters.iter()).map(|(k, v)| k.len() + v.to_string().len() + OVERHEAD).sum();
-        256 + 2 * token.system.len() + token.scheme.len() + secrets + applied + parameters
+        256 + 2 * self.system.len() + self.scheme.len() + applied
     }
 }
 
@@ -198,7 +211,7 @@ impl AuthorizeCache {
         }
         let now = Instant::now();
         let mut inner = self.write();
-        let system = &authorization.token.system;
+        let system = &authorization.system;
         if inner.generations[slot(system)] != generation {
             return;
         }
@@ -206,7 +219,7 @@ impl AuthorizeCache {
         if inner
             .entries
             .get(system)
-            .is_some_and(|e| e.authorization.token.version > authorization.token.version)
+            .is_some_and(|e| e.authorization.version > authorization.version)
         {
             return;
         }
@@ -296,7 +309,7 @@ mod tests {
     fn an_entry_is_served_until_forgotten() {
         let cache = AuthorizeCache::new(Duration::from_secs(60));
         cache.put(authorization("crm", 1), None, cache.generation("crm"));
-        assert_eq!(cache.get("crm").unwrap().token.version, 1);
+        assert_eq!(cache.get("crm").unwrap().version, 1);
         assert!(cache.get("other").is_none());
         assert_eq!(cache.counts(), (1, 1));
         cache.forget("crm");
@@ -318,9 +331,9 @@ mod tests {
         let cache = AuthorizeCache::new(Duration::from_secs(60));
         cache.put(authorization("crm", 5), None, 0);
         cache.put(authorization("crm", 4), None, 0);
-        assert_eq!(cache.get("crm").unwrap().token.version, 5);
+        assert_eq!(cache.get("crm").unwrap().version, 5);
         cache.put(authorization("crm", 6), None, 0);
-        assert_eq!(cache.get("crm").unwrap().token.version, 6);
+        assert_eq!(cache.get("crm").unwrap().version, 6);
     }
 
     /// An answer computed from a read made before the system changed (refreshed, deleted,
@@ -333,7 +346,7 @@ mod tests {
         cache.put(authorization("crm", 7), None, before);
         assert!(cache.get("crm").is_none());
         cache.put(authorization("crm", 8), None, cache.generation("crm"));
-        assert_eq!(cache.get("crm").unwrap().token.version, 8);
+        assert_eq!(cache.get("crm").unwrap().version, 8);
     }
 
     #[test]

@@ -242,7 +242,7 @@ pub(crate) async fn authorize(
     };
     // What apply adds is the long-lived secret itself unless the scheme says otherwise: then
     // only a token that may read long-lived secrets receives it.
-    let scheme = &authorization.token.scheme;
+    let scheme = &authorization.scheme;
     let output = state.engine.registry().get(scheme).map(|s| s.descriptor().apply_output);
     if !output.is_some_and(|o| o.is_short_lived()) && !caller.may_read_long_lived(&id) {
         state.authorize_audit.count(&caller.name, &id, false);
@@ -258,8 +258,8 @@ pub(crate) async fn authorize(
     // Made once per answer: one reused from memory is not serialised again.
     let body = authorization.rendered.get_or_init(|| {
         let answer = Authorized {
-            system: &authorization.token.system,
-            expires_at: authorization.token.expires_at,
+            system: &authorization.system,
+            expires_at: authorization.expires_at,
             headers: Pairs(&authorization.applied.headers),
             query: Pairs(&authorization.applied.query),
         };
