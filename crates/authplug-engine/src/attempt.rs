@@ -42,17 +42,8 @@ impl Engine {
             })
             .await
             .unwrap_or(Err(EngineError::Aborted { what: "a refresh thread" }))?;
-            let version = match settled.stored {
-                Ok(version) => version,
-                // Anything but a conflict may go away: `finish` tries again (for how long, it
-                // says).
-                Err(EngineError::Store(error))
-                    if !matches!(error, StoreError::VersionConflict { .. }) =>
-                {
-                    self.finish(&attempt, settled.finish).await?
-                }
-                Err(error) => return Err(error),
-            };
+            // Stored on the blocking thread, or tried again here (`finish` says for how long).
+            let version = self.finish(&attempt, settled.stored).await?;
             for event in settled.events {
                 self.events.emit(event);
             }
@@ -88,9 +79,13 @@ impl Engine {
         number: u32,
         interrupted: Option<&str>,
     ) -> Result<Settled, EngineError> {
+        let scheme = self.registry.get(scheme_id).ok_or_else(|| EngineError::SchemeNotLoaded {
+            system: record.summary.id.clone(),
+            scheme: scheme_id.to_owned(),
+        })?;
         let journal =
             Arc::new(Journal::new(self.store.clone(), attempt.clone(), self.config.lease_ttl));
-        let answer = self.call_refresh(record, scheme_id, journal.clone());
+        let answer = self.call_refresh(record, scheme, journal.clone());
         // The host scrubbed what went in; the journal scrubs what came back.
         let answer = journal.scrub_outcome(answer);
         let mut verdict = classify(answer, journal.retry_after());
@@ -113,8 +108,6 @@ impl Engine {
                 Verdict::Refused { reason }
             };
         }
-        let scheme = self.registry.get(scheme_id);
-        let margin_secs = scheme.map_or(0, |scheme| self.margin(scheme).secs());
         let settlement = settle(
             verdict,
             &Attempted {
@@ -126,23 +119,18 @@ impl Engine {
                 backoff: &self.config.backoff,
                 jitter: crate::Backoff::jitter(),
                 interrupted,
-                margin_secs,
+                margin_secs: self.margin(scheme).secs(),
             },
         );
-        let stored = self
+        let first_at = std::time::Instant::now();
+        let first = self
             .store
             .finish_refresh(attempt, &settlement.finish, &self.config.actor)
             .map_err(EngineError::from);
-        if let Err(EngineError::Store(error)) = &stored {
-            if !matches!(error, StoreError::VersionConflict { .. }) {
-                tracing::warn!(system = %attempt.system_id, error = %authplug_store::chain(error), "storing a refresh result failed; trying again");
-            }
-        }
         Ok(Settled {
-            finish: settlement.finish,
             events: settlement.events,
             then: settlement.then,
-            stored,
+            stored: Stored { finish: settlement.finish, first, first_at },
         })
     }
 
@@ -151,20 +139,12 @@ impl Engine {
     fn call_refresh(
         &self,
         record: &SystemRecord,
-        scheme_id: &str,
+        scheme: &LoadedScheme,
         journal: Arc<Journal>,
     ) -> Result<RefreshOutcome, CallError> {
         let services = self.services.clone().with_observer(journal);
-        let failed = |message: &str| CallError {
-            scheme: scheme_id.to_owned(),
-            code: ErrorCode::Internal,
-            message: message.into(),
-        };
-        let Some(scheme) = self.registry.get(scheme_id) else {
-            return Err(failed("the scheme is no longer registered"));
-        };
         let request = RefreshRequest {
-            scheme: scheme_id.to_owned(),
+            scheme: scheme.id().to_owned(),
             required: record.required.clone(),
             injected: record.injected.clone(),
             parameters: record.summary.parameters.clone(),
@@ -172,26 +152,27 @@ impl Engine {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             scheme.refresh(request, &services)
         }))
-        .unwrap_or_else(|_| Err(failed("the refresh thread ended abnormally")))
+        .unwrap_or_else(|_| {
+            Err(CallError {
+                scheme: scheme.id().to_owned(),
+                code: ErrorCode::Internal,
+                message: "the refresh thread ended abnormally".into(),
+            })
+        })
     }
 
     /// Ends an attempt in the store; the system's new version if it changed. A store error is
     /// retried a few times within a second or two, and an unreachable store (PostgreSQL
     /// restarting) for up to [`STORE_OUTAGE`]: the result (perhaps a rotated refresh token that
     /// exists nowhere else) is only in memory until this succeeds.
-    async fn finish(&self, attempt: &Attempt, finish: Finish) -> Result<Option<i64>, EngineError> {
+    async fn finish(&self, attempt: &Attempt, settled: Stored) -> Result<Option<i64>, EngineError> {
+        let Stored { finish, first, first_at } = settled;
         let finish = Arc::new(finish);
         let mut wait = Duration::from_millis(50);
         let mut tries_left = 5;
-        let outage_ends = std::time::Instant::now() + STORE_OUTAGE;
+        let outage_ends = first_at + STORE_OUTAGE;
+        let mut result = first;
         loop {
-            let (owned, shared) = (attempt.clone(), finish.clone());
-            let actor = self.config.actor.clone();
-            let result = self
-                .blocking("a store write", move |store| {
-                    Ok(store.finish_refresh(&owned, &shared, &actor)?)
-                })
-                .await;
             match result {
                 Err(EngineError::Store(error @ StoreError::Unavailable { .. }))
                     if std::time::Instant::now() < outage_ends =>
@@ -211,18 +192,32 @@ impl Engine {
                 }
                 other => return other,
             }
+            let (owned, shared) = (attempt.clone(), finish.clone());
+            let actor = self.config.actor.clone();
+            result = self
+                .blocking("a store write", move |store| {
+                    Ok(store.finish_refresh(&owned, &shared, &actor)?)
+                })
+                .await;
         }
     }
 }
 
-/// What one attempt came to, from its blocking thread.
+/// What one attempt came to, from its blocking thread: what to say and do once its result is
+/// stored, and the first try at storing it.
 struct Settled {
-    finish: Finish,
     /// Said once the finish is stored, in order.
     events: Vec<crate::Event>,
     then: Then,
-    /// The first try at storing `finish`: the system's new version if it changed.
-    stored: Result<Option<i64>, EngineError>,
+    stored: Stored,
+}
+
+/// A refresh result and the first try at storing it (the system's new version if it
+/// changed), made at `first_at`.
+struct Stored {
+    finish: Finish,
+    first: Result<Option<i64>, EngineError>,
+    first_at: std::time::Instant,
 }
 
 /// How long a refresh result waits in memory for an unreachable store.

@@ -18,8 +18,10 @@ use authplug_protocol::ApplyResponse;
 
 use crate::Token;
 
-/// One outbound request's worth of authorisation: the secrets it came from and what the
-/// scheme's apply step adds to the request. Holds secrets: never printed.
+/// One outbound request's worth of authorisation: what the scheme's apply step adds to the
+/// request, and which system, scheme, version and expiry it came from (not the secrets it was
+/// made from: a kept answer never holds a refresh token). Its headers are secrets: never
+/// printed.
 pub struct Authorization {
     pub system: String,
     pub scheme: String,

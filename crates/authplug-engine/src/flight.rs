@@ -124,12 +124,17 @@ impl Engine {
                 Look::Answer(token) => return Ok(token),
                 Look::Began(began) => *began,
             };
-            let scheme = self.registry.get(&record.summary.scheme).ok_or_else(|| {
-                EngineError::SchemeNotLoaded {
+            // Found by `read_or_lease`, and the registry never changes; were it gone, a lease
+            // taken is given back.
+            let Some(scheme) = self.registry.get(&record.summary.scheme) else {
+                if let Begin::Started { attempt, .. } = begin {
+                    self.give_back(attempt.system_id, attempt.holder).await;
+                }
+                return Err(EngineError::SchemeNotLoaded {
                     system: id.to_owned(),
                     scheme: record.summary.scheme.clone(),
-                }
-            })?;
+                });
+            };
             let version = record.summary.version;
             match begin {
                 Begin::Backoff(previous) => return Err(self.backoff_error(record, previous)),
@@ -149,11 +154,7 @@ impl Engine {
                             if let EngineError::Store(store_error) = &error {
                                 tracing::error!(system = %id, error = %authplug_store::chain(store_error), "refresh result not stored");
                             }
-                            let _ = self
-                                .blocking("a store write", move |store| {
-                                    Ok(store.release_lease(&id, &holder)?)
-                                })
-                                .await;
+                            self.give_back(id, holder).await;
                             return Err(error);
                         }
                     }
@@ -173,6 +174,14 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Gives `holder`'s lease on system `id` back (nothing if it is not held), without waiting
+    /// for it to lapse; a store that fails now leaves it to lapse.
+    async fn give_back(&self, id: String, holder: String) {
+        let _ = self
+            .blocking("a store write", move |store| Ok(store.release_lease(&id, &holder)?))
+            .await;
     }
 
     /// On a blocking thread: reads the system and either answers from what is stored, or

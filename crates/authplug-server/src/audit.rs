@@ -10,7 +10,7 @@
 //! as an error at the next flush.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,14 +22,16 @@ use crate::AppState;
 pub const AUTHORIZED: &str = "authorized";
 
 /// Pairs waiting that start a flush before the minute is over (random traffic over many
-/// systems: a row per system called, written without waiting for the minute).
-pub const FLUSH_AT: usize = 10_000;
+/// systems: a row per system called, written without waiting for the minute). Every write
+/// also empties the read connections' page caches (SQLite starts a read afresh after a
+/// commit), so flushes are few and large.
+pub const FLUSH_AT: usize = 50_000;
 
 /// Pairs waiting at most (about 150 bytes each).
 pub const MAX_PAIRS: usize = 100_000;
 
 /// Rows written per store transaction.
-const ROWS_PER_WRITE: usize = 500;
+const ROWS_PER_WRITE: usize = 2_000;
 
 /// Calls counted since the last flush: token name, then system.
 #[derive(Debug, Default)]
@@ -43,6 +45,8 @@ pub struct AuthorizeAudit {
     dropped: AtomicU64,
     /// Of those, the ones a flush has logged.
     logged: AtomicU64,
+    /// Whether the last flush failed to write: then none starts before the minute is over.
+    failing: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -130,7 +134,8 @@ impl AuthorizeAudit {
             rows.extend(systems.into_iter().map(|(system, tally)| (token.clone(), system, tally)));
         }
         let mut kept = Vec::new();
-        for chunk in rows.chunks(ROWS_PER_WRITE) {
+        let mut chunks = rows.chunks(ROWS_PER_WRITE);
+        for chunk in chunks.by_ref() {
             let written: Vec<_> = chunk
                 .iter()
                 .map(|(token, system, tally)| {
@@ -146,14 +151,18 @@ impl AuthorizeAudit {
             let stored =
                 state.with_store(move |store| store.record_events(AUTHORIZED, &written)).await;
             if let Err(error) = stored {
+                // The rest waits for the next flush: a store refusing one write refuses more.
+                kept.extend_from_slice(chunk);
+                kept.extend(chunks.flatten().cloned());
                 tracing::warn!(
-                    rows = chunk.len(),
+                    rows = kept.len(),
                     error = error.message(),
                     "authorize audit not written yet"
                 );
-                kept.extend_from_slice(chunk);
+                break;
             }
         }
+        self.failing.store(!kept.is_empty(), Ordering::Relaxed);
         if !kept.is_empty() {
             let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
             for (token, system, tally) in kept {
@@ -174,15 +183,24 @@ impl AuthorizeAudit {
 }
 
 /// Flushes the authorize audit at the end of every minute, and whenever [`FLUSH_AT`] pairs
-/// are waiting.
+/// are waiting (unless the last flush failed: then at the minute only).
 pub async fn flush_authorize_audit_forever(state: Arc<AppState>) {
+    let audit = &state.authorize_audit;
     loop {
         let into_minute = Duration::from_secs((now().rem_euclid(60)) as u64);
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60).saturating_sub(into_minute)) => {}
-            _ = state.authorize_audit.full.notified() => {}
+        let minute = tokio::time::sleep(Duration::from_secs(60).saturating_sub(into_minute));
+        tokio::pin!(minute);
+        loop {
+            tokio::select! {
+                _ = &mut minute => break,
+                _ = audit.full.notified() => {
+                    if !audit.failing.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            }
         }
-        state.authorize_audit.flush(&state).await;
+        audit.flush(&state).await;
     }
 }
 

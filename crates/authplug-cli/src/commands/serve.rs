@@ -66,8 +66,9 @@ pub struct ServeArgs {
     )]
     pub authorize_cache_entries: usize,
 
-    /// The most memory, in MiB, the kept authorize answers may hold (their secrets, headers and
-    /// parameters, estimated); the oldest are dropped to make room.
+    /// The most memory, in MiB, the kept authorize answers may hold (the headers and query
+    /// parameters of each, estimated; no answer keeps the secrets it came from); the oldest are
+    /// dropped to make room.
     #[arg(long, value_name = "MIB", env = "AUTHPLUG_AUTHORIZE_CACHE_MIB", default_value_t = 64)]
     pub authorize_cache_mib: usize,
 

@@ -101,10 +101,12 @@ impl PgBackend {
         if matches!(done, Err(StoreError::Unavailable { .. })) || session.client.is_closed() {
             sessions.open -= 1 + sessions.idle.len();
             sessions.idle.clear();
+            // Places freed: every waiter may connect (or learn at once that it cannot).
+            self.returned.notify_all();
         } else {
             sessions.idle.push(session);
+            self.returned.notify_one();
         }
-        self.returned.notify_one();
         done
     }
 
@@ -116,6 +118,7 @@ impl PgBackend {
                     return Ok(session);
                 }
                 sessions.open -= 1;
+                self.returned.notify_all();
             }
             if sessions.open < MAX_SESSIONS {
                 if sessions.failed_at.is_some_and(|at| at.elapsed() < RECONNECT_PAUSE) {
@@ -145,7 +148,9 @@ impl PgBackend {
             Err(error) => {
                 sessions.open -= 1;
                 sessions.failed_at = Some(Instant::now());
-                self.returned.notify_one();
+                // Every waiter learns at once that PostgreSQL is unreachable for now (woken one
+                // at a time, the others would wait for a session nobody hands back).
+                self.returned.notify_all();
                 Err(error)
             }
         }
@@ -163,7 +168,7 @@ impl Drop for Lent<'_> {
         if self.session.take().is_some() {
             let mut sessions = self.backend.sessions.lock().unwrap_or_else(|p| p.into_inner());
             sessions.open -= 1;
-            self.backend.returned.notify_one();
+            self.backend.returned.notify_all();
         }
     }
 }
@@ -174,9 +179,12 @@ impl Drop for Lent<'_> {
 fn connect_within(config: &postgres::Config, within: Duration) -> Result<Client> {
     let (sent, received) = std::sync::mpsc::channel();
     let config = config.clone();
-    std::thread::spawn(move || {
+    let connecting = std::thread::Builder::new().name("pg-connect".into()).spawn(move || {
         let _ = sent.send(config.connect(NoTls));
     });
+    if let Err(error) = connecting {
+        return Err(StoreError::unavailable("cannot connect to PostgreSQL", Some(error)));
+    }
     match received.recv_timeout(within) {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(error)) => Err(StoreError::unavailable("cannot connect to PostgreSQL", Some(error))),
