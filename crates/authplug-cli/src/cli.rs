@@ -156,6 +156,18 @@ pub struct StoreArgs {
     /// is not set. Default: $XDG_CONFIG_HOME/authplug/master.key.
     #[arg(long, value_name = "FILE", global = true, env = "AUTHPLUG_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+
+    /// With a postgres:// store: the sessions this process opens at most, as concurrent calls
+    /// need them. Keep instances x N within the server's max_connections.
+    #[arg(
+        long,
+        value_name = "N",
+        global = true,
+        env = "AUTHPLUG_STORE_SESSIONS",
+        default_value_t = authplug_store::DEFAULT_SESSIONS as u16,
+        value_parser = clap::value_parser!(u16).range(1..=256),
+    )]
+    pub store_sessions: u16,
 }
 
 /// How credentials are refreshed, and where lifecycle events go.

@@ -11,7 +11,7 @@ use authplug_host::{
     HostServices, LoadOptions, OperatorSecrets, PluginLock, Registry, Transport, TransportConfig,
 };
 use authplug_protocol::Secret;
-use authplug_store::{Keyring, Location, Store};
+use authplug_store::{Keyring, Location, OpenOptions, Store};
 
 use crate::cli::{Cli, PluginArgs};
 use crate::exit::{Code, Failure};
@@ -68,7 +68,8 @@ impl<'a> Context<'a> {
             .unwrap_or_else(|| authplug_store::config_dir().join("master.key"));
         let keys = Keyring::from_env_or_file(&key_file)?;
         tracing::debug!(store = %location, "opening the credential store");
-        Ok(Store::open(&location, keys)?)
+        let options = OpenOptions { pg_sessions: usize::from(args.store_sessions) };
+        Ok(Store::open_with_options(&location, keys, options)?)
     }
 
     /// The loaded plugins (loaded once); refusals are warnings, or a failure with

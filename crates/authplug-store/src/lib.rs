@@ -64,6 +64,22 @@ pub use schedule::Walk;
 
 use backend::{Backend, Tx};
 
+pub use postgres::DEFAULT_SESSIONS;
+
+/// How [`Store::open_with_options`] opens a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// PostgreSQL sessions this process opens at most, as concurrent calls need them (at least
+    /// one; [`DEFAULT_SESSIONS`] by default). No meaning for SQLite.
+    pub pg_sessions: usize,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self { pg_sessions: DEFAULT_SESSIONS }
+    }
+}
+
 /// The store.
 pub struct Store {
     backend: Box<dyn Backend>,
@@ -87,9 +103,20 @@ impl Store {
     /// Opens (creating it if needed) the store at `location`, applies pending migrations, and
     /// checks that `keys` opens what is stored. Fails without writing anything when it does not.
     pub fn open(location: &Location, keys: Keyring) -> Result<Self> {
+        Self::open_with_options(location, keys, OpenOptions::default())
+    }
+
+    /// [`Store::open`] with `options`.
+    pub fn open_with_options(
+        location: &Location,
+        keys: Keyring,
+        options: OpenOptions,
+    ) -> Result<Self> {
         let backend: Box<dyn Backend> = match location {
             Location::Sqlite(path) => Box::new(sqlite::SqliteBackend::open(path)?),
-            Location::Postgres(url) => Box::new(postgres::PgBackend::connect(url)?),
+            Location::Postgres(url) => {
+                Box::new(postgres::PgBackend::connect(url, options.pg_sessions)?)
+            }
         };
         let store = Self {
             backend,

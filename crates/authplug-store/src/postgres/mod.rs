@@ -18,6 +18,8 @@ use rows::PgTx;
 
 pub(crate) struct PgBackend {
     config: postgres::Config,
+    /// Sessions open at most.
+    max_sessions: usize,
     sessions: Mutex<Sessions>,
     /// Signalled when a session is handed back or given up.
     returned: Condvar,
@@ -30,11 +32,11 @@ struct Sessions {
     failed_at: Option<Instant>,
 }
 
-/// Sessions open at most per process. Concurrent calls (the sweep's refreshes, uncached
-/// authorize reads) each take one; with a single session they queued behind each other's
-/// round trips. Eight per instance leaves room for a dozen instances within PostgreSQL's
-/// default `max_connections` (100).
-pub(crate) const MAX_SESSIONS: usize = 8;
+/// Sessions open at most per process unless told otherwise ([`crate::OpenOptions`]).
+/// Concurrent calls (the sweep's refreshes, uncached authorize reads) each take one; with a
+/// single session they queued behind each other's round trips. Eight per instance leaves room
+/// for a dozen instances within PostgreSQL's default `max_connections` (100).
+pub const DEFAULT_SESSIONS: usize = 8;
 
 /// After a failed connection attempt, calls fail at once for this long instead of trying again:
 /// an outage answers fast and does not hammer a database that is starting up.
@@ -74,7 +76,7 @@ fn fail(error: postgres::Error) -> StoreError {
 impl PgBackend {
     /// Connects without TLS: for a database on loopback or a private network. (TLS for remote
     /// databases is not built yet.)
-    pub(crate) fn connect(url: &str) -> Result<Self> {
+    pub(crate) fn connect(url: &str, max_sessions: usize) -> Result<Self> {
         let mut config: postgres::Config =
             url.parse().map_err(|e| StoreError::database_because("not a PostgreSQL URL", e))?;
         if config.get_connect_timeout().is_none() {
@@ -86,10 +88,11 @@ impl PgBackend {
         migrate(&mut client)?;
         let first = Connection { client, statements: HashMap::new() };
         let sessions = Sessions { idle: vec![first], open: 1, failed_at: None };
-        Ok(Self { config, sessions: Mutex::new(sessions), returned: Condvar::new() })
+        let max_sessions = max_sessions.max(1);
+        Ok(Self { config, max_sessions, sessions: Mutex::new(sessions), returned: Condvar::new() })
     }
 
-    /// Runs `work` on a session: an idle one, a new one while fewer than [`MAX_SESSIONS`] are
+    /// Runs `work` on a session: an idle one, a new one while fewer than `max_sessions` are
     /// open (not sooner than [`RECONNECT_PAUSE`] after a failed attempt), or else the next one
     /// handed back. A session lost under `work` is dropped, and so are the idle ones (a
     /// server that went away took them all); the next calls connect again.
@@ -120,7 +123,7 @@ impl PgBackend {
                 sessions.open -= 1;
                 self.returned.notify_all();
             }
-            if sessions.open < MAX_SESSIONS {
+            if sessions.open < self.max_sessions {
                 if sessions.failed_at.is_some_and(|at| at.elapsed() < RECONNECT_PAUSE) {
                     let said = "PostgreSQL is unreachable (connecting again shortly)";
                     return Err(StoreError::unavailable(said, None::<postgres::Error>));
