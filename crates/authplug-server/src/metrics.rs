@@ -72,28 +72,30 @@ pub fn render_plugins(out: &mut String, registry: &authplug_host::Registry) {
     }
 }
 
+/// One unlabelled metric: its help, its type (`gauge` or `counter`) and its value.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+}
+
 /// The authorize cache's size: answers kept, the bytes they hold, and those dropped for room.
 pub fn render_cache(out: &mut String, (entries, bytes, evicted): (usize, usize, u64)) {
-    out.push_str("# HELP authplug_authorize_cache_entries Authorize answers kept in memory.\n");
-    out.push_str("# TYPE authplug_authorize_cache_entries gauge\n");
-    let _ = writeln!(out, "authplug_authorize_cache_entries {entries}");
-    out.push_str("# HELP authplug_authorize_cache_bytes What the kept answers hold (estimated).\n");
-    out.push_str("# TYPE authplug_authorize_cache_bytes gauge\n");
-    let _ = writeln!(out, "authplug_authorize_cache_bytes {bytes}");
-    out.push_str("# HELP authplug_authorize_cache_evicted_total Answers dropped before their time to make room (--authorize-cache-entries, --authorize-cache-mib).\n");
-    out.push_str("# TYPE authplug_authorize_cache_evicted_total counter\n");
-    let _ = writeln!(out, "authplug_authorize_cache_evicted_total {evicted}");
+    let cache = "authplug_authorize_cache";
+    single(out, &format!("{cache}_entries"), "gauge", "Authorize answers kept in memory.", entries);
+    let held = "What the kept answers hold (estimated).";
+    single(out, &format!("{cache}_bytes"), "gauge", held, bytes);
+    let evicted_help = "Answers dropped before their time to make room (--authorize-cache-entries, --authorize-cache-mib).";
+    single(out, &format!("{cache}_evicted_total"), "counter", evicted_help, evicted);
 }
 
 /// The authorize audit's backlog: token-and-system pairs waiting to be written, and calls
 /// not audited because the backlog was full.
 pub fn render_audit(out: &mut String, waiting: usize, not_audited: u64) {
-    out.push_str("# HELP authplug_authorize_audit_waiting Token-and-system pairs of authorize calls waiting to be written to the audit trail.\n");
-    out.push_str("# TYPE authplug_authorize_audit_waiting gauge\n");
-    let _ = writeln!(out, "authplug_authorize_audit_waiting {waiting}");
-    out.push_str("# HELP authplug_authorize_audit_dropped_total Authorize calls not audited: the backlog was full (the store refusing writes).\n");
-    out.push_str("# TYPE authplug_authorize_audit_dropped_total counter\n");
-    let _ = writeln!(out, "authplug_authorize_audit_dropped_total {not_audited}");
+    let waiting_help =
+        "Token-and-system pairs of authorize calls waiting to be written to the audit trail.";
+    single(out, "authplug_authorize_audit_waiting", "gauge", waiting_help, waiting);
+    let dropped_help =
+        "Authorize calls not audited: the backlog was full (the store refusing writes).";
+    single(out, "authplug_authorize_audit_dropped_total", "counter", dropped_help, not_audited);
 }
 
 #[derive(Debug, Default)]
@@ -248,5 +250,25 @@ mod tests {
         assert!(text.contains(
             "authplug_http_requests_total{route=\"/v1/systems/{id}/secrets\",status=\"200\"} 1\n"
         ));
+    }
+
+    #[test]
+    fn the_cache_and_audit_sizes_are_a_help_a_type_and_a_value_each() {
+        let mut text = String::new();
+        render_cache(&mut text, (4, 1024, 2));
+        render_audit(&mut text, 17, 5);
+        for (name, kind, value) in [
+            ("authplug_authorize_cache_entries", "gauge", "4"),
+            ("authplug_authorize_cache_bytes", "gauge", "1024"),
+            ("authplug_authorize_cache_evicted_total", "counter", "2"),
+            ("authplug_authorize_audit_waiting", "gauge", "17"),
+            ("authplug_authorize_audit_dropped_total", "counter", "5"),
+        ] {
+            let at = text.find(&format!("# HELP {name} ")).unwrap_or_else(|| panic!("{name}"));
+            let lines: Vec<&str> = text[at..].lines().take(3).collect();
+            assert_eq!(lines[1], format!("# TYPE {name} {kind}"));
+            assert_eq!(lines[2], format!("{name} {value}"));
+        }
+        assert_eq!(text.lines().count(), 15, "three lines each, nothing else");
     }
 }

@@ -4,7 +4,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use authplug_store::{Change, Keyring, Location, OpenOptions, Store};
 use postgres::{Client, NoTls};
@@ -45,24 +44,9 @@ fn calls_beyond_the_bound_wait_for_a_session_instead_of_opening_one() {
             })
         })
         .collect();
+    let waiting = backend.wait_for_lock_waiters(2);
+    assert_eq!(waiting, 2, "{waiting} sessions wait for the lock: the bound is two");
     let mut checker = Client::connect(url, NoTls).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let waiting: i64 = checker
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        assert!(waiting <= 2, "{waiting} sessions wait for the lock: the bound is two");
-        if waiting == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the writers never reached the lock");
-        std::thread::sleep(Duration::from_millis(10));
-    }
     assert_eq!(sessions(&mut checker, holder_pid), 2, "two sessions while six calls want one");
     holder.batch_execute("COMMIT").unwrap();
     for writer in writers {

@@ -94,7 +94,13 @@ impl Backend {
     /// Returns once a session of the database waits for a lock (PostgreSQL). SQLite shows no
     /// waiter from outside: nothing to wait for.
     pub fn wait_for_a_lock_waiter(&self) {
-        let Location::Postgres(url) = &self.location else { return };
+        self.wait_for_lock_waiters(1);
+    }
+
+    /// Returns, once at least `at_least` sessions of the database wait for a lock, how many do
+    /// (PostgreSQL; 0 at once on SQLite, which shows no waiter from outside).
+    pub fn wait_for_lock_waiters(&self, at_least: i64) -> i64 {
+        let Location::Postgres(url) = &self.location else { return 0 };
         let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
@@ -106,10 +112,10 @@ impl Backend {
                 )
                 .unwrap()
                 .get(0);
-            if waiting > 0 {
-                return;
+            if waiting >= at_least {
+                return waiting;
             }
-            assert!(std::time::Instant::now() < deadline, "no session waits for the lock");
+            assert!(std::time::Instant::now() < deadline, "{waiting} sessions wait for the lock");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
