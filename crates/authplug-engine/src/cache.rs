@@ -204,11 +204,8 @@ impl AuthorizeCache {
         generation: u64,
     ) {
         let lifetime = due_in.map_or(self.ttl, |due| due.min(self.ttl));
-        if lifetime.is_zero() || self.max_entries == 0 {
-            return;
-        }
         let weight = authorization.weight();
-        if weight > self.max_bytes {
+        if lifetime.is_zero() || self.max_entries == 0 || weight > self.max_bytes {
             return;
         }
         let now = Instant::now();

@@ -149,7 +149,7 @@ impl AuthorizeAudit {
                 })
                 .collect();
             let stored =
-                state.with_store(move |store| store.record_events(AUTHORIZED, &written)).await;
+                state.with_store(move |store| store.record_events(AUTHORIZED, written)).await;
             if let Err(error) = stored {
                 // The rest waits for the next flush: a store refusing one write refuses more.
                 kept.extend_from_slice(chunk);

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use authplug_protocol::Secret;
 use serde_json::json;
 
-use crate::backend::{SecretName, SecretRow, SystemRow, Tx};
+use crate::backend::{SecretName, SecretRow, SystemRow, SystemWithSecrets, Tx};
 use crate::crypto::Place;
 use crate::model::{
     AuditEntry, Change, Deletion, Injected, Lifecycle, NewSystem, Onboarded, SecretKind, State,
@@ -98,7 +98,7 @@ impl Store {
             let Some(row) = tx.system(id)? else { return Ok(None) };
             Ok(Some((row, tx.secrets(id)?)))
         })?;
-        found.map(|(row, secrets)| self.record(row, secrets)).transpose()
+        self.found(found)
     }
 
     /// The system with its injected secrets only, read at once if the backend can without
@@ -107,19 +107,13 @@ impl Store {
     /// `authorize`, which needs no required secret). `required` is left empty, and the
     /// summary's `secret_names` and `key_ids` cover the injected secrets only.
     pub fn injected_now(&self, id: &str) -> Option<Result<Option<SystemRecord>>> {
-        let read = self.backend.injected_now(id)?;
-        Some(
-            read.and_then(|found| {
-                found.map(|(row, secrets)| self.record(row, secrets)).transpose()
-            }),
-        )
+        Some(self.backend.injected_now(id)?.and_then(|found| self.found(found)))
     }
 
     /// The system with its injected secrets only, as [`Store::injected_now`] but waiting for a
     /// connection if need be (on PostgreSQL one statement, one round trip).
     pub fn injected(&self, id: &str) -> Result<Option<SystemRecord>> {
-        let found = self.backend.injected(id)?;
-        found.map(|(row, secrets)| self.record(row, secrets)).transpose()
+        self.found(self.backend.injected(id)?)
     }
 
     /// The system's version, or `None`: a cheap read for callers that wait for a change.
@@ -224,19 +218,19 @@ impl Store {
         action: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
-        self.tx(true, |tx| tx.append_audit(&self.audit_entry(id, actor, action, detail)))
+        self.record_events(action, vec![(id.to_owned(), actor.to_owned(), detail)])
     }
 
-    /// Appends one audit row per `(system, actor, detail)` of `rows`, all with `action`, in one
-    /// transaction.
+    /// [`Store::record_event`] for each `(system, actor, detail)` of `rows`, all with
+    /// `action`, in one transaction.
     pub fn record_events(
         &self,
         action: &str,
-        rows: &[(String, String, serde_json::Value)],
+        rows: Vec<(String, String, serde_json::Value)>,
     ) -> Result<()> {
         self.tx(true, |tx| {
             for (id, actor, detail) in rows {
-                tx.append_audit(&self.audit_entry(id, actor, action, detail.clone()))?;
+                tx.append_audit(&self.audit_entry(&id, &actor, action, detail))?;
             }
             Ok(())
         })
@@ -345,6 +339,11 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// [`Store::record`] of a read that may have found nothing.
+    fn found(&self, found: Option<SystemWithSecrets>) -> Result<Option<SystemRecord>> {
+        found.map(|(row, secrets)| self.record(row, secrets)).transpose()
     }
 
     fn record(&self, row: SystemRow, secrets: Vec<SecretRow>) -> Result<SystemRecord> {
